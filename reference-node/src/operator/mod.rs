@@ -1,0 +1,1 @@
+//! The Spark operator (SO) state machine (being written).

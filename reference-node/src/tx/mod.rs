@@ -1,0 +1,5 @@
+//! Spark's transaction templates, timelock rules and sighashes: the one place that knows the
+//! byte layout (spark-protocol §3.2–§3.4, vectors §0–§3).
+pub mod sighash;
+pub mod template;
+pub mod timelock;

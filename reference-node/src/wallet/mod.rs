@@ -1,0 +1,13 @@
+//! The wallet (user) state machine.
+use serde::{Deserialize, Serialize};
+
+/// What the workload asks a wallet to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Deposit `sats` from the wallet's L1 coins into a new leaf.
+    Deposit { sats: u64 },
+    /// Send one available leaf to `receiver`.
+    Send { receiver: crate::types::WalletId },
+    /// Unilaterally exit one available leaf.
+    Exit,
+}

@@ -7,6 +7,7 @@ pub mod msg;
 pub mod node;
 pub mod observe;
 pub mod operator;
+pub mod params;
 pub mod tx;
 pub mod types;
 pub mod wallet;

@@ -1,8 +1,28 @@
-//! Facts nodes report to the checker (never seen by other nodes).
+//! Facts nodes report to the checker and the trace (never seen by other nodes).
+use crate::crypto::PublicKey;
+use crate::types::{LeafId, TransferId, WalletId};
+use bitcoin::Transaction;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Observation {
-    /// Placeholder (being written).
-    Note(String),
+    /// A signer used a nonce (identified by its commitment digest) to sign `message` (I-11).
+    NonceUsed { signer: String, commitment: [u8; 32], message: [u8; 32] },
+    /// A wallet obtained a fully signed refund-type tx for a leaf; `owner` is the identity it
+    /// pays (I-6 keeps every one of them: an old owner never forgets its refunds).
+    RefundSigned { leaf: LeafId, owner: PublicKey, tx: Transaction },
+    /// A wallet broadcast a deposit tx; `holds_signed_exit` must be true (I-14).
+    DepositBroadcast { wallet: WalletId, leaf: LeafId, holds_signed_exit: bool },
+    DepositConfirmed { wallet: WalletId, leaf: LeafId, value_sats: u64 },
+    /// The coordinator acknowledged the transfer to its sender (L-1 starts here).
+    TransferSent { transfer: TransferId, sender: WalletId, receiver: PublicKey, leaf: LeafId, value_sats: u64 },
+    /// A send failed and the leaf went back to the sender.
+    TransferReturned { transfer: TransferId, sender: WalletId },
+    TransferClaimed { transfer: TransferId, receiver: WalletId },
+    /// A wallet's unilateral exit had its refund confirmed on L1.
+    ExitConfirmed { wallet: WalletId, leaf: LeafId, value_sats: u64 },
+    /// A workload command that could not be carried out (e.g. no available leaf).
+    CommandSkipped { wallet: WalletId, reason: String },
+    /// Something a node rejected (a message, a tx): evidence for reports, not a violation.
+    Rejected { what: String, reason: String },
 }

@@ -1,1 +1,314 @@
-//! The Spark operator (SO) state machine (being written).
+//! The Spark operator (SO) as a pure state machine: durable tables in [`store`], volatile
+//! coordinator sessions here, one module per flow. Every handler step that changes state does so
+//! in one store transaction (`begin` … `commit`), so a crash between events loses only sessions.
+
+mod claim;
+mod deposit;
+mod dkg;
+mod gossip;
+mod send;
+mod signer;
+pub mod store;
+mod watcher;
+
+use crate::crypto::SecretKey;
+use crate::msg::{InternalReply, InternalRequest, Msg, ReqId, WalletReply, WalletRequest};
+use crate::node::{Ctx, Input, Node, TimerKind};
+use crate::observe::Observation;
+use crate::params::{Directory, Params};
+use crate::types::{Micros, NodeId, OperatorId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use store::Store;
+
+/// What an operator is configured with (its identity key survives restarts: it is config).
+#[derive(Clone)]
+pub struct OperatorConfig {
+    pub id: OperatorId,
+    pub identity: SecretKey,
+    pub params: Arc<Params>,
+    pub directory: Arc<Directory>,
+}
+
+pub struct Operator {
+    cfg: OperatorConfig,
+    store: Store,
+    vol: Volatile,
+}
+
+/// Everything a crash loses.
+#[derive(Default)]
+struct Volatile {
+    next_session: u64,
+    sessions: BTreeMap<u64, Session>,
+    dkg: BTreeMap<u64, dkg::BatchState>,
+    gossip_timer_armed: bool,
+    tasks_timer_armed: bool,
+}
+
+/// A coordinator-side operation waiting for a round of replies from other operators.
+struct Session {
+    phase: u8,
+    waiting: BTreeSet<OperatorId>,
+    replies: BTreeMap<OperatorId, InternalReply>,
+    kind: SessionKind,
+}
+
+enum SessionKind {
+    DepositAddress(deposit::AddressSession),
+    DepositSign(deposit::SignSession),
+    Commitments(send::CommitmentsSession),
+    Send(Box<send::SendSession>),
+    Claim(Box<claim::ClaimSession>),
+    DkgCollect(dkg::CollectSession),
+}
+
+/// What a session step decided: finished (it replied or failed itself), or the next round.
+enum Step<K> {
+    Done,
+    Next(K, Vec<(OperatorId, InternalRequest)>),
+}
+
+impl<K> Step<K> {
+    fn map<L>(self, f: impl FnOnce(K) -> L) -> Step<L> {
+        match self {
+            Step::Done => Step::Done,
+            Step::Next(k, r) => Step::Next(f(k), r),
+        }
+    }
+}
+
+/// Where to send the answer of a wallet request.
+#[derive(Clone, Copy, Debug)]
+struct WalletCall {
+    wallet: NodeId,
+    req: ReqId,
+}
+
+impl Operator {
+    pub fn new(cfg: OperatorConfig) -> Operator {
+        Operator { cfg, store: Store::default(), vol: Volatile::default() }
+    }
+    pub fn id(&self) -> OperatorId {
+        self.cfg.id
+    }
+    pub fn params(&self) -> &Params {
+        &self.cfg.params
+    }
+    /// The committed tables (what the checker inspects).
+    pub fn db(&self) -> &store::Db {
+        self.store.read()
+    }
+    pub fn store_commits(&self) -> u64 {
+        self.store.commits()
+    }
+    fn all_operators(&self) -> BTreeSet<OperatorId> {
+        self.cfg.params.operator_ids().collect()
+    }
+    fn others(&self) -> BTreeSet<OperatorId> {
+        self.cfg.params.operator_ids().filter(|o| *o != self.cfg.id).collect()
+    }
+
+    fn new_session(&mut self, kind: SessionKind) -> u64 {
+        let counter = self.vol.next_session;
+        self.vol.next_session += 1;
+        let id = (self.store.read().incarnation << 32) | counter;
+        self.vol.sessions.insert(id, Session { phase: 0, waiting: BTreeSet::new(), replies: BTreeMap::new(), kind });
+        id
+    }
+
+    /// Send one round of requests for `session` and arm its timeout.
+    fn fan_out(&mut self, ctx: &mut Ctx<'_>, session: u64, requests: Vec<(OperatorId, InternalRequest)>) {
+        let Some(s) = self.vol.sessions.get_mut(&session) else { return };
+        s.phase = s.phase.wrapping_add(1);
+        s.replies.clear();
+        s.waiting = requests.iter().map(|(o, _)| *o).collect();
+        let req = ReqId { session, phase: s.phase };
+        for (op, body) in requests {
+            ctx.send(NodeId::Operator(op), Msg::Internal { req, body });
+        }
+        ctx.set_timer(self.cfg.params.request_timeout, TimerKind::RequestTimeout((session << 8) | u64::from(req.phase)));
+    }
+
+    fn reply_wallet(ctx: &mut Ctx<'_>, call: WalletCall, body: Result<WalletReply, String>) {
+        ctx.send(call.wallet, Msg::WalletReply { req: call.req, body });
+    }
+
+    fn on_start(&mut self, ctx: &mut Ctx<'_>) {
+        let mut db = self.store.begin();
+        db.incarnation += 1;
+        self.store.commit(db);
+        self.vol = Volatile::default();
+        if self.cfg.params.dkg_coordinators.contains(&self.cfg.id) {
+            ctx.set_timer(Micros::ZERO, TimerKind::DkgPool);
+        }
+        self.arm_gossip_timer(ctx);
+        self.arm_tasks_timer(ctx);
+    }
+
+    fn on_internal_reply(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: Result<InternalReply, String>) {
+        let NodeId::Operator(op) = from else { return };
+        let Some(s) = self.vol.sessions.get_mut(&req.session) else { return };
+        if s.phase != req.phase || !s.waiting.contains(&op) {
+            return; // stale or duplicate reply
+        }
+        match body {
+            Err(e) => self.fail_session(ctx, req.session, format!("{op} refused: {e}")),
+            Ok(r) => {
+                s.waiting.remove(&op);
+                s.replies.insert(op, r);
+                if s.waiting.is_empty() {
+                    self.advance(ctx, req.session);
+                }
+            }
+        }
+    }
+
+    /// A round completed: move the session to its next step.
+    fn advance(&mut self, ctx: &mut Ctx<'_>, id: u64) {
+        let Some(s) = self.vol.sessions.remove(&id) else { return };
+        let Session { phase, replies, kind, .. } = s;
+        let step = match kind {
+            SessionKind::DepositAddress(x) => self.deposit_address_advance(ctx, x, replies).map(SessionKind::DepositAddress),
+            SessionKind::DepositSign(x) => self.deposit_sign_advance(ctx, phase, x, replies).map(SessionKind::DepositSign),
+            SessionKind::Commitments(x) => self.commitments_advance(ctx, x, replies).map(SessionKind::Commitments),
+            SessionKind::Send(x) => self.send_advance(ctx, phase, *x, replies).map(|x| SessionKind::Send(Box::new(x))),
+            SessionKind::Claim(x) => self.claim_advance(ctx, id, *x, replies).map(|x| SessionKind::Claim(Box::new(x))),
+            SessionKind::DkgCollect(x) => self.dkg_collect_advance(x, replies).map(SessionKind::DkgCollect),
+        };
+        if let Step::Next(kind, requests) = step {
+            self.vol.sessions.insert(id, Session { phase, waiting: BTreeSet::new(), replies: BTreeMap::new(), kind });
+            // An empty round means "wait" (for gossip receipts): only the timeout is armed.
+            self.fan_out(ctx, id, requests);
+        }
+    }
+
+    /// Start a session with its first round.
+    fn start_session(&mut self, ctx: &mut Ctx<'_>, kind: SessionKind, requests: Vec<(OperatorId, InternalRequest)>) -> u64 {
+        let id = self.new_session(kind);
+        self.fan_out(ctx, id, requests);
+        id
+    }
+
+    fn fail_session(&mut self, ctx: &mut Ctx<'_>, id: u64, reason: String) {
+        let Some(s) = self.vol.sessions.remove(&id) else { return };
+        ctx.observe(Observation::Rejected { what: format!("{} session", self.cfg.id), reason: reason.clone() });
+        match s.kind {
+            SessionKind::DepositAddress(x) => Self::reply_wallet(ctx, x.call, Err(reason)),
+            SessionKind::DepositSign(x) => Self::reply_wallet(ctx, x.call, Err(reason)),
+            SessionKind::Commitments(x) => Self::reply_wallet(ctx, x.call, Err(reason)),
+            SessionKind::Send(x) => self.send_abort(ctx, *x, reason),
+            SessionKind::Claim(x) => self.claim_abort(ctx, *x, reason),
+            SessionKind::DkgCollect(_) => {}
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_>, timer: TimerKind) {
+        match timer {
+            TimerKind::RequestTimeout(tag) => {
+                let (session, phase) = (tag >> 8, (tag & 0xff) as u8);
+                let Some(s) = self.vol.sessions.get(&session) else { return };
+                if s.phase == phase {
+                    let missing: Vec<String> = s.waiting.iter().map(|o| o.to_string()).collect();
+                    self.fail_session(ctx, session, format!("timed out waiting for {}", missing.join(", ")));
+                }
+            }
+            TimerKind::GossipRetry => {
+                self.vol.gossip_timer_armed = false;
+                self.gossip_retry(ctx);
+            }
+            TimerKind::TransferTasks => {
+                self.vol.tasks_timer_armed = false;
+                self.transfer_tasks(ctx);
+            }
+            TimerKind::DkgPool => self.dkg_pool_tick(ctx),
+            TimerKind::PollTransfers | TimerKind::WalletRetry => {}
+        }
+    }
+
+    fn on_wallet_request(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: WalletRequest) {
+        let call = WalletCall { wallet: from, req };
+        match body {
+            WalletRequest::GenerateDepositAddress { identity, signing_key } => {
+                self.generate_deposit_address(ctx, call, identity, signing_key)
+            }
+            WalletRequest::StartDepositTreeCreation { identity, keyshare, leaf, deposit_tx, vout, jobs } => {
+                self.start_deposit_tree_creation(ctx, call, identity, keyshare, leaf, deposit_tx, vout, jobs)
+            }
+            WalletRequest::FinalizeNodeSignatures { intent, leaf, signed } => {
+                let r = self.finalize_node_signatures(ctx, intent, leaf, signed);
+                Self::reply_wallet(ctx, call, r.map(|()| WalletReply::Finalized));
+            }
+            WalletRequest::GetSigningCommitments { leaf, count } => self.get_signing_commitments(ctx, call, leaf, count),
+            WalletRequest::StartTransfer { transfer, sender, receiver, expiry, package } => {
+                self.start_transfer(ctx, call, transfer, sender, receiver, expiry, package)
+            }
+            WalletRequest::QueryTransfer { transfer } => {
+                let outcome = self.query_transfer(transfer);
+                Self::reply_wallet(ctx, call, Ok(WalletReply::Transfer { transfer, outcome }));
+            }
+            WalletRequest::QueryPendingTransfers { receiver } => {
+                let transfers = self.query_pending_transfers(&receiver);
+                Self::reply_wallet(ctx, call, Ok(WalletReply::PendingTransfers { transfers }));
+            }
+            WalletRequest::ClaimTweakKeys { transfer, receiver, leaves } => {
+                let r = self.claim_tweak_keys(transfer, &receiver, leaves);
+                Self::reply_wallet(ctx, call, r.map(|()| WalletReply::TweakStored));
+            }
+            WalletRequest::ClaimSignRefunds { transfer, receiver, leaves } => {
+                self.claim_sign_refunds(ctx, call, transfer, receiver, leaves)
+            }
+        }
+    }
+
+    fn on_internal(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: InternalRequest) {
+        let NodeId::Operator(peer) = from else { return };
+        let reply = match body {
+            InternalRequest::DkgStart { batch, count } => return self.dkg_start(ctx, peer, batch, count),
+            InternalRequest::DkgRound1 { batch, packages } => return self.dkg_round1(ctx, peer, batch, packages),
+            InternalRequest::DkgRound2 { batch, packages } => return self.dkg_round2(ctx, peer, batch, packages),
+            InternalRequest::DkgDone { batch, public_keys } => {
+                self.dkg_done(ctx, peer, req, batch, public_keys);
+                return;
+            }
+            InternalRequest::MarkKeyshareForDeposit { keyshare, owner_identity, owner_signing_key } => {
+                self.mark_keyshare_for_deposit(keyshare, owner_identity, owner_signing_key)
+            }
+            InternalRequest::FrostRound1 { keyshare, count } => self.frost_round1(ctx, keyshare, count),
+            InternalRequest::FrostRound2 { keyshare, jobs } => self.frost_round2(ctx, keyshare, jobs),
+            InternalRequest::InitiateTransfer { transfer, sender, receiver, expiry, package, signed_refunds } => {
+                self.initiate_transfer(ctx, peer, transfer, sender, receiver, expiry, package, signed_refunds)
+            }
+            InternalRequest::SettleReceiverPrepare { transfer, tweak_digests } => {
+                self.settle_receiver_prepare(transfer, &tweak_digests)
+            }
+        };
+        if let Err(e) = &reply {
+            ctx.observe(Observation::Rejected { what: format!("{} internal request from {peer}", self.cfg.id), reason: e.clone() });
+        }
+        ctx.send(from, Msg::InternalReply { req, body: reply });
+    }
+}
+
+impl Node for Operator {
+    fn handle(&mut self, ctx: &mut Ctx<'_>, input: Input) {
+        match input {
+            Input::Start => self.on_start(ctx),
+            Input::Timer(t) => self.on_timer(ctx, t),
+            Input::Block(b) => self.on_block(ctx, &b),
+            Input::Command(_) => {}
+            Input::Message { from, msg } => match msg {
+                Msg::WalletRequest { req, body } => self.on_wallet_request(ctx, from, req, body),
+                Msg::Internal { req, body } => self.on_internal(ctx, from, req, body),
+                Msg::InternalReply { req, body } => self.on_internal_reply(ctx, from, req, body),
+                Msg::Gossip { id, body } => self.on_gossip(ctx, from, id, body),
+                Msg::GossipAck { id, applied } => self.on_gossip_ack(ctx, from, id, applied),
+                Msg::WalletReply { .. } | Msg::BroadcastResult { .. } => {}
+            },
+        }
+    }
+
+    fn crash(&mut self) {
+        self.vol = Volatile::default();
+    }
+}

@@ -1,0 +1,143 @@
+//! Durable gossip (spark-protocol §4.0): a decision is written as a row in the same transaction
+//! as the work that produced it, pushed to every participant, and retried until each one has
+//! acknowledged that it *applied* it. Unlike the Oct-2025 code, a receiver that fails to apply a
+//! message does not count as delivered (I-12): it acks with the error and the origin retries.
+use super::store::{Db, GossipRow};
+use super::Operator;
+use crate::msg::{GossipBody, GossipId, Msg};
+use crate::node::{Ctx, TimerKind};
+use crate::observe::Observation;
+use crate::types::{NodeId, OperatorId};
+use std::collections::BTreeSet;
+
+impl Operator {
+    /// Write a gossip row into `db` (durable with the caller's commit). Push it with
+    /// [`Operator::gossip_push`] after committing.
+    pub(super) fn gossip_create(db: &mut Db, body: GossipBody, participants: BTreeSet<OperatorId>) -> u64 {
+        let seq = db.next_gossip_seq;
+        db.next_gossip_seq += 1;
+        db.gossip_out.insert(seq, GossipRow { body, participants, receipts: BTreeSet::new() });
+        seq
+    }
+
+    pub(super) fn gossip_push(&mut self, ctx: &mut Ctx<'_>, seq: u64) {
+        let Some(row) = self.store.read().gossip_out.get(&seq) else { return };
+        let id = GossipId { origin: self.cfg.id, seq };
+        for op in row.participants.difference(&row.receipts) {
+            ctx.send(NodeId::Operator(*op), Msg::Gossip { id, body: row.body.clone() });
+        }
+        self.arm_gossip_timer(ctx);
+    }
+
+    pub(super) fn arm_gossip_timer(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.vol.gossip_timer_armed && !self.store.read().gossip_out.is_empty() {
+            self.vol.gossip_timer_armed = true;
+            ctx.set_timer(self.cfg.params.gossip_retry, TimerKind::GossipRetry);
+        }
+    }
+
+    /// The `send_gossip` task: push every undelivered row again.
+    pub(super) fn gossip_retry(&mut self, ctx: &mut Ctx<'_>) {
+        let seqs: Vec<u64> = self.store.read().gossip_out.keys().copied().collect();
+        for seq in seqs {
+            self.gossip_push(ctx, seq);
+        }
+    }
+
+    pub(super) fn on_gossip(&mut self, ctx: &mut Ctx<'_>, from: NodeId, id: GossipId, body: GossipBody) {
+        if NodeId::Operator(id.origin) != from {
+            ctx.observe(Observation::Rejected { what: format!("gossip from {from}"), reason: "origin mismatch".into() });
+            return;
+        }
+        let applied = if self.store.read().gossip_applied.contains(&id) {
+            Ok(())
+        } else {
+            let mut db = self.store.begin();
+            let r = self.apply_gossip(&mut db, &body);
+            if r.is_ok() {
+                db.gossip_applied.insert(id);
+                self.store.commit(db);
+            }
+            r
+        };
+        if let Err(e) = &applied {
+            ctx.observe(Observation::Rejected { what: format!("{} applying {}", self.cfg.id, body.kind()), reason: e.clone() });
+        }
+        ctx.send(from, Msg::GossipAck { id, applied });
+    }
+
+    fn apply_gossip(&self, db: &mut Db, body: &GossipBody) -> Result<(), String> {
+        match body {
+            GossipBody::FinalizeTreeCreation { leaf } => self.apply_finalize_tree(db, leaf),
+            GossipBody::SettleSenderKeyTweak { transfer } => self.apply_settle_sender(db, *transfer),
+            GossipBody::CancelTransfer { transfer } => Self::apply_cancel(db, *transfer),
+            GossipBody::SettleReceiverCommit { transfer } => self.apply_receiver_commit(db, *transfer),
+            GossipBody::SettleReceiverRollback { transfer } => Self::apply_receiver_rollback(db, *transfer),
+            GossipBody::FinalizeTransfer { transfer, refunds } => Self::apply_finalize_transfer(db, *transfer, refunds),
+        }
+    }
+
+    pub(super) fn on_gossip_ack(&mut self, ctx: &mut Ctx<'_>, from: NodeId, id: GossipId, applied: Result<(), String>) {
+        let NodeId::Operator(op) = from else { return };
+        if id.origin != self.cfg.id {
+            return;
+        }
+        if let Err(e) = applied {
+            // Not a receipt: the row stays and is retried (I-12).
+            ctx.observe(Observation::Rejected { what: format!("{op} could not apply gossip {}", id.seq), reason: e });
+            return;
+        }
+        let mut db = self.store.begin();
+        let Some(row) = db.gossip_out.get_mut(&id.seq) else { return };
+        if !row.receipts.insert(op) {
+            return;
+        }
+        let complete = row.receipts == row.participants;
+        let body = row.body.clone();
+        if complete {
+            db.gossip_out.remove(&id.seq);
+        }
+        self.store.commit(db);
+        if complete {
+            self.gossip_delivered(ctx, body);
+        } else {
+            self.gossip_progress(ctx, &body);
+        }
+    }
+
+    /// Every participant applied `body`: the origin's own follow-up.
+    fn gossip_delivered(&mut self, ctx: &mut Ctx<'_>, body: GossipBody) {
+        match body {
+            GossipBody::SettleSenderKeyTweak { transfer } => {
+                // spark-protocol §4.2 send step 6: the coordinator applies its own tweak last.
+                let mut db = self.store.begin();
+                match self.apply_settle_sender(&mut db, transfer) {
+                    Ok(()) => self.store.commit(db),
+                    Err(e) => ctx.observe(Observation::Rejected { what: format!("{} settling own sender tweak", self.cfg.id), reason: e }),
+                }
+            }
+            GossipBody::SettleReceiverCommit { transfer } => self.resume_claim(ctx, transfer),
+            _ => {}
+        }
+    }
+
+    fn gossip_progress(&mut self, ctx: &mut Ctx<'_>, body: &GossipBody) {
+        if let GossipBody::SettleReceiverCommit { transfer } = body {
+            self.resume_claim(ctx, *transfer);
+        }
+    }
+
+    /// Operators that have acknowledged every pending receiver-commit gossip for `transfer`
+    /// (plus this one): the ones whose keyshare is already the receiver's.
+    pub(super) fn settled_operators(&self, transfer: crate::types::TransferId) -> BTreeSet<OperatorId> {
+        let mut settled = self.all_operators();
+        for row in self.store.read().gossip_out.values() {
+            if row.body == (GossipBody::SettleReceiverCommit { transfer }) {
+                for op in row.participants.difference(&row.receipts) {
+                    settled.remove(op);
+                }
+            }
+        }
+        settled
+    }
+}

@@ -1,0 +1,63 @@
+//! The participant side of FROST signing, behind an enforcing guard (LDK style): a nonce signs at
+//! most once, and only for a job whose key is this operator's keyshare plus the job's user key.
+use super::Operator;
+use crate::crypto::identity::sha256;
+use crate::crypto::signing::{self, SigningJob};
+use crate::msg::InternalReply;
+use crate::node::Ctx;
+use crate::observe::Observation;
+use crate::operator::store::NonceRow;
+use crate::types::KeyshareId;
+
+/// Bound on nonces handed out per request (TigerBeetle style: every queue has a bound).
+const MAX_NONCES_PER_REQUEST: u8 = 64;
+
+impl Operator {
+    pub(super) fn frost_round1(&mut self, ctx: &mut Ctx<'_>, keyshare: KeyshareId, count: u8) -> Result<InternalReply, String> {
+        if count == 0 || count > MAX_NONCES_PER_REQUEST {
+            return Err(format!("nonce count {count} outside 1..={MAX_NONCES_PER_REQUEST}"));
+        }
+        let mut db = self.store.begin();
+        let row = db.keyshares.get(&keyshare).ok_or_else(|| format!("unknown keyshare {keyshare}"))?;
+        let share = row.share.clone();
+        let mut commitments = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let (secret, commitment) = signing::commit(&share.secret_share, ctx.rng);
+            db.nonces.insert(commitment.clone(), NonceRow { keyshare, secret: Some(secret), used_for: None });
+            commitments.push(commitment);
+        }
+        self.store.commit(db);
+        Ok(InternalReply::Commitments { commitments, se_public_key: share.public_key })
+    }
+
+    pub(super) fn frost_round2(&mut self, ctx: &mut Ctx<'_>, keyshare: KeyshareId, jobs: Vec<SigningJob>) -> Result<InternalReply, String> {
+        let me = self.cfg.id;
+        let mut db = self.store.begin();
+        let share = db.keyshares.get(&keyshare).ok_or_else(|| format!("unknown keyshare {keyshare}"))?.share.clone();
+        let mut shares = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            // Guard: the job must be for Y = P_user + (this keyshare's P_SE).
+            let expected_y = crate::crypto::curve::point_add(&job.user_public_key, &share.public_key);
+            if expected_y != Some(job.verifying_key) {
+                return Err("job verifying key is not user key + this keyshare".into());
+            }
+            let commitment = job.operator_commitments.get(&me).ok_or("job has no commitment of mine")?;
+            let row = db.nonces.get_mut(commitment).ok_or("unknown nonce commitment")?;
+            if row.keyshare != keyshare {
+                return Err("nonce belongs to another keyshare".into());
+            }
+            // Guard: a nonce signs once (I-11). It is erased, so even a bug cannot reuse it.
+            let secret = row.secret.take().ok_or("nonce already used")?;
+            row.used_for = Some(job.message);
+            let s = signing::sign_as_operator(job, me, &share, &secret).map_err(|e| e.to_string())?;
+            ctx.observe(Observation::NonceUsed {
+                signer: me.to_string(),
+                commitment: sha256(&[&commitment.0]),
+                message: job.message,
+            });
+            shares.push(s);
+        }
+        self.store.commit(db);
+        Ok(InternalReply::Shares(shares))
+    }
+}

@@ -1,0 +1,199 @@
+//! The operator's durable tables (spark-protocol §9.1, reduced to the flows implemented) behind a
+//! store with explicit transactions: a handler works on a copy and `commit`s it; a crash loses
+//! every write not committed, and a restart rebuilds the operator from the store alone.
+use crate::crypto::signing::{KeyShare, NonceCommitment, SecretNonce};
+use crate::crypto::vss::VssShare;
+use crate::crypto::PublicKey;
+use crate::msg::{GossipBody, GossipId, NodeSet, RefundSet};
+use crate::types::{KeyshareId, LeafId, Micros, OperatorId, TransferId};
+use bitcoin::{OutPoint, ScriptBuf, Transaction};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyshareStatus {
+    Available,
+    InUse,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyshareRow {
+    pub status: KeyshareStatus,
+    pub share: KeyShare,
+    /// The operator whose pool this key belongs to (only it may hand it out).
+    pub coordinator: OperatorId,
+    /// Tweaks applied so far: operators at the same epoch must agree on every public part (I-3).
+    pub epoch: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositAddressRow {
+    pub owner_identity: PublicKey,
+    pub owner_signing_key: PublicKey,
+    pub verifying_key: PublicKey,
+    pub script: ScriptBuf,
+    /// Set by the chain watcher when an output paying `script` confirms.
+    pub confirmed: Option<(OutPoint, u32)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeafStatus {
+    /// Signed, waiting for the deposit to confirm.
+    Creating,
+    Available,
+    TransferLocked(TransferId),
+    /// Its node tx is on chain: the leaf left Spark.
+    OnChain,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeafRow {
+    pub status: LeafStatus,
+    pub keyshare: KeyshareId,
+    pub value_sats: u64,
+    pub verifying_key: PublicKey,
+    pub owner_identity: PublicKey,
+    pub owner_signing_key: PublicKey,
+    pub deposit_outpoint: OutPoint,
+    pub nodes: NodeSet,
+    pub refunds: RefundSet,
+}
+
+/// Spark's transfer statuses (spark-protocol §4.2). Order matters: it is the forward order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TransferStatus {
+    SenderKeyTweakPending,
+    SenderInitiatedCoordinator,
+    SenderKeyTweaked,
+    ReceiverKeyTweaked,
+    ReceiverKeyTweakLocked,
+    ReceiverKeyTweakApplied,
+    Completed,
+    Returned,
+}
+
+impl TransferStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TransferStatus::Completed | TransferStatus::Returned)
+    }
+    /// At or past the point where the leaf belongs to the receiver.
+    pub fn is_sent(self) -> bool {
+        self >= TransferStatus::SenderKeyTweaked && self != TransferStatus::Returned
+    }
+}
+
+/// This operator's decrypted slice of the sender's key tweak for one leaf.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredTweak {
+    pub share: VssShare,
+    pub pubkey_shares_tweak: BTreeMap<OperatorId, PublicKey>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferLeafRow {
+    pub sender_tweak: StoredTweak,
+    pub secret_cipher: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub previous_refunds: RefundSet,
+    /// Signed refunds paying the receiver's identity key (CSV − 100). Forgotten on cancel.
+    pub intermediate_refunds: Option<RefundSet>,
+    pub receiver_tweak: Option<StoredTweak>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRow {
+    pub status: TransferStatus,
+    pub sender: PublicKey,
+    pub receiver: PublicKey,
+    pub expiry: Micros,
+    pub coordinator: OperatorId,
+    pub leaves: BTreeMap<LeafId, TransferLeafRow>,
+    /// Coordinator only: the receiver settle was decided COMMIT (never rolled back after this).
+    pub receiver_commit_decided: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PendingSendStatus {
+    Started,
+    Finished,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSendRow {
+    pub status: PendingSendStatus,
+    pub started_at: Micros,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct NonceRow {
+    pub keyshare: KeyshareId,
+    /// Erased once used: a used nonce can never sign again.
+    pub secret: Option<SecretNonce>,
+    pub used_for: Option<[u8; 32]>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipRow {
+    pub body: GossipBody,
+    pub participants: BTreeSet<OperatorId>,
+    pub receipts: BTreeSet<OperatorId>,
+}
+
+/// A tree the coordinator signed but the wallet has not finalized yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTreeRow {
+    pub keyshare: KeyshareId,
+    pub deposit_outpoint: OutPoint,
+    pub value_sats: u64,
+    /// The five unsigned templates, in job order.
+    pub expected: Vec<Transaction>,
+}
+
+/// Every durable table of one operator.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct Db {
+    /// Bumped on every start: request ids of an earlier incarnation never match new sessions.
+    pub incarnation: u64,
+    pub keyshares: BTreeMap<KeyshareId, KeyshareRow>,
+    /// Coordinator: keys every operator confirmed, ready to hand out.
+    pub pool: BTreeSet<KeyshareId>,
+    pub dkg_batches_started: u64,
+    pub deposit_addresses: BTreeMap<KeyshareId, DepositAddressRow>,
+    pub address_by_script: BTreeMap<ScriptBuf, KeyshareId>,
+    pub pending_trees: BTreeMap<LeafId, PendingTreeRow>,
+    pub leaves: BTreeMap<LeafId, LeafRow>,
+    pub leaf_by_deposit: BTreeMap<OutPoint, LeafId>,
+    pub transfers: BTreeMap<TransferId, TransferRow>,
+    /// Transfers cancelled before this operator heard of them: a late InitiateTransfer is refused.
+    pub cancelled: BTreeSet<TransferId>,
+    pub pending_sends: BTreeMap<TransferId, PendingSendRow>,
+    pub nonces: BTreeMap<NonceCommitment, NonceRow>,
+    pub gossip_out: BTreeMap<u64, GossipRow>,
+    pub next_gossip_seq: u64,
+    /// Gossip applied here (deduplication of retries).
+    pub gossip_applied: BTreeSet<GossipId>,
+    pub block_height: u32,
+}
+
+/// The durable store. `begin` hands out a working copy; only `commit` makes it durable.
+#[derive(Clone, Default)]
+pub struct Store {
+    committed: Db,
+    commits: u64,
+}
+
+impl Store {
+    pub fn begin(&self) -> Db {
+        self.committed.clone()
+    }
+    pub fn commit(&mut self, db: Db) {
+        self.committed = db;
+        self.commits += 1;
+    }
+    pub fn read(&self) -> &Db {
+        &self.committed
+    }
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+}

@@ -1,0 +1,78 @@
+//! Protocol parameters: the production constants of spark-protocol §3.3/§4.0 as defaults, and
+//! the knobs a scenario may turn.
+use crate::crypto::PublicKey;
+use crate::types::{Micros, OperatorId, WalletId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Deliberate bugs a test can switch on to prove the checker catches them. Never on by default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestFaults {
+    /// Send keeps the current refund timelock instead of decrementing it by 100 (breaks I-6).
+    pub skip_send_timelock_decrement: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Params {
+    pub operators: u16,
+    pub threshold: u16,
+    /// How long a requester waits for replies before it gives up on a round.
+    pub request_timeout: Micros,
+    /// `send_gossip` task period (Spark: 5 min).
+    pub gossip_retry: Micros,
+    /// `monitor_pending_send_transfers` period (Spark: 1 min) and staleness (Spark: 3 min).
+    pub transfer_tasks_period: Micros,
+    pub pending_send_stale: Micros,
+    /// `dkg` task period (Spark: 10 s), pool floor and batch size (Spark: 100 000 and 1000; a
+    /// simulation needs far fewer).
+    pub dkg_period: Micros,
+    pub dkg_pool_min: usize,
+    pub dkg_batch: u16,
+    /// Operators that keep a keyshare pool (the coordinators wallets call).
+    pub dkg_coordinators: Vec<OperatorId>,
+    /// Refunds never go below this many blocks (2026 refund floor).
+    pub refund_floor_blocks: u16,
+    /// Wallet: how often to look for incoming transfers when idle (doubles up to 64x when nothing
+    /// arrives, resets on activity).
+    pub wallet_poll: Micros,
+    /// Wallet: sender-chosen expiry of a transfer.
+    pub transfer_expiry: Micros,
+    pub test_faults: TestFaults,
+}
+
+impl Params {
+    pub fn new(operators: u16, threshold: u16) -> Params {
+        Params {
+            operators,
+            threshold,
+            request_timeout: Micros::from_secs(5),
+            gossip_retry: Micros::from_secs(30),
+            transfer_tasks_period: Micros::from_secs(60),
+            pending_send_stale: Micros::from_secs(180),
+            dkg_period: Micros::from_secs(10),
+            dkg_pool_min: 4,
+            dkg_batch: 4,
+            dkg_coordinators: vec![OperatorId(0)],
+            refund_floor_blocks: 100,
+            wallet_poll: Micros::from_secs(5),
+            transfer_expiry: Micros::from_secs(300),
+            test_faults: TestFaults::default(),
+        }
+    }
+    pub fn operator_ids(&self) -> impl Iterator<Item = OperatorId> {
+        (0..self.operators).map(OperatorId)
+    }
+}
+
+/// Public identity keys of every party (what a real deployment publishes in its config).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Directory {
+    pub operators: BTreeMap<OperatorId, PublicKey>,
+    pub wallets: BTreeMap<WalletId, PublicKey>,
+}
+
+impl Directory {
+    pub fn wallet_by_identity(&self, pk: &PublicKey) -> Option<WalletId> {
+        self.wallets.iter().find(|(_, k)| *k == pk).map(|(w, _)| *w)
+    }
+}

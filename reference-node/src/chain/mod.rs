@@ -31,8 +31,14 @@ pub enum ChainReject {
     MissingInput { index: usize, outpoint: OutPoint },
     #[error("input {index} conflicts with mempool tx {conflict}")]
     DoubleSpend { index: usize, conflict: Txid },
-    #[error("input {index} is non-BIP68-final: needs {needed} confirmations of its prevout, has {have}")]
-    NonFinal { index: usize, needed: u16, have: u32 },
+    #[error(
+        "input {index} is non-BIP68-final: needs {needed} confirmations of its prevout, has {have}"
+    )]
+    NonFinal {
+        index: usize,
+        needed: u16,
+        have: u32,
+    },
     #[error("input {index} fails script verification: {detail}")]
     Consensus { index: usize, detail: String },
     #[error("outputs ({outputs}) exceed inputs ({inputs})")]
@@ -53,7 +59,8 @@ pub struct ChainStats {
 }
 
 /// Script flags of a post-taproot block (DEPENDENCIES.md §3).
-const VERIFY_FLAGS: u32 = bitcoinconsensus::VERIFY_ALL_PRE_TAPROOT | bitcoinconsensus::VERIFY_TAPROOT;
+const VERIFY_FLAGS: u32 =
+    bitcoinconsensus::VERIFY_ALL_PRE_TAPROOT | bitcoinconsensus::VERIFY_TAPROOT;
 /// BIP68: bit 31 disables the relative lock of an input.
 const SEQUENCE_DISABLE_FLAG: u32 = 1 << 31;
 /// BIP68: bit 22 makes the lock time-based (512 s units).
@@ -114,7 +121,13 @@ impl Chain {
         let outpoint = OutPoint { txid, vout: 0 };
         // Not verified: it stands for coins that exist before the simulation starts.
         self.confirmed.insert(txid, 0);
-        self.utxos.insert(outpoint, Utxo { output: tx.output[0].clone(), height: Some(0) });
+        self.utxos.insert(
+            outpoint,
+            Utxo {
+                output: tx.output[0].clone(),
+                height: Some(0),
+            },
+        );
         self.funded_total += value;
         outpoint
     }
@@ -146,18 +159,34 @@ impl Chain {
             // Arrival order puts parents first, so a child's in-block prevout is already here.
             for input in &entry.tx.input {
                 let spent = self.utxos.remove(&input.previous_output);
-                debug_assert!(spent.is_some(), "mempool tx {} spends a missing outpoint", entry.txid);
+                debug_assert!(
+                    spent.is_some(),
+                    "mempool tx {} spends a missing outpoint",
+                    entry.txid
+                );
             }
             for (vout, output) in entry.tx.output.iter().enumerate() {
-                let outpoint = OutPoint { txid: entry.txid, vout: vout_u32(vout) };
-                self.utxos.insert(outpoint, Utxo { output: output.clone(), height: Some(height) });
+                let outpoint = OutPoint {
+                    txid: entry.txid,
+                    vout: vout_u32(vout),
+                };
+                self.utxos.insert(
+                    outpoint,
+                    Utxo {
+                        output: output.clone(),
+                        height: Some(height),
+                    },
+                );
             }
             self.confirmed.insert(entry.txid, height);
             self.confirmed_fees_total += entry.fee;
             txs.push(entry.tx);
         }
         self.stats.blocks += 1;
-        debug_assert_eq!(self.funded_total, self.confirmed_utxo_total() + self.confirmed_fees_total);
+        debug_assert_eq!(
+            self.funded_total,
+            self.confirmed_utxo_total() + self.confirmed_fees_total
+        );
         BlockInfo { height, time, txs }
     }
 
@@ -168,7 +197,9 @@ impl Chain {
     /// An output unspent on chain: confirmed, or created by a mempool tx (height None). An output
     /// a mempool tx spends is still returned: until the spender confirms it stays unspent.
     pub fn utxo(&self, outpoint: &OutPoint) -> Option<&Utxo> {
-        self.utxos.get(outpoint).or_else(|| self.mempool_outputs.get(outpoint))
+        self.utxos
+            .get(outpoint)
+            .or_else(|| self.mempool_outputs.get(outpoint))
     }
 
     pub fn confirmation_height(&self, txid: &Txid) -> Option<u32> {
@@ -218,7 +249,9 @@ impl Chain {
             .enumerate()
             .map(|(index, input)| {
                 let outpoint = input.previous_output;
-                self.utxo(&outpoint).cloned().ok_or(ChainReject::MissingInput { index, outpoint })
+                self.utxo(&outpoint)
+                    .cloned()
+                    .ok_or(ChainReject::MissingInput { index, outpoint })
             })
             .collect()
     }
@@ -227,14 +260,20 @@ impl Chain {
     fn check_conflicts(&self, tx: &Transaction) -> Result<(), ChainReject> {
         for (index, input) in tx.input.iter().enumerate() {
             if let Some(conflict) = self.mempool_spends.get(&input.previous_output) {
-                return Err(ChainReject::DoubleSpend { index, conflict: *conflict });
+                return Err(ChainReject::DoubleSpend {
+                    index,
+                    conflict: *conflict,
+                });
             }
         }
         // Two inputs of one tx spending the same outpoint is a consensus error.
         let mut seen = std::collections::BTreeSet::new();
         for input in &tx.input {
             if !seen.insert(input.previous_output) {
-                return Err(ChainReject::Malformed(format!("outpoint {} spent twice", input.previous_output)));
+                return Err(ChainReject::Malformed(format!(
+                    "outpoint {} spent twice",
+                    input.previous_output
+                )));
             }
         }
         Ok(())
@@ -253,13 +292,19 @@ impl Chain {
                 continue;
             }
             if seq & SEQUENCE_TYPE_FLAG != 0 {
-                return Err(ChainReject::Malformed("time-based relative locks are not modelled".into()));
+                return Err(ChainReject::Malformed(
+                    "time-based relative locks are not modelled".into(),
+                ));
             }
             let needed = crate::tx::timelock::blocks(input.sequence).0;
             // A prevout only in the mempool would confirm in the same block: 0 confirmations.
             let have = prevout.height.map_or(0, |h| next_height - h);
             if have < u32::from(needed) {
-                return Err(ChainReject::NonFinal { index, needed, have });
+                return Err(ChainReject::NonFinal {
+                    index,
+                    needed,
+                    have,
+                });
             }
         }
         Ok(())
@@ -273,8 +318,18 @@ impl Chain {
             self.stats.inputs_verified += 1;
             let script = prevout.output.script_pubkey.as_bytes();
             let amount = prevout.output.value.to_sat();
-            bitcoinconsensus::verify_with_flags(script, amount, &tx_bytes, Some(&spent), index, VERIFY_FLAGS)
-                .map_err(|e| ChainReject::Consensus { index, detail: format!("{e:?}: {e}") })?;
+            bitcoinconsensus::verify_with_flags(
+                script,
+                amount,
+                &tx_bytes,
+                Some(&spent),
+                index,
+                VERIFY_FLAGS,
+            )
+            .map_err(|e| ChainReject::Consensus {
+                index,
+                detail: format!("{e:?}: {e}"),
+            })?;
         }
         Ok(())
     }
@@ -285,8 +340,17 @@ impl Chain {
             self.mempool_spends.insert(input.previous_output, txid);
         }
         for (vout, output) in tx.output.iter().enumerate() {
-            let outpoint = OutPoint { txid, vout: vout_u32(vout) };
-            self.mempool_outputs.insert(outpoint, Utxo { output: output.clone(), height: None });
+            let outpoint = OutPoint {
+                txid,
+                vout: vout_u32(vout),
+            };
+            self.mempool_outputs.insert(
+                outpoint,
+                Utxo {
+                    output: output.clone(),
+                    height: None,
+                },
+            );
         }
         self.mempool.push(MempoolEntry { txid, tx, fee });
     }
@@ -319,11 +383,15 @@ fn check_value(tx: &Transaction, prevouts: &[Utxo]) -> Result<Amount, ChainRejec
     let outputs = checked_sum(tx.output.iter().map(|o| o.value))
         .filter(|total| *total <= Amount::MAX_MONEY)
         .ok_or_else(|| ChainReject::Malformed("output values exceed the money supply".into()))?;
-    inputs.checked_sub(outputs).ok_or(ChainReject::ValueOut { inputs, outputs })
+    inputs
+        .checked_sub(outputs)
+        .ok_or(ChainReject::ValueOut { inputs, outputs })
 }
 
 fn checked_sum(values: impl Iterator<Item = Amount>) -> Option<Amount> {
-    values.into_iter().try_fold(Amount::ZERO, Amount::checked_add)
+    values
+        .into_iter()
+        .try_fold(Amount::ZERO, Amount::checked_add)
 }
 
 /// The spent-outputs array libbitcoinconsensus wants. The pointers borrow from `prevouts`, which
@@ -337,7 +405,11 @@ fn spent_outputs(prevouts: &[Utxo]) -> Result<Vec<bitcoinconsensus::Utxo>, Chain
                 .map_err(|_| ChainReject::Malformed("prevout script too long".into()))?;
             let value = i64::try_from(u.output.value.to_sat())
                 .map_err(|_| ChainReject::Malformed("prevout value too large".into()))?;
-            Ok(bitcoinconsensus::Utxo { script_pubkey: script.as_ptr(), script_pubkey_len, value })
+            Ok(bitcoinconsensus::Utxo {
+                script_pubkey: script.as_ptr(),
+                script_pubkey_len,
+                value,
+            })
         })
         .collect()
 }
@@ -356,7 +428,10 @@ fn funding_tx(counter: u64, script_pubkey: ScriptBuf, value: Amount) -> Transact
             sequence: Sequence(low),
             witness: Witness::new(),
         }],
-        output: vec![TxOut { value, script_pubkey }],
+        output: vec![TxOut {
+            value,
+            script_pubkey,
+        }],
     }
 }
 

@@ -15,24 +15,40 @@ pub enum SighashError {
 
 /// The BIP341 key-path sighash of `tx`'s input `input` with SIGHASH_DEFAULT, committing to every
 /// prevout (Spark's `SigHashFromTx`, vectors §1.6). `prevouts[i]` is the output input `i` spends.
-pub fn key_spend_sighash(tx: &Transaction, input: usize, prevouts: &[TxOut]) -> Result<[u8; 32], SighashError> {
+pub fn key_spend_sighash(
+    tx: &Transaction,
+    input: usize,
+    prevouts: &[TxOut],
+) -> Result<[u8; 32], SighashError> {
     if input >= tx.input.len() {
-        return Err(SighashError::InputOutOfRange { index: input, inputs: tx.input.len() });
+        return Err(SighashError::InputOutOfRange {
+            index: input,
+            inputs: tx.input.len(),
+        });
     }
     if prevouts.len() != tx.input.len() {
-        return Err(SighashError::PrevoutCount { expected: tx.input.len(), found: prevouts.len() });
+        return Err(SighashError::PrevoutCount {
+            expected: tx.input.len(),
+            found: prevouts.len(),
+        });
     }
     // Both preconditions of rust-bitcoin's taproot sighash are checked above, so its error can only
     // be one of them; report it as such rather than panic.
     let sighash = SighashCache::new(tx)
         .taproot_key_spend_signature_hash(input, &Prevouts::All(prevouts), TapSighashType::Default)
-        .map_err(|_| SighashError::InputOutOfRange { index: input, inputs: tx.input.len() })?;
+        .map_err(|_| SighashError::InputOutOfRange {
+            index: input,
+            inputs: tx.input.len(),
+        })?;
     Ok(sighash.to_byte_array())
 }
 
 /// The one-element witness of a key-path spend: the bare 64-byte signature (SIGHASH_DEFAULT).
 pub fn key_spend_witness(sig: &schnorr::Signature) -> Witness {
-    Witness::p2tr_key_spend(&taproot::Signature { signature: *sig, sighash_type: TapSighashType::Default })
+    Witness::p2tr_key_spend(&taproot::Signature {
+        signature: *sig,
+        sighash_type: TapSighashType::Default,
+    })
 }
 
 /// Sign a key-path spend by a single key (BIP86 tweak of `keypair`), e.g. a wallet's L1 coin.
@@ -66,7 +82,10 @@ mod tests {
 
     fn spend(value: u64) -> (Transaction, Vec<TxOut>) {
         let kp = keypair(7);
-        let prev = TxOut { value: Amount::from_sat(value), script_pubkey: p2tr_script(&kp.public_key()) };
+        let prev = TxOut {
+            value: Amount::from_sat(value),
+            script_pubkey: p2tr_script(&kp.public_key()),
+        };
         let tx = node_txs(OutPoint::default(), &prev, Sequence(0), Sequence(50)).cpfp;
         (tx, vec![prev])
     }
@@ -74,8 +93,20 @@ mod tests {
     #[test]
     fn rejects_bad_indices_and_prevout_counts() {
         let (tx, prevouts) = spend(1000);
-        assert_eq!(key_spend_sighash(&tx, 1, &prevouts), Err(SighashError::InputOutOfRange { index: 1, inputs: 1 }));
-        assert_eq!(key_spend_sighash(&tx, 0, &[]), Err(SighashError::PrevoutCount { expected: 1, found: 0 }));
+        assert_eq!(
+            key_spend_sighash(&tx, 1, &prevouts),
+            Err(SighashError::InputOutOfRange {
+                index: 1,
+                inputs: 1
+            })
+        );
+        assert_eq!(
+            key_spend_sighash(&tx, 0, &[]),
+            Err(SighashError::PrevoutCount {
+                expected: 1,
+                found: 0
+            })
+        );
     }
 
     #[test]
@@ -86,7 +117,9 @@ mod tests {
         let secp = crate::crypto::secp();
         let (output_key, _) = kp.x_only_public_key().0.tap_tweak(secp, None);
         let msg = Message::from_digest(key_spend_sighash(&tx, 0, &prevouts).expect("sighash"));
-        assert!(secp.verify_schnorr(&sig, &msg, &output_key.to_x_only_public_key()).is_ok());
+        assert!(secp
+            .verify_schnorr(&sig, &msg, &output_key.to_x_only_public_key())
+            .is_ok());
         let witness = key_spend_witness(&sig);
         assert_eq!(witness.len(), 1);
         assert_eq!(witness.nth(0).map(<[u8]>::len), Some(64));

@@ -21,7 +21,10 @@ pub fn p2tr_script(pk: &PublicKey) -> ScriptBuf {
 
 /// Zero-value pay-to-anchor output `51024e73`.
 pub fn anchor_output() -> TxOut {
-    TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::from_bytes(ANCHOR_SCRIPT.to_vec()) }
+    TxOut {
+        value: Amount::ZERO,
+        script_pubkey: ScriptBuf::from_bytes(ANCHOR_SCRIPT.to_vec()),
+    }
 }
 
 /// v − 955 if v > 955, else v.
@@ -42,7 +45,12 @@ pub struct NodeTxs {
 
 /// A node tx pair spending `parent` and re-paying its script: CPFP (full value + anchor, `seq`) and
 /// direct (maybe_apply_fee(value), no anchor, `direct_seq`).
-pub fn node_txs(parent: OutPoint, parent_output: &TxOut, seq: Sequence, direct_seq: Sequence) -> NodeTxs {
+pub fn node_txs(
+    parent: OutPoint,
+    parent_output: &TxOut,
+    seq: Sequence,
+    direct_seq: Sequence,
+) -> NodeTxs {
     let script = &parent_output.script_pubkey;
     NodeTxs {
         cpfp: cpfp_tx(parent, seq, parent_output.value, script),
@@ -116,7 +124,9 @@ pub fn try_refund_txs(
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-#[error("transaction differs from the expected template in {field}: expected {expected}, found {found}")]
+#[error(
+    "transaction differs from the expected template in {field}: expected {expected}, found {found}"
+)]
 pub struct TemplateMismatch {
     pub field: String,
     pub expected: String,
@@ -125,47 +135,86 @@ pub struct TemplateMismatch {
 
 /// Spark's `CompareTransactions`: version, locktime, input outpoints and sequences, output values
 /// and scripts must be equal (witnesses are ignored).
-pub fn compare_transactions(expected: &Transaction, found: &Transaction) -> Result<(), TemplateMismatch> {
+pub fn compare_transactions(
+    expected: &Transaction,
+    found: &Transaction,
+) -> Result<(), TemplateMismatch> {
     same("version", &expected.version.0, &found.version.0)?;
-    same("lock_time", &expected.lock_time.to_consensus_u32(), &found.lock_time.to_consensus_u32())?;
+    same(
+        "lock_time",
+        &expected.lock_time.to_consensus_u32(),
+        &found.lock_time.to_consensus_u32(),
+    )?;
     same("input count", &expected.input.len(), &found.input.len())?;
     for (i, (e, f)) in expected.input.iter().zip(&found.input).enumerate() {
-        same(&format!("input[{i}].previous_output"), &e.previous_output, &f.previous_output)?;
+        same(
+            &format!("input[{i}].previous_output"),
+            &e.previous_output,
+            &f.previous_output,
+        )?;
         same(&format!("input[{i}].sequence"), &e.sequence, &f.sequence)?;
     }
     same("output count", &expected.output.len(), &found.output.len())?;
     for (i, (e, f)) in expected.output.iter().zip(&found.output).enumerate() {
         same(&format!("output[{i}].value"), &e.value, &f.value)?;
-        same(&format!("output[{i}].script_pubkey"), &e.script_pubkey.to_hex_string(), &f.script_pubkey.to_hex_string())?;
+        same(
+            &format!("output[{i}].script_pubkey"),
+            &e.script_pubkey.to_hex_string(),
+            &f.script_pubkey.to_hex_string(),
+        )?;
     }
     Ok(())
 }
 
 /// One field of [`compare_transactions`].
-fn same<T: PartialEq + std::fmt::Display>(field: &str, expected: &T, found: &T) -> Result<(), TemplateMismatch> {
+fn same<T: PartialEq + std::fmt::Display>(
+    field: &str,
+    expected: &T,
+    found: &T,
+) -> Result<(), TemplateMismatch> {
     if expected == found {
         return Ok(());
     }
-    Err(TemplateMismatch { field: field.to_owned(), expected: expected.to_string(), found: found.to_string() })
+    Err(TemplateMismatch {
+        field: field.to_owned(),
+        expected: expected.to_string(),
+        found: found.to_string(),
+    })
 }
 
 /// Outpoint and value of `node`'s output `vout`.
 fn node_output(node: &Transaction, vout: u32) -> Result<(OutPoint, Amount), MissingNodeOutput> {
-    let missing = || MissingNodeOutput { txid: node.compute_txid(), vout, outputs: node.output.len() };
+    let missing = || MissingNodeOutput {
+        txid: node.compute_txid(),
+        vout,
+        outputs: node.output.len(),
+    };
     let index = usize::try_from(vout).map_err(|_| missing())?;
     let output = node.output.get(index).ok_or_else(missing)?;
-    Ok((OutPoint { txid: node.compute_txid(), vout }, output.value))
+    Ok((
+        OutPoint {
+            txid: node.compute_txid(),
+            vout,
+        },
+        output.value,
+    ))
 }
 
 /// CPFP variant: full value, zero fee, plus the P2A anchor a fee-bumping child spends.
 fn cpfp_tx(prev: OutPoint, seq: Sequence, value: Amount, script: &ScriptBuf) -> Transaction {
-    let pay = TxOut { value, script_pubkey: script.clone() };
+    let pay = TxOut {
+        value,
+        script_pubkey: script.clone(),
+    };
     template_tx(prev, seq, vec![pay, anchor_output()])
 }
 
 /// Direct variant: pays its own fee (MaybeApplyFee), no anchor.
 fn direct_tx(prev: OutPoint, seq: Sequence, value: Amount, script: &ScriptBuf) -> Transaction {
-    let pay = TxOut { value: maybe_apply_fee(value), script_pubkey: script.clone() };
+    let pay = TxOut {
+        value: maybe_apply_fee(value),
+        script_pubkey: script.clone(),
+    };
     template_tx(prev, seq, vec![pay])
 }
 
@@ -191,19 +240,28 @@ mod tests {
     use proptest::prelude::*;
 
     fn pk() -> PublicKey {
-        let bytes = hex::decode("031cd7599775b6959193029794b04dcd99d257cbec008d63e49fdf0f89a5f7c231").expect("hex");
+        let bytes =
+            hex::decode("031cd7599775b6959193029794b04dcd99d257cbec008d63e49fdf0f89a5f7c231")
+                .expect("hex");
         PublicKey::from_slice(&bytes).expect("key")
     }
 
     fn outpoint(byte: u8, vout: u32) -> OutPoint {
-        OutPoint { txid: bitcoin::Txid::from_byte_array([byte; 32]), vout }
+        OutPoint {
+            txid: bitcoin::Txid::from_byte_array([byte; 32]),
+            vout,
+        }
     }
 
     #[test]
     fn maybe_apply_fee_cases() {
         // vectors §3 MaybeApplyFee.
         for (v, want) in [(100_000, 99_045), (955, 955), (500, 500), (956, 1), (0, 0)] {
-            assert_eq!(maybe_apply_fee(Amount::from_sat(v)), Amount::from_sat(want), "{v}");
+            assert_eq!(
+                maybe_apply_fee(Amount::from_sat(v)),
+                Amount::from_sat(want),
+                "{v}"
+            );
         }
     }
 
@@ -216,7 +274,10 @@ mod tests {
 
     #[test]
     fn compare_names_first_differing_field() {
-        let prev = TxOut { value: Amount::from_sat(10_000), script_pubkey: p2tr_script(&pk()) };
+        let prev = TxOut {
+            value: Amount::from_sat(10_000),
+            script_pubkey: p2tr_script(&pk()),
+        };
         let base = node_txs(outpoint(1, 0), &prev, Sequence(1000), Sequence(1050)).cpfp;
         assert_eq!(compare_transactions(&base, &base), Ok(()));
         let field = |f: &dyn Fn(&mut Transaction)| {
@@ -225,28 +286,59 @@ mod tests {
             compare_transactions(&base, &t).map_err(|e| e.field)
         };
         assert_eq!(field(&|t| t.version = Version(2)), Err("version".into()));
-        assert_eq!(field(&|t| t.lock_time = LockTime::from_consensus(1)), Err("lock_time".into()));
-        assert_eq!(field(&|t| t.input[0].sequence = Sequence(999)), Err("input[0].sequence".into()));
-        assert_eq!(field(&|t| t.input[0].previous_output.vout = 1), Err("input[0].previous_output".into()));
-        assert_eq!(field(&|t| t.input.push(t.input[0].clone())), Err("input count".into()));
-        assert_eq!(field(&|t| t.output.pop().map(|_| ()).unwrap_or(())), Err("output count".into()));
-        assert_eq!(field(&|t| t.output[0].value = Amount::from_sat(1)), Err("output[0].value".into()));
-        assert_eq!(field(&|t| t.output[1].script_pubkey = ScriptBuf::new()), Err("output[1].script_pubkey".into()));
+        assert_eq!(
+            field(&|t| t.lock_time = LockTime::from_consensus(1)),
+            Err("lock_time".into())
+        );
+        assert_eq!(
+            field(&|t| t.input[0].sequence = Sequence(999)),
+            Err("input[0].sequence".into())
+        );
+        assert_eq!(
+            field(&|t| t.input[0].previous_output.vout = 1),
+            Err("input[0].previous_output".into())
+        );
+        assert_eq!(
+            field(&|t| t.input.push(t.input[0].clone())),
+            Err("input count".into())
+        );
+        assert_eq!(
+            field(&|t| t.output.pop().map(|_| ()).unwrap_or(())),
+            Err("output count".into())
+        );
+        assert_eq!(
+            field(&|t| t.output[0].value = Amount::from_sat(1)),
+            Err("output[0].value".into())
+        );
+        assert_eq!(
+            field(&|t| t.output[1].script_pubkey = ScriptBuf::new()),
+            Err("output[1].script_pubkey".into())
+        );
         // Witnesses are not compared.
         assert_eq!(field(&|t| t.input[0].witness.push([1u8; 64])), Ok(()));
     }
 
     #[test]
     fn try_refund_txs_reports_missing_vout() {
-        let prev = TxOut { value: Amount::from_sat(10_000), script_pubkey: p2tr_script(&pk()) };
+        let prev = TxOut {
+            value: Amount::from_sat(10_000),
+            script_pubkey: p2tr_script(&pk()),
+        };
         let node = node_txs(outpoint(1, 0), &prev, Sequence(0), Sequence(50)).direct;
         let err = try_refund_txs(&node, None, 1, &pk(), Sequence(2000), Sequence(2050));
-        assert!(matches!(err, Err(MissingNodeOutput { vout: 1, outputs: 1, .. })));
+        assert!(matches!(
+            err,
+            Err(MissingNodeOutput {
+                vout: 1,
+                outputs: 1,
+                ..
+            })
+        ));
     }
 
     proptest! {
         #[test]
-        fn node_txs_conserve_value(sat in 0u64..=21_000_000_0000_0000, seq in any::<u32>(), vout in any::<u32>()) {
+        fn node_txs_conserve_value(sat in 0u64..=Amount::MAX_MONEY.to_sat(), seq in any::<u32>(), vout in any::<u32>()) {
             let prev = TxOut { value: Amount::from_sat(sat), script_pubkey: p2tr_script(&pk()) };
             let pair = node_txs(outpoint(7, vout), &prev, Sequence(seq), Sequence(seq ^ 1));
             let total = |t: &Transaction| t.output.iter().map(|o| o.value).sum::<Amount>();
@@ -265,7 +357,7 @@ mod tests {
         }
 
         #[test]
-        fn refund_txs_conserve_value(sat in 0u64..=21_000_000_0000_0000, direct_sat in 0u64..=100_000_000u64, seq in any::<u16>()) {
+        fn refund_txs_conserve_value(sat in 0u64..=Amount::MAX_MONEY.to_sat(), direct_sat in 0u64..=100_000_000u64, seq in any::<u16>()) {
             let script = p2tr_script(&pk());
             let node = node_txs(outpoint(3, 0), &TxOut { value: Amount::from_sat(sat), script_pubkey: script.clone() }, Sequence(0), Sequence(50)).cpfp;
             let direct_node = node_txs(outpoint(3, 0), &TxOut { value: Amount::from_sat(direct_sat), script_pubkey: script.clone() }, Sequence(0), Sequence(50)).direct;

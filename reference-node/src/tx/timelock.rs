@@ -20,7 +20,11 @@ pub enum TimelockError {
     #[error("sequence {0:#010x} has bit 22 set: time-based, not block-based")]
     TimeBased(u32),
     #[error("timelock {current} cannot be decremented by {interval} (floor {floor})")]
-    Exhausted { current: u16, interval: u16, floor: u16 },
+    Exhausted {
+        current: u16,
+        interval: u16,
+        floor: u16,
+    },
 }
 
 /// The low 16 bits: the only part validators look at.
@@ -56,7 +60,10 @@ pub fn root_node_sequences() -> (Sequence, Sequence) {
 
 /// (CPFP, direct) of the next owner's refunds: low16 − 100 and low16 − 100 + 50, upper 16 bits
 /// copied; error if the result would fall below `floor` blocks.
-pub fn next_sequences(current: Sequence, floor: u16) -> Result<(Sequence, Sequence), TimelockError> {
+pub fn next_sequences(
+    current: Sequence,
+    floor: u16,
+) -> Result<(Sequence, Sequence), TimelockError> {
     // spark-protocol §3.4: each ownership change costs exactly 100 blocks. The upper 16 bits are
     // copied unchanged (vectors §3 NextSequence), even bits 31/22: validity is checked elsewhere.
     let current_blocks = low16(current.0);
@@ -65,7 +72,9 @@ pub fn next_sequences(current: Sequence, floor: u16) -> Result<(Sequence, Sequen
         interval: TIME_LOCK_INTERVAL,
         floor,
     };
-    let next_blocks = current_blocks.checked_sub(TIME_LOCK_INTERVAL).ok_or(exhausted.clone())?;
+    let next_blocks = current_blocks
+        .checked_sub(TIME_LOCK_INTERVAL)
+        .ok_or(exhausted.clone())?;
     if next_blocks < floor {
         return Err(exhausted);
     }
@@ -113,8 +122,14 @@ mod tests {
 
     #[test]
     fn validity_rejects_bit_31_and_bit_22_only() {
-        assert_eq!(validate_sequence(Sequence(0x8000_03e8)), Err(TimelockError::Disabled(0x8000_03e8)));
-        assert_eq!(validate_sequence(Sequence(0x0040_03e8)), Err(TimelockError::TimeBased(0x0040_03e8)));
+        assert_eq!(
+            validate_sequence(Sequence(0x8000_03e8)),
+            Err(TimelockError::Disabled(0x8000_03e8))
+        );
+        assert_eq!(
+            validate_sequence(Sequence(0x0040_03e8)),
+            Err(TimelockError::TimeBased(0x0040_03e8))
+        );
         assert_eq!(validate_sequence(Sequence(1000)), Ok(()));
         assert_eq!(validate_sequence(Sequence(0x4000_03e8)), Ok(()));
     }
@@ -124,7 +139,11 @@ mod tests {
         assert!(next_sequences(Sequence(200), 100).is_ok());
         assert_eq!(
             next_sequences(Sequence(199), 100),
-            Err(TimelockError::Exhausted { current: 199, interval: 100, floor: 100 })
+            Err(TimelockError::Exhausted {
+                current: 199,
+                interval: 100,
+                floor: 100
+            })
         );
     }
 

@@ -6,6 +6,13 @@ pub const INITIAL_TIMELOCK: Blocks = Blocks(2000);
 pub const TIME_LOCK_INTERVAL: u16 = 100;
 pub const DIRECT_TIMELOCK_OFFSET: u16 = 50;
 
+/// BIP68 bit 31: when set, the input carries no relative lock at all.
+const DISABLE_FLAG: u32 = 1 << 31;
+/// BIP68 bit 22: when set, the low 16 bits count 512-second units instead of blocks.
+const TYPE_FLAG: u32 = 1 << 22;
+/// The low 16 bits hold the lock value (spark-protocol §3.2: validators look only at these).
+const VALUE_MASK: u32 = 0xffff;
+
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum TimelockError {
     #[error("sequence {0:#010x} has bit 31 set: relative timelock disabled")]
@@ -13,18 +20,157 @@ pub enum TimelockError {
     #[error("sequence {0:#010x} has bit 22 set: time-based, not block-based")]
     TimeBased(u32),
     #[error("timelock {current} cannot be decremented by {interval} (floor {floor})")]
-    Exhausted { current: u16, interval: u16, floor: u16 },
+    Exhausted {
+        current: u16,
+        interval: u16,
+        floor: u16,
+    },
 }
 
 /// The low 16 bits: the only part validators look at.
-pub fn blocks(seq: Sequence) -> Blocks { unimplemented!() }
-pub fn validate_sequence(seq: Sequence) -> Result<(), TimelockError> { unimplemented!() }
+pub fn blocks(seq: Sequence) -> Blocks {
+    Blocks(low16(seq.0))
+}
+
+/// Spark accepts a user sequence only if it is an enabled, block-based relative lock
+/// (spark-protocol §3.2; vectors §3 "Validity"). Other upper bits (e.g. the historic bit 30) pass.
+pub fn validate_sequence(seq: Sequence) -> Result<(), TimelockError> {
+    if seq.0 & DISABLE_FLAG != 0 {
+        return Err(TimelockError::Disabled(seq.0));
+    }
+    if seq.0 & TYPE_FLAG != 0 {
+        return Err(TimelockError::TimeBased(seq.0));
+    }
+    Ok(())
+}
+
 /// (CPFP, direct) sequences of a fresh leaf's refunds: (2000, 2050).
-pub fn initial_refund_sequences() -> (Sequence, Sequence) { unimplemented!() }
+pub fn initial_refund_sequences() -> (Sequence, Sequence) {
+    // SDK 0.8.8 / Feb-2026 JS: no bit 30 on freshly built sequences (vectors §0).
+    let cpfp = Sequence(u32::from(INITIAL_TIMELOCK.0));
+    (cpfp, direct_of(cpfp))
+}
+
 /// (CPFP, direct) sequences of a root node tx: (0, 50).
-pub fn root_node_sequences() -> (Sequence, Sequence) { unimplemented!() }
+pub fn root_node_sequences() -> (Sequence, Sequence) {
+    // spark-protocol §3.3: root / split node CSV 0, direct variant 50.
+    let cpfp = Sequence(0);
+    (cpfp, direct_of(cpfp))
+}
+
 /// (CPFP, direct) of the next owner's refunds: low16 − 100 and low16 − 100 + 50, upper 16 bits
 /// copied; error if the result would fall below `floor` blocks.
-pub fn next_sequences(current: Sequence, floor: u16) -> Result<(Sequence, Sequence), TimelockError> { unimplemented!() }
+pub fn next_sequences(
+    current: Sequence,
+    floor: u16,
+) -> Result<(Sequence, Sequence), TimelockError> {
+    // spark-protocol §3.4: each ownership change costs exactly 100 blocks. The upper 16 bits are
+    // copied unchanged (vectors §3 NextSequence), even bits 31/22: validity is checked elsewhere.
+    let current_blocks = low16(current.0);
+    let exhausted = TimelockError::Exhausted {
+        current: current_blocks,
+        interval: TIME_LOCK_INTERVAL,
+        floor,
+    };
+    let next_blocks = current_blocks
+        .checked_sub(TIME_LOCK_INTERVAL)
+        .ok_or(exhausted.clone())?;
+    if next_blocks < floor {
+        return Err(exhausted);
+    }
+    let cpfp = with_low16(current, next_blocks);
+    Ok((cpfp, direct_of(cpfp)))
+}
+
 /// The direct twin of a CPFP sequence: +50 in the low 16 bits.
-pub fn direct_of(cpfp: Sequence) -> Sequence { unimplemented!() }
+///
+/// Saturates at 0xffff instead of wrapping: a direct tx must never mature before its CPFP twin
+/// (spark-protocol §3.6). Real sequences never get near the limit (max 2050).
+pub fn direct_of(cpfp: Sequence) -> Sequence {
+    let direct_blocks = low16(cpfp.0).saturating_add(DIRECT_TIMELOCK_OFFSET);
+    with_low16(cpfp, direct_blocks)
+}
+
+/// The block count in the low 16 bits.
+fn low16(seq: u32) -> u16 {
+    // Masked to 16 bits, so the cast is lossless.
+    (seq & VALUE_MASK) as u16
+}
+
+/// `seq` with its low 16 bits replaced by `blocks`, upper 16 bits untouched.
+fn with_low16(seq: Sequence, blocks: u16) -> Sequence {
+    Sequence((seq.0 & !VALUE_MASK) | u32::from(blocks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn initial_and_root_sequences_carry_no_bit_30() {
+        assert_eq!(initial_refund_sequences(), (Sequence(2000), Sequence(2050)));
+        assert_eq!(root_node_sequences(), (Sequence(0), Sequence(50)));
+    }
+
+    #[test]
+    fn blocks_reads_only_the_low_16_bits() {
+        assert_eq!(blocks(Sequence(0x4000_07d0)), Blocks(2000));
+        assert_eq!(blocks(Sequence(0xffff_ffff)), Blocks(0xffff));
+        assert_eq!(blocks(Sequence(0x0000_076c)), Blocks(1900));
+    }
+
+    #[test]
+    fn validity_rejects_bit_31_and_bit_22_only() {
+        assert_eq!(
+            validate_sequence(Sequence(0x8000_03e8)),
+            Err(TimelockError::Disabled(0x8000_03e8))
+        );
+        assert_eq!(
+            validate_sequence(Sequence(0x0040_03e8)),
+            Err(TimelockError::TimeBased(0x0040_03e8))
+        );
+        assert_eq!(validate_sequence(Sequence(1000)), Ok(()));
+        assert_eq!(validate_sequence(Sequence(0x4000_03e8)), Ok(()));
+    }
+
+    #[test]
+    fn floor_rejects_results_below_it() {
+        assert!(next_sequences(Sequence(200), 100).is_ok());
+        assert_eq!(
+            next_sequences(Sequence(199), 100),
+            Err(TimelockError::Exhausted {
+                current: 199,
+                interval: 100,
+                floor: 100
+            })
+        );
+    }
+
+    #[test]
+    fn direct_of_saturates() {
+        assert_eq!(direct_of(Sequence(0x4000_ffff)), Sequence(0x4000_ffff));
+        assert_eq!(direct_of(Sequence(0x4000_0000)), Sequence(0x4000_0032));
+    }
+
+    proptest! {
+        #[test]
+        fn next_sequences_arithmetic(seq in any::<u32>(), floor in any::<u16>()) {
+            let low = (seq & 0xffff) as u16;
+            match next_sequences(Sequence(seq), floor) {
+                Ok((cpfp, direct)) => {
+                    prop_assert_eq!(blocks(cpfp).0, low - 100);
+                    prop_assert!(blocks(cpfp).0 >= floor);
+                    prop_assert_eq!(cpfp.0 & 0xffff_0000, seq & 0xffff_0000);
+                    prop_assert_eq!(direct.0 & 0xffff_0000, seq & 0xffff_0000);
+                    prop_assert_eq!(blocks(direct).0, blocks(cpfp).0 + 50);
+                }
+                Err(TimelockError::Exhausted { current, interval, floor: f }) => {
+                    prop_assert_eq!((current, interval, f), (low, 100, floor));
+                    prop_assert!(low < 100 || low - 100 < floor);
+                }
+                Err(other) => prop_assert!(false, "unexpected error {other}"),
+            }
+        }
+    }
+}

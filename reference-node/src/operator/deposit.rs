@@ -3,7 +3,7 @@
 use super::store::{Db, DepositAddressRow, KeyshareStatus, LeafRow, LeafStatus, PendingTreeRow};
 use super::{Operator, SessionKind, Step, WalletCall};
 use crate::crypto::identity::{sha256, sign_digest};
-use crate::crypto::signing::{NonceCommitment, SigningJob};
+use crate::crypto::signing::SigningJob;
 use crate::crypto::{curve, PublicKey};
 use crate::msg::{FinalizeIntent, GossipBody, InternalReply, InternalRequest, LeafRecord, NodeSet, OperatorSigningResult, RefundSet, UserJob, WalletReply};
 use crate::node::Ctx;
@@ -73,6 +73,9 @@ impl Operator {
             return Self::reply_wallet(ctx, call, Err("keyshare pool empty, retry later".into()));
         };
         db.pool.remove(&keyshare);
+        if db.pool.len() < self.cfg.params.dkg_pool_min {
+            ctx.set_timer(crate::types::Micros::ZERO, crate::node::TimerKind::DkgPool);
+        }
         let se_public_key = db.keyshares[&keyshare].share.public_key;
         self.store.commit(db);
         let Some(verifying_key) = curve::point_add(&se_public_key, &signing_key) else {
@@ -332,7 +335,3 @@ impl Operator {
         pool
     }
 }
-
-/// Unused-import guard for NonceCommitment (kept for the public signature of UserJob users).
-#[allow(dead_code)]
-fn _types(_: NonceCommitment) {}

@@ -42,6 +42,7 @@ struct Volatile {
     next_session: u64,
     sessions: BTreeMap<u64, Session>,
     dkg: BTreeMap<u64, dkg::BatchState>,
+    dkg_collect: Option<dkg::Collect>,
     gossip_timer_armed: bool,
     tasks_timer_armed: bool,
 }
@@ -60,7 +61,6 @@ enum SessionKind {
     Commitments(send::CommitmentsSession),
     Send(Box<send::SendSession>),
     Claim(Box<claim::ClaimSession>),
-    DkgCollect(dkg::CollectSession),
 }
 
 /// What a session step decided: finished (it replied or failed itself), or the next round.
@@ -174,7 +174,6 @@ impl Operator {
             SessionKind::Commitments(x) => self.commitments_advance(ctx, x, replies).map(SessionKind::Commitments),
             SessionKind::Send(x) => self.send_advance(ctx, phase, *x, replies).map(|x| SessionKind::Send(Box::new(x))),
             SessionKind::Claim(x) => self.claim_advance(ctx, id, *x, replies).map(|x| SessionKind::Claim(Box::new(x))),
-            SessionKind::DkgCollect(x) => self.dkg_collect_advance(x, replies).map(SessionKind::DkgCollect),
         };
         if let Step::Next(kind, requests) = step {
             self.vol.sessions.insert(id, Session { phase, waiting: BTreeSet::new(), replies: BTreeMap::new(), kind });
@@ -199,7 +198,6 @@ impl Operator {
             SessionKind::Commitments(x) => Self::reply_wallet(ctx, x.call, Err(reason)),
             SessionKind::Send(x) => self.send_abort(ctx, *x, reason),
             SessionKind::Claim(x) => self.claim_abort(ctx, *x, reason),
-            SessionKind::DkgCollect(_) => {}
         }
     }
 
@@ -267,10 +265,7 @@ impl Operator {
             InternalRequest::DkgStart { batch, count } => return self.dkg_start(ctx, peer, batch, count),
             InternalRequest::DkgRound1 { batch, packages } => return self.dkg_round1(ctx, peer, batch, packages),
             InternalRequest::DkgRound2 { batch, packages } => return self.dkg_round2(ctx, peer, batch, packages),
-            InternalRequest::DkgDone { batch, public_keys } => {
-                self.dkg_done(ctx, peer, req, batch, public_keys);
-                return;
-            }
+            InternalRequest::DkgDone { batch, public_keys } => return self.dkg_done(ctx, peer, batch, public_keys),
             InternalRequest::MarkKeyshareForDeposit { keyshare, owner_identity, owner_signing_key } => {
                 self.mark_keyshare_for_deposit(keyshare, owner_identity, owner_signing_key)
             }

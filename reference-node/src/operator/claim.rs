@@ -1,0 +1,355 @@
+//! Transfer claim (spark-protocol §4.2): the receiver's tweak is stored on every operator, then a
+//! two-phase settle (prepare → COMMIT/ROLLBACK) moves ownership on all of them, then the
+//! receiver's refunds are co-signed and finalized. Once COMMIT is decided it is never rolled back
+//! (the hazard of buildonspark/spark#24).
+use super::deposit::check_signed;
+use super::send::refund_prevouts;
+use super::store::{Db, LeafStatus, StoredTweak, TransferStatus};
+use super::{Operator, SessionKind, Step, WalletCall};
+use crate::crypto::identity::sha256;
+use crate::crypto::signing::SigningJob;
+use crate::crypto::{curve, PublicKey};
+use crate::msg::{ClaimLeafJobs, ClaimLeafView, GossipBody, InternalReply, InternalRequest, PendingTransferView, ReceiverLeafTweak, RefundSet, WalletReply};
+use crate::node::Ctx;
+use crate::tx::{sighash, template, timelock};
+use crate::types::{KeyshareId, LeafId, OperatorId, TransferId};
+use bitcoin::Transaction;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Prepare,
+    WaitSettled,
+    Round1,
+    Round2,
+}
+
+pub(super) struct ClaimSession {
+    pub call: WalletCall,
+    transfer: TransferId,
+    stage: Stage,
+    keyshare: KeyshareId,
+    jobs: Vec<SigningJob>,
+    signers: Vec<OperatorId>,
+}
+
+pub(super) fn tweak_digest(t: &StoredTweak) -> [u8; 32] {
+    sha256(&[&bincode::serialize(t).unwrap_or_default()])
+}
+
+impl Operator {
+    pub(super) fn query_pending_transfers(&self, receiver: &PublicKey) -> Vec<PendingTransferView> {
+        let db = self.store.read();
+        db.transfers
+            .iter()
+            .filter(|(_, t)| t.receiver == *receiver && t.status.is_sent() && t.status != TransferStatus::Completed)
+            .filter_map(|(id, t)| {
+                let leaves = t
+                    .leaves
+                    .iter()
+                    .map(|(leaf, r)| {
+                        let row = db.leaves.get(leaf)?;
+                        Some(ClaimLeafView {
+                            leaf: *leaf,
+                            value_sats: row.value_sats,
+                            verifying_key: row.verifying_key,
+                            owner_signing_key: row.owner_signing_key,
+                            deposit_outpoint: row.deposit_outpoint,
+                            nodes: row.nodes.clone(),
+                            intermediate_refunds: r.intermediate_refunds.clone()?,
+                            secret_cipher: r.secret_cipher.clone(),
+                            signature: r.signature.clone(),
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Some(PendingTransferView { transfer: *id, sender: t.sender, leaves })
+            })
+            .collect()
+    }
+
+    /// Every operator: store the receiver's tweak for the transfer's leaves (idempotent for the
+    /// same tweak; replaceable until the settle is prepared).
+    pub(super) fn claim_tweak_keys(&mut self, transfer: TransferId, receiver: &PublicKey, leaves: Vec<ReceiverLeafTweak>) -> Result<(), String> {
+        let all: BTreeSet<OperatorId> = self.all_operators();
+        for l in &leaves {
+            self.validate_tweak_share(&l.share, &l.pubkey_shares_tweak, &all)?;
+        }
+        let mut db = self.store.begin();
+        let t = db.transfers.get_mut(&transfer).ok_or_else(|| format!("unknown transfer {transfer}"))?;
+        if t.receiver != *receiver {
+            return Err("not the transfer's receiver".into());
+        }
+        if leaves.iter().map(|l| l.leaf).collect::<BTreeSet<_>>() != t.leaves.keys().copied().collect() {
+            return Err("tweaks do not cover exactly the transfer's leaves".into());
+        }
+        let replaceable = matches!(t.status, TransferStatus::SenderKeyTweaked | TransferStatus::ReceiverKeyTweaked);
+        for l in leaves {
+            let tweak = StoredTweak { share: l.share, pubkey_shares_tweak: l.pubkey_shares_tweak };
+            let row = t.leaves.get_mut(&l.leaf).ok_or("leaf vanished")?;
+            if replaceable {
+                row.receiver_tweak = Some(tweak);
+            } else if row.receiver_tweak.as_ref() != Some(&tweak) {
+                return Err(format!("transfer {transfer} is {:?}: a different tweak is already settling", t.status));
+            }
+        }
+        if replaceable {
+            t.status = TransferStatus::ReceiverKeyTweaked;
+        }
+        self.store.commit(db);
+        Ok(())
+    }
+
+    pub(super) fn claim_sign_refunds(&mut self, ctx: &mut Ctx<'_>, call: WalletCall, transfer: TransferId, receiver: PublicKey, leaves: Vec<ClaimLeafJobs>) {
+        let (keyshare, jobs, decided) = match self.validate_claim(transfer, &receiver, &leaves) {
+            Ok(v) => v,
+            Err(e) => return Self::reply_wallet(ctx, call, Err(e)),
+        };
+        let mut s = ClaimSession { call, transfer, stage: Stage::Prepare, keyshare, jobs, signers: Vec::new() };
+        if decided {
+            s.stage = Stage::WaitSettled;
+            let id = self.start_session(ctx, SessionKind::Claim(Box::new(s)), Vec::new());
+            self.advance(ctx, id);
+        } else {
+            let db = self.store.read();
+            let digests = db.transfers[&transfer].leaves.iter().filter_map(|(l, r)| r.receiver_tweak.as_ref().map(|t| (*l, tweak_digest(t)))).collect();
+            let req = InternalRequest::SettleReceiverPrepare { transfer, tweak_digests: digests };
+            let requests = self.all_operators().into_iter().map(|o| (o, req.clone())).collect();
+            self.start_session(ctx, SessionKind::Claim(Box::new(s)), requests);
+        }
+    }
+
+    fn validate_claim(&self, transfer: TransferId, receiver: &PublicKey, leaves: &[ClaimLeafJobs]) -> Result<(KeyshareId, Vec<SigningJob>, bool), String> {
+        let db = self.store.read();
+        let t = db.transfers.get(&transfer).ok_or_else(|| format!("unknown transfer {transfer}"))?;
+        if t.receiver != *receiver {
+            return Err("not the transfer's receiver".into());
+        }
+        if t.status < TransferStatus::ReceiverKeyTweaked || t.status.is_terminal() {
+            return Err(format!("transfer {transfer} is {:?}", t.status));
+        }
+        let [lj] = leaves else { return Err("one leaf per claim is supported".into()) };
+        let tl = t.leaves.get(&lj.leaf).ok_or("leaf not in transfer")?;
+        let leaf = db.leaves.get(&lj.leaf).ok_or("unknown leaf")?;
+        let ks = &db.keyshares.get(&leaf.keyshare).ok_or("keyshare vanished")?.share;
+        // The receiver's new key must complete Y with the SE key after its tweak.
+        let se_after = if t.receiver_commit_decided {
+            ks.public_key
+        } else {
+            let rt = tl.receiver_tweak.as_ref().ok_or("no receiver tweak stored")?;
+            curve::point_add(&ks.public_key, rt.share.proofs.first().ok_or("no proofs")?).ok_or("SE key at infinity")?
+        };
+        if curve::point_add(&lj.new_signing_key, &se_after) != Some(leaf.verifying_key) {
+            return Err("new signing key does not match the settled SE key".into());
+        }
+        let expected = Self::expected_claim_refunds(leaf, tl.intermediate_refunds.as_ref().ok_or("no intermediate refunds")?, &lj.new_signing_key)?;
+        if lj.refunds.len() != 3 {
+            return Err(format!("expected 3 refunds, found {}", lj.refunds.len()));
+        }
+        let prevouts = refund_prevouts(&leaf.nodes);
+        let mut jobs = Vec::new();
+        for (i, uj) in lj.refunds.iter().enumerate() {
+            template::compare_transactions(expected.as_array()[i], &uj.tx).map_err(|e| format!("refund {i}: {e}"))?;
+            jobs.push(SigningJob {
+                message: sighash::key_spend_sighash(&uj.tx, 0, &prevouts[i]).map_err(|e| e.to_string())?,
+                verifying_key: leaf.verifying_key,
+                user_public_key: lj.new_signing_key,
+                operator_commitments: BTreeMap::new(),
+                user_commitment: uj.user_commitment.clone(),
+            });
+        }
+        Ok((leaf.keyshare, jobs, t.receiver_commit_decided))
+    }
+
+    /// spark-protocol §3.4: the claim keeps the intermediate refunds' timelocks and pays the
+    /// receiver's new leaf key.
+    pub(super) fn expected_claim_refunds(leaf: &super::store::LeafRow, intermediate: &RefundSet, new_key: &PublicKey) -> Result<RefundSet, String> {
+        let seq = intermediate.cpfp.input[0].sequence;
+        let direct = intermediate.direct.input[0].sequence;
+        timelock::validate_sequence(seq).map_err(|e| e.to_string())?;
+        let r = template::refund_txs(&leaf.nodes.cpfp, Some(&leaf.nodes.direct), 0, new_key, seq, direct);
+        Ok(RefundSet { cpfp: r.cpfp, direct: r.direct.ok_or("no direct refund built")?, direct_from_cpfp: r.direct_from_cpfp })
+    }
+
+    pub(super) fn claim_advance(&mut self, ctx: &mut Ctx<'_>, _id: u64, mut s: ClaimSession, replies: BTreeMap<OperatorId, InternalReply>) -> Step<ClaimSession> {
+        match s.stage {
+            Stage::Prepare => {
+                // Every operator prepared: decide COMMIT durably, apply our own, gossip the rest.
+                let mut db = self.store.begin();
+                if let Err(e) = self.apply_receiver_commit(&mut db, s.transfer) {
+                    self.claim_abort(ctx, s, e);
+                    return Step::Done;
+                }
+                if let Some(t) = db.transfers.get_mut(&s.transfer) {
+                    t.receiver_commit_decided = true;
+                }
+                let others = self.others();
+                let seq = (!others.is_empty()).then(|| Self::gossip_create(&mut db, GossipBody::SettleReceiverCommit { transfer: s.transfer }, others));
+                self.store.commit(db);
+                if let Some(seq) = seq {
+                    self.gossip_push(ctx, seq);
+                }
+                s.stage = Stage::WaitSettled;
+                self.claim_try_sign(ctx, s)
+            }
+            Stage::WaitSettled => self.claim_try_sign(ctx, s),
+            Stage::Round1 => match self.attach_commitments(s.keyshare, &mut s.jobs, replies) {
+                Err(e) => {
+                    self.claim_abort(ctx, s, e);
+                    Step::Done
+                }
+                Ok(()) => {
+                    s.stage = Stage::Round2;
+                    let req = InternalRequest::FrostRound2 { keyshare: s.keyshare, jobs: s.jobs.clone() };
+                    let requests = s.signers.iter().map(|o| (*o, req.clone())).collect();
+                    Step::Next(s, requests)
+                }
+            },
+            Stage::Round2 => {
+                let results = self.signing_results(s.keyshare, &s.jobs, replies);
+                Self::reply_wallet(ctx, s.call, results.map(|results| WalletReply::Signing { results }));
+                Step::Done
+            }
+        }
+    }
+
+    /// Sign once at least t operators hold the receiver's key (spark-protocol §4.2 claim step 4).
+    fn claim_try_sign(&mut self, ctx: &mut Ctx<'_>, mut s: ClaimSession) -> Step<ClaimSession> {
+        let settled: Vec<OperatorId> = self.settled_operators(s.transfer).into_iter().collect();
+        if settled.len() < usize::from(self.cfg.params.threshold) {
+            return Step::Next(s, Vec::new()); // wait for receipts (timeout armed)
+        }
+        s.signers = self.choose_signers_from(ctx, settled);
+        s.stage = Stage::Round1;
+        let req = InternalRequest::FrostRound1 { keyshare: s.keyshare, count: s.jobs.len() as u8 };
+        let requests = s.signers.iter().map(|o| (*o, req.clone())).collect();
+        Step::Next(s, requests)
+    }
+
+    /// New receiver-commit receipts arrived: a claim waiting for them may proceed.
+    pub(super) fn resume_claim(&mut self, ctx: &mut Ctx<'_>, transfer: TransferId) {
+        let waiting: Vec<u64> = self
+            .vol
+            .sessions
+            .iter()
+            .filter(|(_, s)| matches!(&s.kind, SessionKind::Claim(c) if c.transfer == transfer && c.stage == Stage::WaitSettled))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.advance(ctx, id);
+        }
+    }
+
+    pub(super) fn claim_abort(&mut self, ctx: &mut Ctx<'_>, s: ClaimSession, reason: String) {
+        if s.stage == Stage::Prepare {
+            // Not decided: roll back everywhere (durably), so the receiver can try again.
+            let mut db = self.store.begin();
+            let decided = db.transfers.get(&s.transfer).is_some_and(|t| t.receiver_commit_decided);
+            if !decided && Self::apply_receiver_rollback(&mut db, s.transfer).is_ok() {
+                let seq = Self::gossip_create(&mut db, GossipBody::SettleReceiverRollback { transfer: s.transfer }, self.others());
+                self.store.commit(db);
+                self.gossip_push(ctx, seq);
+            }
+        }
+        Self::reply_wallet(ctx, s.call, Err(reason));
+    }
+
+    pub(super) fn settle_receiver_prepare(&mut self, transfer: TransferId, digests: &BTreeMap<LeafId, [u8; 32]>) -> Result<InternalReply, String> {
+        let mut db = self.store.begin();
+        let t = db.transfers.get_mut(&transfer).ok_or_else(|| format!("unknown transfer {transfer}"))?;
+        let mine: BTreeMap<LeafId, [u8; 32]> = t.leaves.iter().filter_map(|(l, r)| r.receiver_tweak.as_ref().map(|tw| (*l, tweak_digest(tw)))).collect();
+        if mine != *digests {
+            return Err("stored receiver tweak differs from the coordinator's".into());
+        }
+        match t.status {
+            TransferStatus::ReceiverKeyTweaked => t.status = TransferStatus::ReceiverKeyTweakLocked,
+            TransferStatus::ReceiverKeyTweakLocked | TransferStatus::ReceiverKeyTweakApplied | TransferStatus::Completed => {}
+            s => return Err(format!("cannot prepare a receiver settle in {s:?}")),
+        }
+        self.store.commit(db);
+        Ok(InternalReply::Ack)
+    }
+
+    pub(super) fn apply_receiver_commit(&self, db: &mut Db, transfer: TransferId) -> Result<(), String> {
+        let t = db.transfers.get(&transfer).ok_or_else(|| format!("unknown transfer {transfer}"))?;
+        match t.status {
+            TransferStatus::ReceiverKeyTweakLocked | TransferStatus::ReceiverKeyTweaked => {}
+            TransferStatus::ReceiverKeyTweakApplied | TransferStatus::Completed => return Ok(()),
+            s => return Err(format!("cannot commit a receiver settle in {s:?}")),
+        }
+        let receiver = t.receiver;
+        let tweaks: Vec<(LeafId, StoredTweak)> = t
+            .leaves
+            .iter()
+            .map(|(l, r)| r.receiver_tweak.clone().map(|tw| (*l, tw)).ok_or_else(|| format!("no receiver tweak for leaf {l}")))
+            .collect::<Result<_, _>>()?;
+        for (leaf, tweak) in tweaks {
+            Self::apply_key_tweak(db, self.cfg.id, leaf, &tweak)?;
+            if let Some(row) = db.leaves.get_mut(&leaf) {
+                row.owner_identity = receiver;
+            }
+        }
+        if let Some(t) = db.transfers.get_mut(&transfer) {
+            t.status = TransferStatus::ReceiverKeyTweakApplied;
+        }
+        Ok(())
+    }
+
+    pub(super) fn apply_receiver_rollback(db: &mut Db, transfer: TransferId) -> Result<(), String> {
+        let t = db.transfers.get_mut(&transfer).ok_or_else(|| format!("unknown transfer {transfer}"))?;
+        match t.status {
+            TransferStatus::ReceiverKeyTweaked | TransferStatus::ReceiverKeyTweakLocked => {
+                t.status = TransferStatus::SenderKeyTweaked;
+                for r in t.leaves.values_mut() {
+                    r.receiver_tweak = None;
+                }
+                Ok(())
+            }
+            TransferStatus::SenderKeyTweaked => Ok(()),
+            s => Err(format!("key tweak is already applied ({s:?}); refusing to roll back")),
+        }
+    }
+
+    /// Coordinator: the receiver's aggregated refunds arrive; store them and finish the transfer.
+    pub(super) fn finalize_transfer(&mut self, ctx: &mut Ctx<'_>, transfer: TransferId, leaf: LeafId, signed: Vec<Transaction>) -> Result<(), String> {
+        let mut db = self.store.begin();
+        let t = db.transfers.get(&transfer).ok_or_else(|| format!("unknown transfer {transfer}"))?;
+        if t.status == TransferStatus::Completed {
+            return Ok(());
+        }
+        if t.status != TransferStatus::ReceiverKeyTweakApplied {
+            return Err(format!("transfer {transfer} is {:?}", t.status));
+        }
+        let tl = t.leaves.get(&leaf).ok_or("leaf not in transfer")?;
+        let row = db.leaves.get(&leaf).ok_or("unknown leaf")?;
+        let expected = Self::expected_claim_refunds(row, tl.intermediate_refunds.as_ref().ok_or("no intermediate refunds")?, &row.owner_signing_key)?;
+        let refunds = RefundSet::from_vec(signed).ok_or("expected 3 signed refunds")?;
+        let prevouts = refund_prevouts(&row.nodes);
+        for (i, tx) in refunds.as_array().into_iter().enumerate() {
+            check_signed(expected.as_array()[i], tx, &prevouts[i], &row.verifying_key).map_err(|e| format!("refund {i}: {e}"))?;
+        }
+        let all = BTreeMap::from([(leaf, refunds)]);
+        Self::apply_finalize_transfer(&mut db, transfer, &all)?;
+        let seq = Self::gossip_create(&mut db, GossipBody::FinalizeTransfer { transfer, refunds: all }, self.others());
+        self.store.commit(db);
+        self.gossip_push(ctx, seq);
+        Ok(())
+    }
+
+    pub(super) fn apply_finalize_transfer(db: &mut Db, transfer: TransferId, refunds: &BTreeMap<LeafId, RefundSet>) -> Result<(), String> {
+        let t = db.transfers.get_mut(&transfer).ok_or_else(|| format!("unknown transfer {transfer}"))?;
+        match t.status {
+            TransferStatus::Completed => return Ok(()),
+            TransferStatus::ReceiverKeyTweakApplied => {}
+            s => return Err(format!("cannot finalize transfer {transfer} in {s:?}")),
+        }
+        t.status = TransferStatus::Completed;
+        for (leaf, r) in refunds {
+            let row = db.leaves.get_mut(leaf).ok_or_else(|| format!("unknown leaf {leaf}"))?;
+            row.refunds = r.clone();
+            if row.status == LeafStatus::TransferLocked(transfer) {
+                row.status = LeafStatus::Available;
+            }
+        }
+        Ok(())
+    }
+}

@@ -44,6 +44,7 @@ pub fn part1<R: RngCore + CryptoRng>(me: OperatorId, n: u16, t: u16, count: usiz
 
 /// `round1_from_others`: every other operator's round-1 packages, one per key.
 /// Returns my round-2 state and, per recipient, its round-2 packages (one per key).
+#[allow(clippy::type_complexity)] // the signature is the fixed module API
 pub fn part2(secret: Round1Secret, round1_from_others: &BTreeMap<OperatorId, Vec<Vec<u8>>>) -> Result<(Round2Secret, BTreeMap<OperatorId, Vec<Vec<u8>>>), DkgError> {
     let count = secret.0.len();
     let round1 = parse_batch("part2", round1_from_others, count, fdkg::round1::Package::deserialize)?;

@@ -148,7 +148,10 @@ mod tests {
         let three = Scalar::from_u32(3);
         assert_eq!(three.mul(&three.invert().unwrap()), Scalar::from_u32(1));
         assert!(Scalar([0; 32]).invert().is_none());
-        assert_eq!(Scalar::from_u32(5).sub(&Scalar::from_u32(7)), Scalar::from_u32(2).neg());
+        assert_eq!(
+            Scalar::from_u32(5).sub(&Scalar::from_u32(7)),
+            Scalar::from_u32(2).neg()
+        );
     }
 
     #[test]

@@ -34,13 +34,20 @@ const TAG_LEN: usize = 16;
 const HEADER_LEN: usize = PK_LEN + NONCE_LEN + TAG_LEN;
 
 /// Encrypts to `receiver`; the ephemeral key and the nonce are drawn from `rng` (in that order).
-pub fn encrypt<R: RngCore + CryptoRng>(receiver: &PublicKey, plaintext: &[u8], rng: &mut R) -> Vec<u8> {
+pub fn encrypt<R: RngCore + CryptoRng>(
+    receiver: &PublicKey,
+    plaintext: &[u8],
+    rng: &mut R,
+) -> Vec<u8> {
     let ephemeral = Scalar::random(rng);
     let ephemeral_pk = PublicKey::from_secret_key(
         secp(),
-        &ephemeral.to_secret_key().expect("invariant: Scalar::random is non-zero"),
+        &ephemeral
+            .to_secret_key()
+            .expect("invariant: Scalar::random is non-zero"),
     );
-    let shared = point_mul(receiver, &ephemeral).expect("invariant: non-zero scalar times a valid point");
+    let shared =
+        point_mul(receiver, &ephemeral).expect("invariant: non-zero scalar times a valid point");
     let key = derive_key(&ephemeral_pk, &shared);
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
@@ -151,24 +158,40 @@ mod tests {
         assert_eq!(ct.len(), HEADER_LEN + msg.len());
         assert_eq!(ct[0], 0x04);
         assert_eq!(decrypt(&receiver, &ct).unwrap(), msg);
-        assert_eq!(decrypt(&receiver, &encrypt(&receiver_pk, b"", &mut rng)).unwrap(), b"");
+        assert_eq!(
+            decrypt(&receiver, &encrypt(&receiver_pk, b"", &mut rng)).unwrap(),
+            b""
+        );
 
         // Every region is authenticated or key-bearing.
         for pos in [PK_LEN, PK_LEN + NONCE_LEN, HEADER_LEN, ct.len() - 1] {
             let mut bad = ct.clone();
             bad[pos] ^= 1;
-            assert_eq!(decrypt(&receiver, &bad), Err(EciesError::Decrypt), "byte {pos}");
+            assert_eq!(
+                decrypt(&receiver, &bad),
+                Err(EciesError::Decrypt),
+                "byte {pos}"
+            );
         }
         let mut bad_pk = ct.clone();
         bad_pk[10] ^= 1;
-        assert_eq!(decrypt(&receiver, &bad_pk), Err(EciesError::BadEphemeralKey));
+        assert_eq!(
+            decrypt(&receiver, &bad_pk),
+            Err(EciesError::BadEphemeralKey)
+        );
         let other = Scalar::random(&mut rng).to_secret_key().unwrap();
         assert_eq!(decrypt(&other, &ct), Err(EciesError::Decrypt));
-        assert_eq!(decrypt(&receiver, &ct[..HEADER_LEN - 1]), Err(EciesError::TooShort(HEADER_LEN - 1)));
+        assert_eq!(
+            decrypt(&receiver, &ct[..HEADER_LEN - 1]),
+            Err(EciesError::TooShort(HEADER_LEN - 1))
+        );
 
         let a = encrypt(&receiver_pk, msg, &mut ChaCha20Rng::seed_from_u64(9));
         let b = encrypt(&receiver_pk, msg, &mut ChaCha20Rng::seed_from_u64(9));
         assert_eq!(a, b);
-        assert_ne!(a, encrypt(&receiver_pk, msg, &mut ChaCha20Rng::seed_from_u64(10)));
+        assert_ne!(
+            a,
+            encrypt(&receiver_pk, msg, &mut ChaCha20Rng::seed_from_u64(10))
+        );
     }
 }

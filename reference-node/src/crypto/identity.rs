@@ -21,7 +21,11 @@ pub fn sign_digest(secret: &SecretKey, digest: &[u8; 32]) -> Vec<u8> {
 
 /// Strict DER parse; high-S signatures are rejected by libsecp256k1's verify (BIP146 rule),
 /// matching Spark's low-S policy.
-pub fn verify_digest(public: &PublicKey, digest: &[u8; 32], der: &[u8]) -> Result<(), IdentityError> {
+pub fn verify_digest(
+    public: &PublicKey,
+    digest: &[u8; 32],
+    der: &[u8],
+) -> Result<(), IdentityError> {
     let sig = Signature::from_der(der).map_err(|_| IdentityError::Malformed)?;
     secp()
         .verify_ecdsa(&Message::from_digest(*digest), &sig, public)
@@ -64,7 +68,10 @@ mod tests {
         let bad = hex32("7622652b941985440aa812dd74501e2b5842dea1890db5909fe3789a2bffe024");
         assert_eq!(verify_digest(&pk, &good, &der), Ok(()));
         assert_eq!(verify_digest(&pk, &bad, &der), Err(IdentityError::Invalid));
-        assert_eq!(verify_digest(&pk, &good, &der[..10]), Err(IdentityError::Malformed));
+        assert_eq!(
+            verify_digest(&pk, &good, &der[..10]),
+            Err(IdentityError::Malformed)
+        );
     }
 
     #[test]
@@ -76,7 +83,10 @@ mod tests {
         let der = sign_digest(&sk, &d);
         assert_eq!(der, sign_digest(&sk, &d), "RFC 6979 is deterministic");
         assert_eq!(verify_digest(&pk, &d, &der), Ok(()));
-        assert_eq!(verify_digest(&pk, &sha256(&[b"x"]), &der), Err(IdentityError::Invalid));
+        assert_eq!(
+            verify_digest(&pk, &sha256(&[b"x"]), &der),
+            Err(IdentityError::Invalid)
+        );
     }
 
     /// spark-vectors §4.7: sha256 of the concatenation, including the empty list.

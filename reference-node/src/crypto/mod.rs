@@ -35,25 +35,44 @@ mod tests {
         let mut r = rng(77);
         let (n, t) = (5u16, 3u16);
         let mut keyshares = dealer(n, t, &mut r);
-        let operator_identity: Vec<SecretKey> = (0..n).map(|_| Scalar::random(&mut r).to_secret_key().unwrap()).collect();
+        let operator_identity: Vec<SecretKey> = (0..n)
+            .map(|_| Scalar::random(&mut r).to_secret_key().unwrap())
+            .collect();
         let sender_identity = Scalar::random(&mut r).to_secret_key().unwrap();
         let receiver_identity = Scalar::random(&mut r).to_secret_key().unwrap();
         let sk_old = Scalar::random(&mut r).to_secret_key().unwrap();
-        let y = point_add(&PublicKey::from_secret_key(secp(), &sk_old), &keyshares[&OperatorId(0)].public_key).unwrap();
+        let y = point_add(
+            &PublicKey::from_secret_key(secp(), &sk_old),
+            &keyshares[&OperatorId(0)].public_key,
+        )
+        .unwrap();
 
         // Sender.
         let e = Scalar::random(&mut r);
         let delta = Scalar::from_secret_key(&sk_old).sub(&e);
         let shares = vss::split_with_proofs(&delta, t, n, &mut r).unwrap();
-        let pubkey_shares_tweak: BTreeMap<OperatorId, PublicKey> =
-            shares.iter().enumerate().map(|(i, s)| (OperatorId(i as u16), base_mul(&s.share).unwrap())).collect();
-        let secret_cipher = ecies::encrypt(&PublicKey::from_secret_key(secp(), &receiver_identity), &e.0, &mut r);
+        let pubkey_shares_tweak: BTreeMap<OperatorId, PublicKey> = shares
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (OperatorId(i as u16), base_mul(&s.share).unwrap()))
+            .collect();
+        let secret_cipher = ecies::encrypt(
+            &PublicKey::from_secret_key(secp(), &receiver_identity),
+            &e.0,
+            &mut r,
+        );
         let digest = identity::sha256(&[b"leaf-1", b"transfer-1", &secret_cipher]);
         let signature = identity::sign_digest(&sender_identity, &digest);
         let packages: Vec<Vec<u8>> = shares
             .iter()
             .zip(&operator_identity)
-            .map(|(s, id)| ecies::encrypt(&PublicKey::from_secret_key(secp(), id), &serde_json::to_vec(s).unwrap(), &mut r))
+            .map(|(s, id)| {
+                ecies::encrypt(
+                    &PublicKey::from_secret_key(secp(), id),
+                    &serde_json::to_vec(s).unwrap(),
+                    &mut r,
+                )
+            })
             .collect();
 
         // Operators.
@@ -65,14 +84,25 @@ mod tests {
             let share: vss::VssShare = serde_json::from_slice(&plain).unwrap();
             assert_eq!(share.x, op.share_x());
             vss::validate_share(&share).unwrap();
-            ks.apply_tweak(*op, &share.share, &pubkey_shares_tweak, &share.proofs[0]).unwrap();
+            ks.apply_tweak(*op, &share.share, &pubkey_shares_tweak, &share.proofs[0])
+                .unwrap();
             assert!(ecies::decrypt(&operator_identity[(i + 1) % 5], &packages[i]).is_err());
         }
 
         // Receiver.
         let plain = ecies::decrypt(&receiver_identity, &secret_cipher).unwrap();
-        let e_received = Scalar::from_bytes(plain.try_into().unwrap()).unwrap().to_secret_key().unwrap();
-        let round = sign_round(&keyshares, &[OperatorId(0), OperatorId(3), OperatorId(4)], &e_received, [3; 32], &mut r).unwrap();
+        let e_received = Scalar::from_bytes(plain.try_into().unwrap())
+            .unwrap()
+            .to_secret_key()
+            .unwrap();
+        let round = sign_round(
+            &keyshares,
+            &[OperatorId(0), OperatorId(3), OperatorId(4)],
+            &e_received,
+            [3; 32],
+            &mut r,
+        )
+        .unwrap();
         assert_eq!(round.job.verifying_key, y);
         let sig = finish(&round, &keyshares[&OperatorId(0)].public_shares).unwrap();
         assert!(signing::verify(&y, &[3; 32], &sig));

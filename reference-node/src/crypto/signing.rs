@@ -35,18 +35,27 @@ impl KeyShare {
         secret_commitment: &PublicKey,
     ) -> Result<(), SigningError> {
         if !self.public_shares.keys().eq(pubkey_shares_tweak.keys()) {
-            return Err(malformed("pubkey_shares_tweak", "operator set differs from the keyshare's"));
+            return Err(malformed(
+                "pubkey_shares_tweak",
+                "operator set differs from the keyshare's",
+            ));
         }
         let secret_share = self.secret_share.add(share_tweak);
         let mut public_shares = BTreeMap::new();
         for ((op, old), add) in self.public_shares.iter().zip(pubkey_shares_tweak.values()) {
-            let new = point_add(old, add)
-                .ok_or_else(|| malformed("pubkey_shares_tweak", format!("{op} share at infinity")))?;
+            let new = point_add(old, add).ok_or_else(|| {
+                malformed("pubkey_shares_tweak", format!("{op} share at infinity"))
+            })?;
             public_shares.insert(*op, new);
         }
         let public_key = point_add(&self.public_key, secret_commitment)
             .ok_or_else(|| malformed("secret_commitment", "tweaked key at infinity"))?;
-        let tweaked = KeyShare { secret_share, public_shares, public_key, threshold: self.threshold };
+        let tweaked = KeyShare {
+            secret_share,
+            public_shares,
+            public_key,
+            threshold: self.threshold,
+        };
         tweaked.check_consistent(me)?;
         *self = tweaked;
         Ok(())
@@ -60,23 +69,41 @@ impl KeyShare {
             .get(&me)
             .ok_or(SigningError::NotASigner(Signer::Operator(me)))?;
         if base_mul(&self.secret_share).as_ref() != Some(mine) {
-            return Err(malformed("share tweak", "s_i·G does not match public_shares[me]"));
+            return Err(malformed(
+                "share tweak",
+                "s_i·G does not match public_shares[me]",
+            ));
         }
         let t = usize::from(self.threshold);
         if t == 0 || self.public_shares.len() < t {
-            return Err(malformed("keyshare", "fewer public shares than the threshold"));
+            return Err(malformed(
+                "keyshare",
+                "fewer public shares than the threshold",
+            ));
         }
-        let subset: Vec<(u32, PublicKey)> =
-            self.public_shares.iter().take(t).map(|(op, p)| (op.share_x(), *p)).collect();
+        let subset: Vec<(u32, PublicKey)> = self
+            .public_shares
+            .iter()
+            .take(t)
+            .map(|(op, p)| (op.share_x(), *p))
+            .collect();
         if interpolate_points_at_zero(&subset).as_ref() != Some(&self.public_key) {
-            return Err(malformed("keyshare", "public shares do not interpolate to the public key"));
+            return Err(malformed(
+                "keyshare",
+                "public shares do not interpolate to the public key",
+            ));
         }
         Ok(())
     }
 
     /// Trusted-dealer keyshares for `n` operators with threshold `t` (tests and simulator setups
     /// that skip the DKG): Shamir/Feldman split of `secret`, operator i gets x = i+1.
-    pub fn deal(secret: &Scalar, n: u16, t: u16, rng: &mut (impl RngCore + CryptoRng)) -> Result<Vec<KeyShare>, SigningError> {
+    pub fn deal(
+        secret: &Scalar,
+        n: u16,
+        t: u16,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<KeyShare>, SigningError> {
         let shares = vss::split_with_proofs(secret, t, n, rng)
             .map_err(|e| malformed("dealer", e.to_string()))?;
         let public_key = base_mul(secret).ok_or_else(|| malformed("dealer", "zero secret"))?;
@@ -87,7 +114,12 @@ impl KeyShare {
         }
         Ok(shares
             .into_iter()
-            .map(|sh| KeyShare { secret_share: sh.share, public_shares: public_shares.clone(), public_key, threshold: t })
+            .map(|sh| KeyShare {
+                secret_share: sh.share,
+                public_shares: public_shares.clone(),
+                public_key,
+                threshold: t,
+            })
             .collect())
     }
 }
@@ -103,7 +135,10 @@ fn interpolate_points_at_zero(points: &[(u32, PublicKey)]) -> Option<PublicKey> 
 }
 
 fn malformed(what: &'static str, detail: impl Into<String>) -> SigningError {
-    SigningError::Malformed { what, detail: detail.into() }
+    SigningError::Malformed {
+        what,
+        detail: detail.into(),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -146,13 +181,18 @@ pub fn user_identifier() -> frost::Identifier {
 }
 
 /// FROST round 1: fresh nonces for one signing job, hedged with `signing_share`.
-pub fn commit<R: RngCore + CryptoRng>(signing_share: &Scalar, rng: &mut R) -> (SecretNonce, NonceCommitment) {
+pub fn commit<R: RngCore + CryptoRng>(
+    signing_share: &Scalar,
+    rng: &mut R,
+) -> (SecretNonce, NonceCommitment) {
     // `SigningShare::new` (frost-core `internals`) accepts any scalar, including zero; the share
     // only hedges the rng output (nonce = H3(rng bytes ‖ share)).
     let share = frost::keys::SigningShare::new(signing_share.to_k256());
     let (nonces, commitments) = frost::round1::commit(&share, rng);
     let nonces = nonces.serialize().expect("invariant: nonces serialize");
-    let commitments = commitments.serialize().expect("invariant: commitments serialize");
+    let commitments = commitments
+        .serialize()
+        .expect("invariant: commitments serialize");
     (SecretNonce(nonces), NonceCommitment(commitments))
 }
 
@@ -169,10 +209,18 @@ pub struct SigningJob {
 
 /// Operator round 2 (spark-protocol §2.4): z_i = d_i + ρ_i·e_i + λ_i(S)·s_i·c. Checks that the job
 /// names exactly `share.threshold` operators including `me`, and that Y = P_user + P_SE.
-pub fn sign_as_operator(job: &SigningJob, me: OperatorId, share: &KeyShare, nonce: &SecretNonce) -> Result<SignatureShare, SigningError> {
+pub fn sign_as_operator(
+    job: &SigningJob,
+    me: OperatorId,
+    share: &KeyShare,
+    nonce: &SecretNonce,
+) -> Result<SignatureShare, SigningError> {
     let found = job.operator_commitments.len();
     if found != usize::from(share.threshold) {
-        return Err(SigningError::WrongSignerCount { expected: usize::from(share.threshold), found });
+        return Err(SigningError::WrongSignerCount {
+            expected: usize::from(share.threshold),
+            found,
+        });
     }
     if !job.operator_commitments.contains_key(&me) {
         return Err(SigningError::NotASigner(Signer::Operator(me)));
@@ -190,11 +238,20 @@ pub fn sign_as_operator(job: &SigningJob, me: OperatorId, share: &KeyShare, nonc
     let factor = session.operator_factor(me)?;
     let signing_share = share.secret_share.to_k256() * factor;
     let verifying_share = to_point(my_public) * factor;
-    session.sign(operator_identifier(me), signing_share, verifying_share, nonce)
+    session.sign(
+        operator_identifier(me),
+        signing_share,
+        verifying_share,
+        nonce,
+    )
 }
 
 /// User round 2 (spark-protocol §2.4): z_u = d_u + ρ_u·e_u + sk_user·c.
-pub fn sign_as_user(job: &SigningJob, user_secret: &SecretKey, nonce: &SecretNonce) -> Result<SignatureShare, SigningError> {
+pub fn sign_as_user(
+    job: &SigningJob,
+    user_secret: &SecretKey,
+    nonce: &SecretNonce,
+) -> Result<SignatureShare, SigningError> {
     if PublicKey::from_secret_key(secp(), user_secret) != job.user_public_key {
         return Err(SigningError::NotASigner(Signer::User));
     }
@@ -230,19 +287,36 @@ pub fn aggregate(
             .ok_or_else(|| malformed("operator_public_shares", format!("missing {op}")))?;
         let id = operator_identifier(*op);
         shares.insert(id, parse_share(share, Signer::Operator(*op))?);
-        verifying_shares.insert(id, frost::keys::VerifyingShare::new(to_point(public) * session.operator_factor(*op)?));
+        verifying_shares.insert(
+            id,
+            frost::keys::VerifyingShare::new(to_point(public) * session.operator_factor(*op)?),
+        );
     }
     let user = user_identifier();
     shares.insert(user, parse_share(user_share, Signer::User)?);
-    verifying_shares.insert(user, frost::keys::VerifyingShare::new(to_point(&job.user_public_key) * session.user_factor()));
+    verifying_shares.insert(
+        user,
+        frost::keys::VerifyingShare::new(to_point(&job.user_public_key) * session.user_factor()),
+    );
 
     // Same as `frost::aggregate_with_tweak(.., None)` but with AllCheaters detection, so that
     // every bad share is named, not only the first.
-    let pubkeys = frost::keys::PublicKeyPackage::new(verifying_shares, session.verifying_key, Some(session.min_signers()))
-        .tweak(None::<&[u8]>);
-    let signature = frost_core::aggregate_custom(&session.package, &shares, &pubkeys, frost_core::CheaterDetection::AllCheaters)
-        .map_err(|e| session.map_aggregate_error(e, job))?;
-    let bytes = signature.serialize().map_err(|e| malformed("signature", e.to_string()))?;
+    let pubkeys = frost::keys::PublicKeyPackage::new(
+        verifying_shares,
+        session.verifying_key,
+        Some(session.min_signers()),
+    )
+    .tweak(None::<&[u8]>);
+    let signature = frost_core::aggregate_custom(
+        &session.package,
+        &shares,
+        &pubkeys,
+        frost_core::CheaterDetection::AllCheaters,
+    )
+    .map_err(|e| session.map_aggregate_error(e, job))?;
+    let bytes = signature
+        .serialize()
+        .map_err(|e| malformed("signature", e.to_string()))?;
     let signature = bitcoin::secp256k1::schnorr::Signature::from_slice(&bytes)
         .map_err(|e| malformed("signature", e.to_string()))?;
     // frost already verified against the tweaked key; re-check with libsecp256k1 (what L1 runs).
@@ -253,12 +327,20 @@ pub fn aggregate(
 }
 
 /// BIP340 verify against the BIP341 output key of `verifying_key` (empty script tree).
-pub fn verify(verifying_key: &PublicKey, message: &[u8; 32], sig: &bitcoin::secp256k1::schnorr::Signature) -> bool {
+pub fn verify(
+    verifying_key: &PublicKey,
+    message: &[u8; 32],
+    sig: &bitcoin::secp256k1::schnorr::Signature,
+) -> bool {
     use bitcoin::key::TapTweak;
     let (internal, _) = verifying_key.x_only_public_key();
     let (output_key, _) = internal.tap_tweak(secp(), None);
     secp()
-        .verify_schnorr(sig, &Message::from_digest(*message), &output_key.to_x_only_public_key())
+        .verify_schnorr(
+            sig,
+            &Message::from_digest(*message),
+            &output_key.to_x_only_public_key(),
+        )
         .is_ok()
 }
 
@@ -277,7 +359,10 @@ struct Session {
 impl Session {
     fn new(job: &SigningJob) -> Result<Session, SigningError> {
         if job.operator_commitments.is_empty() {
-            return Err(SigningError::WrongSignerCount { expected: 1, found: 0 });
+            return Err(SigningError::WrongSignerCount {
+                expected: 1,
+                found: 0,
+            });
         }
         let mut commitments = BTreeMap::new();
         for (op, c) in &job.operator_commitments {
@@ -288,7 +373,12 @@ impl Session {
         let participants: BTreeSet<_> = commitments.keys().copied().collect();
         let verifying_key = frost::VerifyingKey::new(to_point(&job.verifying_key));
         let package = frost::SigningPackage::new(commitments, &job.message);
-        Ok(Session { package, operators, participants, verifying_key })
+        Ok(Session {
+            package,
+            operators,
+            participants,
+            verifying_key,
+        })
     }
 
     /// |T| = t + 1: every participant's share is needed, so min_signers is the whole set.
@@ -338,7 +428,8 @@ impl Session {
     fn map_aggregate_error(&self, e: frost::Error, job: &SigningJob) -> SigningError {
         match e {
             frost_core::Error::InvalidSignatureShare { culprits } => {
-                let mut named: Vec<Signer> = culprits.iter().map(|id| signer_of(*id, job)).collect();
+                let mut named: Vec<Signer> =
+                    culprits.iter().map(|id| signer_of(*id, job)).collect();
                 named.sort();
                 SigningError::InvalidShare { culprits: named }
             }
@@ -358,13 +449,18 @@ fn signer_of(id: frost::Identifier, job: &SigningJob) -> Signer {
         .map_or(Signer::User, |op| Signer::Operator(*op))
 }
 
-fn lagrange(set: &BTreeSet<frost::Identifier>, id: frost::Identifier) -> Result<k256::Scalar, SigningError> {
-    frost_core::compute_lagrange_coefficient(set, None, id).map_err(|e| malformed("signer set", e.to_string()))
+fn lagrange(
+    set: &BTreeSet<frost::Identifier>,
+    id: frost::Identifier,
+) -> Result<k256::Scalar, SigningError> {
+    frost_core::compute_lagrange_coefficient(set, None, id)
+        .map_err(|e| malformed("signer set", e.to_string()))
 }
 
 /// Inverse of a Lagrange coefficient at 0 over distinct non-zero ids: never zero.
 fn invert(s: k256::Scalar) -> k256::Scalar {
-    Option::<k256::Scalar>::from(s.invert()).expect("invariant: Lagrange coefficients at 0 are non-zero")
+    Option::<k256::Scalar>::from(s.invert())
+        .expect("invariant: Lagrange coefficients at 0 are non-zero")
 }
 
 /// A valid `PublicKey` is a valid non-identity k256 point.
@@ -374,13 +470,21 @@ fn to_point(pk: &PublicKey) -> k256::ProjectivePoint {
         .to_projective()
 }
 
-fn parse_commitment(c: &NonceCommitment) -> Result<frost::round1::SigningCommitments, SigningError> {
-    frost::round1::SigningCommitments::deserialize(&c.0).map_err(|e| malformed("nonce commitment", e.to_string()))
+fn parse_commitment(
+    c: &NonceCommitment,
+) -> Result<frost::round1::SigningCommitments, SigningError> {
+    frost::round1::SigningCommitments::deserialize(&c.0)
+        .map_err(|e| malformed("nonce commitment", e.to_string()))
 }
 
 /// A share that is not even a scalar is that signer's fault.
-fn parse_share(share: &SignatureShare, who: Signer) -> Result<frost::round2::SignatureShare, SigningError> {
-    frost::round2::SignatureShare::deserialize(&share.0).map_err(|_| SigningError::InvalidShare { culprits: vec![who] })
+fn parse_share(
+    share: &SignatureShare,
+    who: Signer,
+) -> Result<frost::round2::SignatureShare, SigningError> {
+    frost::round2::SignatureShare::deserialize(&share.0).map_err(|_| SigningError::InvalidShare {
+        culprits: vec![who],
+    })
 }
 
 #[cfg(test)]
@@ -431,14 +535,29 @@ pub(crate) mod tests {
         };
         let mut operator_shares = BTreeMap::new();
         for op in signers {
-            operator_shares.insert(*op, sign_as_operator(&job, *op, &keyshares[op], &nonces[op])?);
+            operator_shares.insert(
+                *op,
+                sign_as_operator(&job, *op, &keyshares[op], &nonces[op])?,
+            );
         }
         let user_share = sign_as_user(&job, user_sk, &user_nonce)?;
-        Ok(Round { job, operator_shares, user_share })
+        Ok(Round {
+            job,
+            operator_shares,
+            user_share,
+        })
     }
 
-    pub(crate) fn finish(round: &Round, public_shares: &BTreeMap<OperatorId, PublicKey>) -> Result<bitcoin::secp256k1::schnorr::Signature, SigningError> {
-        aggregate(&round.job, &round.operator_shares, &round.user_share, public_shares)
+    pub(crate) fn finish(
+        round: &Round,
+        public_shares: &BTreeMap<OperatorId, PublicKey>,
+    ) -> Result<bitcoin::secp256k1::schnorr::Signature, SigningError> {
+        aggregate(
+            &round.job,
+            &round.operator_shares,
+            &round.user_share,
+            public_shares,
+        )
     }
 
     pub(crate) fn dealer(n: u16, t: u16, rng: &mut ChaCha20Rng) -> BTreeMap<OperatorId, KeyShare> {
@@ -472,14 +591,38 @@ pub(crate) mod tests {
     #[test]
     fn crypto_signing_operator_identifier_vector() {
         let cases: [(u16, &str); 8] = [
-            (0, "0000000000000000000000000000000000000000000000000000000000000001"),
-            (1, "0000000000000000000000000000000000000000000000000000000000000002"),
-            (2, "0000000000000000000000000000000000000000000000000000000000000003"),
-            (15, "0000000000000000000000000000000000000000000000000000000000000010"),
-            (255, "0000000000000000000000000000000000000000000000000000000000000100"),
-            (256, "0000000000000000000000000000000000000000000000000000000000000101"),
-            (1023, "0000000000000000000000000000000000000000000000000000000000000400"),
-            (65535, "0000000000000000000000000000000000000000000000000000000000010000"),
+            (
+                0,
+                "0000000000000000000000000000000000000000000000000000000000000001",
+            ),
+            (
+                1,
+                "0000000000000000000000000000000000000000000000000000000000000002",
+            ),
+            (
+                2,
+                "0000000000000000000000000000000000000000000000000000000000000003",
+            ),
+            (
+                15,
+                "0000000000000000000000000000000000000000000000000000000000000010",
+            ),
+            (
+                255,
+                "0000000000000000000000000000000000000000000000000000000000000100",
+            ),
+            (
+                256,
+                "0000000000000000000000000000000000000000000000000000000000000101",
+            ),
+            (
+                1023,
+                "0000000000000000000000000000000000000000000000000000000000000400",
+            ),
+            (
+                65535,
+                "0000000000000000000000000000000000000000000000000000000000010000",
+            ),
         ];
         for (index, want) in cases {
             let id = operator_identifier(OperatorId(index));
@@ -511,7 +654,11 @@ pub(crate) mod tests {
             let (internal, _) = round.job.verifying_key.x_only_public_key();
             let (output, _) = internal.tap_tweak(secp(), None);
             secp()
-                .verify_schnorr(&sig, &Message::from_digest(msg), &output.to_x_only_public_key())
+                .verify_schnorr(
+                    &sig,
+                    &Message::from_digest(msg),
+                    &output.to_x_only_public_key(),
+                )
                 .expect("libsecp256k1 accepts the signature for the output key");
             assert!(!verify(&round.job.verifying_key, &[0xee; 32], &sig));
         }
@@ -542,15 +689,23 @@ pub(crate) mod tests {
             forged_job.operator_commitments.insert(*op, c);
         }
         for op in &signers {
-            round.operator_shares.insert(*op, sign_as_operator(&round.job, *op, &keyshares[op], &op_nonces[op]).unwrap());
+            round.operator_shares.insert(
+                *op,
+                sign_as_operator(&round.job, *op, &keyshares[op], &op_nonces[op]).unwrap(),
+            );
         }
         round.user_share = sign_as_user(&forged_job, &wrong_sk, &wrong_nonce).unwrap();
         assert_eq!(
             finish(&round, &keyshares[&OperatorId(0)].public_shares),
-            Err(SigningError::InvalidShare { culprits: vec![Signer::User] })
+            Err(SigningError::InvalidShare {
+                culprits: vec![Signer::User]
+            })
         );
         // And the honest entry point refuses a key that does not match the job's P_user.
-        assert_eq!(sign_as_user(&round.job, &wrong_sk, &wrong_nonce), Err(SigningError::NotASigner(Signer::User)));
+        assert_eq!(
+            sign_as_user(&round.job, &wrong_sk, &wrong_nonce),
+            Err(SigningError::NotASigner(Signer::User))
+        );
     }
 
     /// A plain t-of-n FROST signature by the operators over P_SE alone is valid for P_SE but not
@@ -586,16 +741,27 @@ pub(crate) mod tests {
         let package = frost::SigningPackage::new(commitments, &msg);
         let shares: BTreeMap<_, _> = packages
             .iter()
-            .map(|(id, kp)| (*id, frost::round2::sign_with_tweak(&package, &nonces[id], kp, None).unwrap()))
+            .map(|(id, kp)| {
+                (
+                    *id,
+                    frost::round2::sign_with_tweak(&package, &nonces[id], kp, None).unwrap(),
+                )
+            })
             .collect();
         let vshares = keyshares[&OperatorId(0)]
             .public_shares
             .iter()
-            .map(|(op, p)| (operator_identifier(*op), frost::keys::VerifyingShare::new(to_point(p))))
+            .map(|(op, p)| {
+                (
+                    operator_identifier(*op),
+                    frost::keys::VerifyingShare::new(to_point(p)),
+                )
+            })
             .collect();
         let pkp = frost::keys::PublicKeyPackage::new(vshares, vk, Some(3));
         let sig = frost::aggregate_with_tweak(&package, &shares, &pkp, None).unwrap();
-        let sig = bitcoin::secp256k1::schnorr::Signature::from_slice(&sig.serialize().unwrap()).unwrap();
+        let sig =
+            bitcoin::secp256k1::schnorr::Signature::from_slice(&sig.serialize().unwrap()).unwrap();
         assert!(verify(&p_se, &msg, &sig), "control: valid for P_SE alone");
         assert!(!verify(&y, &msg, &sig), "not valid for Y");
     }
@@ -610,19 +776,28 @@ pub(crate) mod tests {
         let too_few = op_ids(&[1, 4]);
         assert_eq!(
             sign_round(&keyshares, &too_few, &user_sk, [3; 32], &mut r).err(),
-            Some(SigningError::WrongSignerCount { expected: 3, found: 2 })
+            Some(SigningError::WrongSignerCount {
+                expected: 3,
+                found: 2
+            })
         );
         let too_many = op_ids(&[0, 1, 2, 3]);
         assert_eq!(
             sign_round(&keyshares, &too_many, &user_sk, [3; 32], &mut r).err(),
-            Some(SigningError::WrongSignerCount { expected: 3, found: 4 })
+            Some(SigningError::WrongSignerCount {
+                expected: 3,
+                found: 4
+            })
         );
         let mut fooled = keyshares.clone();
         for ks in fooled.values_mut() {
             ks.threshold = 2;
         }
         let round = sign_round(&fooled, &too_few, &user_sk, [3; 32], &mut r).unwrap();
-        assert_eq!(finish(&round, &keyshares[&OperatorId(0)].public_shares), Err(SigningError::InvalidSignature));
+        assert_eq!(
+            finish(&round, &keyshares[&OperatorId(0)].public_shares),
+            Err(SigningError::InvalidSignature)
+        );
     }
 
     #[test]
@@ -630,7 +805,8 @@ pub(crate) mod tests {
         let mut r = rng(14);
         let keyshares = dealer(5, 3, &mut r);
         let user_sk = user_key(&mut r);
-        let mut round = sign_round(&keyshares, &op_ids(&[0, 2, 4]), &user_sk, [4; 32], &mut r).unwrap();
+        let mut round =
+            sign_round(&keyshares, &op_ids(&[0, 2, 4]), &user_sk, [4; 32], &mut r).unwrap();
         let public = keyshares[&OperatorId(0)].public_shares.clone();
         let bump = |s: &mut SignatureShare| {
             s.0 = Scalar(s.0).add(&Scalar::from_u32(1)).0;
@@ -638,21 +814,31 @@ pub(crate) mod tests {
         bump(round.operator_shares.get_mut(&OperatorId(2)).unwrap());
         assert_eq!(
             finish(&round, &public),
-            Err(SigningError::InvalidShare { culprits: vec![Signer::Operator(OperatorId(2))] })
+            Err(SigningError::InvalidShare {
+                culprits: vec![Signer::Operator(OperatorId(2))]
+            })
         );
         bump(&mut round.user_share);
         bump(round.operator_shares.get_mut(&OperatorId(4)).unwrap());
         assert_eq!(
             finish(&round, &public),
             Err(SigningError::InvalidShare {
-                culprits: vec![Signer::Operator(OperatorId(2)), Signer::Operator(OperatorId(4)), Signer::User]
+                culprits: vec![
+                    Signer::Operator(OperatorId(2)),
+                    Signer::Operator(OperatorId(4)),
+                    Signer::User
+                ]
             })
         );
         // A share that is not a scalar at all (>= n) is blamed without running FROST.
-        round.operator_shares.insert(OperatorId(0), SignatureShare([0xff; 32]));
+        round
+            .operator_shares
+            .insert(OperatorId(0), SignatureShare([0xff; 32]));
         assert_eq!(
             finish(&round, &public),
-            Err(SigningError::InvalidShare { culprits: vec![Signer::Operator(OperatorId(0))] })
+            Err(SigningError::InvalidShare {
+                culprits: vec![Signer::Operator(OperatorId(0))]
+            })
         );
     }
 
@@ -664,7 +850,12 @@ pub(crate) mod tests {
         let round = sign_round(&keyshares, &op_ids(&[0, 1]), &user_sk, [5; 32], &mut r).unwrap();
         let (nonce, _) = commit(&keyshares[&OperatorId(2)].secret_share, &mut r);
         assert_eq!(
-            sign_as_operator(&round.job, OperatorId(2), &keyshares[&OperatorId(2)], &nonce),
+            sign_as_operator(
+                &round.job,
+                OperatorId(2),
+                &keyshares[&OperatorId(2)],
+                &nonce
+            ),
             Err(SigningError::NotASigner(Signer::Operator(OperatorId(2))))
         );
         // A coordinator cannot make an operator sign for a foreign Y.
@@ -673,21 +864,37 @@ pub(crate) mod tests {
         let (nonce0, _) = commit(&keyshares[&OperatorId(0)].secret_share, &mut r);
         assert!(matches!(
             sign_as_operator(&foreign, OperatorId(0), &keyshares[&OperatorId(0)], &nonce0),
-            Err(SigningError::Malformed { what: "verifying_key", .. })
+            Err(SigningError::Malformed {
+                what: "verifying_key",
+                ..
+            })
         ));
         // A nonce that does not belong to the job's commitment is refused by FROST.
         assert!(matches!(
-            sign_as_operator(&round.job, OperatorId(0), &keyshares[&OperatorId(0)], &nonce0),
+            sign_as_operator(
+                &round.job,
+                OperatorId(0),
+                &keyshares[&OperatorId(0)],
+                &nonce0
+            ),
             Err(SigningError::Malformed { .. })
         ));
         let mut garbage = round.job.clone();
         garbage.user_commitment = NonceCommitment(vec![1, 2, 3]);
-        assert!(matches!(sign_as_user(&garbage, &user_sk, &nonce0), Err(SigningError::Malformed { .. })));
+        assert!(matches!(
+            sign_as_user(&garbage, &user_sk, &nonce0),
+            Err(SigningError::Malformed { .. })
+        ));
         let mut extra = round.operator_shares.clone();
         extra.remove(&OperatorId(1));
         extra.insert(OperatorId(2), round.operator_shares[&OperatorId(1)]);
         assert_eq!(
-            aggregate(&round.job, &extra, &round.user_share, &keyshares[&OperatorId(0)].public_shares),
+            aggregate(
+                &round.job,
+                &extra,
+                &round.user_share,
+                &keyshares[&OperatorId(0)].public_shares
+            ),
             Err(SigningError::NotASigner(Signer::Operator(OperatorId(2))))
         );
     }
@@ -698,8 +905,11 @@ pub(crate) mod tests {
             let mut r = rng(99);
             let keyshares = dealer(5, 3, &mut r);
             let user_sk = user_key(&mut r);
-            let round = sign_round(&keyshares, &op_ids(&[0, 1, 3]), &user_sk, [6; 32], &mut r).unwrap();
-            finish(&round, &keyshares[&OperatorId(0)].public_shares).unwrap().serialize()
+            let round =
+                sign_round(&keyshares, &op_ids(&[0, 1, 3]), &user_sk, [6; 32], &mut r).unwrap();
+            finish(&round, &keyshares[&OperatorId(0)].public_shares)
+                .unwrap()
+                .serialize()
         };
         assert_eq!(run(), run());
         let mut r1 = rng(1);
@@ -719,11 +929,18 @@ pub(crate) mod tests {
     }
 
     /// Shared by the dealer and DKG transfer tests.
-    pub(crate) fn transfer_and_check(keyshares: &mut BTreeMap<OperatorId, KeyShare>, r: &mut ChaCha20Rng) {
+    pub(crate) fn transfer_and_check(
+        keyshares: &mut BTreeMap<OperatorId, KeyShare>,
+        r: &mut ChaCha20Rng,
+    ) {
         let n = keyshares.len() as u16;
         let t = keyshares[&OperatorId(0)].threshold;
         let sk_old = user_key(r);
-        let y = point_add(&PublicKey::from_secret_key(secp(), &sk_old), &keyshares[&OperatorId(0)].public_key).unwrap();
+        let y = point_add(
+            &PublicKey::from_secret_key(secp(), &sk_old),
+            &keyshares[&OperatorId(0)].public_key,
+        )
+        .unwrap();
         let signers = op_ids(&(0..t).collect::<Vec<_>>());
         let before = sign_round(keyshares, &signers, &sk_old, [7; 32], r).unwrap();
         assert!(finish(&before, &keyshares[&OperatorId(0)].public_shares).is_ok());
@@ -741,11 +958,18 @@ pub(crate) mod tests {
             let mine = &vss_shares[usize::from(op.0)];
             assert_eq!(mine.x, op.share_x());
             vss::validate_share(mine).unwrap();
-            ks.apply_tweak(*op, &mine.share, &pubkey_shares_tweak, &mine.proofs[0]).unwrap();
+            ks.apply_tweak(*op, &mine.share, &pubkey_shares_tweak, &mine.proofs[0])
+                .unwrap();
         }
         let p_se_new = keyshares[&OperatorId(0)].public_key;
-        assert_eq!(point_add(&PublicKey::from_secret_key(secp(), &e), &p_se_new), Some(y), "Y unchanged");
-        assert!(keyshares.values().all(|k| k.public_shares == keyshares[&OperatorId(0)].public_shares));
+        assert_eq!(
+            point_add(&PublicKey::from_secret_key(secp(), &e), &p_se_new),
+            Some(y),
+            "Y unchanged"
+        );
+        assert!(keyshares
+            .values()
+            .all(|k| k.public_shares == keyshares[&OperatorId(0)].public_shares));
 
         // The new owner e signs with any t operators.
         let other_signers = op_ids(&((n - t)..n).collect::<Vec<_>>());
@@ -771,8 +995,16 @@ pub(crate) mod tests {
         assert_eq!(round.job.verifying_key, y);
         let (nonce, _) = commit(&keyshares[&OperatorId(0)].secret_share, r);
         assert!(matches!(
-            sign_as_operator(&round.job, OperatorId(0), &keyshares[&OperatorId(0)], &nonce),
-            Err(SigningError::Malformed { what: "verifying_key", .. })
+            sign_as_operator(
+                &round.job,
+                OperatorId(0),
+                &keyshares[&OperatorId(0)],
+                &nonce
+            ),
+            Err(SigningError::Malformed {
+                what: "verifying_key",
+                ..
+            })
         ));
         assert!(finish(&round, &keyshares[&OperatorId(0)].public_shares).is_err());
     }
@@ -785,21 +1017,34 @@ pub(crate) mod tests {
         let mut ks = keyshares[&me].clone();
         let delta = Scalar::random(&mut r);
         let shares = vss::split_with_proofs(&delta, 2, 3, &mut r).unwrap();
-        let tweak: BTreeMap<OperatorId, PublicKey> =
-            shares.iter().enumerate().map(|(i, s)| (OperatorId(i as u16), base_mul(&s.share).unwrap())).collect();
+        let tweak: BTreeMap<OperatorId, PublicKey> = shares
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (OperatorId(i as u16), base_mul(&s.share).unwrap()))
+            .collect();
         // Key sets differ.
         let mut short = tweak.clone();
         short.remove(&OperatorId(2));
-        assert!(ks.apply_tweak(me, &shares[1].share, &short, &shares[1].proofs[0]).is_err());
+        assert!(ks
+            .apply_tweak(me, &shares[1].share, &short, &shares[1].proofs[0])
+            .is_err());
         assert_eq!(ks, keyshares[&me]);
         // My share does not match my public tweak.
-        assert!(ks.apply_tweak(me, &shares[0].share, &tweak, &shares[0].proofs[0]).is_err());
+        assert!(ks
+            .apply_tweak(me, &shares[0].share, &tweak, &shares[0].proofs[0])
+            .is_err());
         assert_eq!(ks, keyshares[&me]);
         // Public tweaks that do not interpolate to δ·G.
         let wrong_commitment = base_mul(&Scalar::random(&mut r)).unwrap();
-        assert!(ks.apply_tweak(me, &shares[1].share, &tweak, &wrong_commitment).is_err());
+        assert!(ks
+            .apply_tweak(me, &shares[1].share, &tweak, &wrong_commitment)
+            .is_err());
         assert_eq!(ks, keyshares[&me]);
-        ks.apply_tweak(me, &shares[1].share, &tweak, &shares[1].proofs[0]).unwrap();
-        assert_eq!(ks.secret_share, keyshares[&me].secret_share.add(&shares[1].share));
+        ks.apply_tweak(me, &shares[1].share, &tweak, &shares[1].proofs[0])
+            .unwrap();
+        assert_eq!(
+            ks.secret_share,
+            keyshares[&me].secret_share.add(&shares[1].share)
+        );
     }
 }

@@ -54,27 +54,41 @@ fn check_threshold(threshold: u16, n: u16) -> Result<(), VssError> {
 /// Deterministic core of [`split_with_proofs`]: shares and proofs for the polynomial with the
 /// given coefficients (a0 first). Fails if a coefficient is zero (its proof would be the point at
 /// infinity, which Spark's compressed-point format cannot carry).
-pub(crate) fn split_with_coefficients(coefficients: &[Scalar], n: u16) -> Result<Vec<VssShare>, VssError> {
+pub(crate) fn split_with_coefficients(
+    coefficients: &[Scalar],
+    n: u16,
+) -> Result<Vec<VssShare>, VssError> {
     let threshold = u16::try_from(coefficients.len())
         .map_err(|_| VssError::Malformed("too many coefficients".into()))?;
     check_threshold(threshold, n)?;
     let proofs = coefficients
         .iter()
-        .map(|a| base_mul(a).ok_or_else(|| VssError::Malformed("zero polynomial coefficient".into())))
+        .map(|a| {
+            base_mul(a).ok_or_else(|| VssError::Malformed("zero polynomial coefficient".into()))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((1..=u32::from(n))
-        .map(|x| VssShare { x, share: eval_poly(coefficients, &Scalar::from_u32(x)), proofs: proofs.clone() })
+        .map(|x| VssShare {
+            x,
+            share: eval_poly(coefficients, &Scalar::from_u32(x)),
+            proofs: proofs.clone(),
+        })
         .collect())
 }
 
 /// Horner evaluation of f at x.
 fn eval_poly(coefficients: &[Scalar], x: &Scalar) -> Scalar {
-    coefficients.iter().rev().fold(Scalar([0; 32]), |acc, a| acc.mul(x).add(a))
+    coefficients
+        .iter()
+        .rev()
+        .fold(Scalar([0; 32]), |acc, a| acc.mul(x).add(a))
 }
 
 pub fn validate_share(share: &VssShare) -> Result<(), VssError> {
     if share.x == 0 {
-        return Err(VssError::Malformed("share x-coordinate 0 would reveal the secret".into()));
+        return Err(VssError::Malformed(
+            "share x-coordinate 0 would reveal the secret".into(),
+        ));
     }
     if share.proofs.is_empty() {
         return Err(VssError::Malformed("no Feldman proofs".into()));
@@ -107,9 +121,9 @@ pub fn recover_secret(shares: &[(u32, Scalar)]) -> Result<Scalar, VssError> {
     }
     let xs: Vec<u32> = shares.iter().map(|(x, _)| *x).collect();
     check_distinct_nonzero(&xs)?;
-    Ok(shares
-        .iter()
-        .fold(Scalar([0; 32]), |acc, (x, y)| acc.add(&lagrange_at_zero(*x, &xs).mul(y))))
+    Ok(shares.iter().fold(Scalar([0; 32]), |acc, (x, y)| {
+        acc.add(&lagrange_at_zero(*x, &xs).mul(y))
+    }))
 }
 
 fn check_distinct_nonzero(xs: &[u32]) -> Result<(), VssError> {
@@ -117,7 +131,9 @@ fn check_distinct_nonzero(xs: &[u32]) -> Result<(), VssError> {
     sorted.sort_unstable();
     sorted.dedup();
     if sorted.len() != xs.len() || sorted.first() == Some(&0) {
-        return Err(VssError::Malformed("x-coordinates must be distinct and non-zero".into()));
+        return Err(VssError::Malformed(
+            "x-coordinates must be distinct and non-zero".into(),
+        ));
     }
     Ok(())
 }
@@ -159,7 +175,11 @@ mod tests {
             s("2222222222222222222222222222222222222222222222222222222222222222"),
         ];
         let shares = split_with_coefficients(&coefficients, 5).unwrap();
-        let proofs: Vec<String> = shares[0].proofs.iter().map(|p| hex::encode(p.serialize())).collect();
+        let proofs: Vec<String> = shares[0]
+            .proofs
+            .iter()
+            .map(|p| hex::encode(p.serialize()))
+            .collect();
         assert_eq!(
             proofs,
             [
@@ -179,7 +199,10 @@ mod tests {
             assert_eq!(hex::encode(share.share.0), want, "x={}", share.x);
             assert_eq!(validate_share(share), Ok(()));
         }
-        let picked: Vec<(u32, Scalar)> = [1usize, 3, 4].iter().map(|&i| (shares[i].x, shares[i].share)).collect();
+        let picked: Vec<(u32, Scalar)> = [1usize, 3, 4]
+            .iter()
+            .map(|&i| (shares[i].x, shares[i].share))
+            .collect();
         assert_eq!(recover_secret(&picked), Ok(coefficients[0]));
     }
 
@@ -193,7 +216,11 @@ mod tests {
             "501c24da0a48ee38fc1f7c296eaa97ad30892b5559617e03719b73a9a19a6d76",
             "1bafb8accaa8c6a5e255d275a579c7d76cfb7ad55e57f3595c74535a4a133893",
         ];
-        let all: Vec<(u32, Scalar)> = shares.iter().enumerate().map(|(i, h)| (i as u32 + 1, s(h))).collect();
+        let all: Vec<(u32, Scalar)> = shares
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (i as u32 + 1, s(h)))
+            .collect();
         let want = s("92a5d85c252fbcb790807ead3208240dcc9f9dc0be1a4f464cbeec4f7fd56f4d");
         for a in 0..5 {
             for b in a + 1..5 {
@@ -212,17 +239,29 @@ mod tests {
     fn crypto_vss_errors() {
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         let secret = Scalar::random(&mut rng);
-        assert_eq!(split_with_proofs(&secret, 0, 3, &mut rng), Err(VssError::BadThreshold { threshold: 0, n: 3 }));
-        assert_eq!(split_with_proofs(&secret, 4, 3, &mut rng), Err(VssError::BadThreshold { threshold: 4, n: 3 }));
+        assert_eq!(
+            split_with_proofs(&secret, 0, 3, &mut rng),
+            Err(VssError::BadThreshold { threshold: 0, n: 3 })
+        );
+        assert_eq!(
+            split_with_proofs(&secret, 4, 3, &mut rng),
+            Err(VssError::BadThreshold { threshold: 4, n: 3 })
+        );
         let shares = split_with_proofs(&secret, 2, 3, &mut rng).unwrap();
         assert!(recover_secret(&[]).is_err());
         assert!(recover_secret(&[(1, shares[0].share), (1, shares[0].share)]).is_err());
         let mut no_proofs = shares[0].clone();
         no_proofs.proofs.clear();
-        assert!(matches!(validate_share(&no_proofs), Err(VssError::Malformed(_))));
+        assert!(matches!(
+            validate_share(&no_proofs),
+            Err(VssError::Malformed(_))
+        ));
         let mut wrong_x = shares[0].clone();
         wrong_x.x = 2;
-        assert_eq!(validate_share(&wrong_x), Err(VssError::InvalidShare { x: 2 }));
+        assert_eq!(
+            validate_share(&wrong_x),
+            Err(VssError::InvalidShare { x: 2 })
+        );
     }
 
     proptest! {

@@ -439,9 +439,8 @@ impl Session {
     }
 }
 
-/// Maps a FROST identifier of this job back to its signer (unknown ids cannot come out of
-/// `aggregate_custom`, which only reports ids present in the package; they map to `User` never:
-/// only the user's own id does).
+/// Maps a FROST identifier of this job back to its signer. `aggregate_custom` only reports ids of
+/// the signing package, i.e. the job's operators or the user, so "not an operator" means the user.
 fn signer_of(id: frost::Identifier, job: &SigningJob) -> Signer {
     job.operator_commitments
         .keys()

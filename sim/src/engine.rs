@@ -293,7 +293,7 @@ impl<N: Node, C: L1> Engine<N, C> {
         Some(StepRecord {
             index,
             time: self.now,
-            node: nodes.first().copied().filter(|n| *n != NodeId::Chain),
+            node: subject(tag, &nodes),
             description,
             observations: fx.observations,
             digest,
@@ -653,6 +653,16 @@ impl<N: Node, C: L1> Engine<N, C> {
     }
 }
 
+/// The node whose handler an event concerns: the receiver of a delivery or block notification,
+/// the submitter of a transaction, otherwise the event's only node.
+fn subject(tag: EventTag, nodes: &[NodeId]) -> Option<NodeId> {
+    let i = match tag {
+        EventTag::Deliver | EventTag::BlockNotify => 1,
+        _ => 0,
+    };
+    nodes.get(i).copied().filter(|n| *n != NodeId::Chain)
+}
+
 fn describe_groups(w: &PartitionWindow) -> String {
     let mut parts: Vec<String> = w
         .groups
@@ -981,6 +991,22 @@ mod tests {
         e.add_node(W, TestNode::new(Mode::Broadcaster, A, false));
         e.schedule_command(Micros::from_secs(1), WalletId(0), Command::Exit);
         e.schedule_command(Micros::from_secs(2), WalletId(9), Command::Exit);
+        let mut subjects = Vec::new();
+        e.run_until_with(Micros::from_secs(1), |_, rec| {
+            subjects.push((rec.description.clone(), rec.node))
+        });
+        e.run_until_with(Micros::from_secs(1) + Micros::from_millis(2), |_, rec| {
+            subjects.push((rec.description.clone(), rec.node))
+        });
+        assert!(
+            subjects
+                .iter()
+                .any(|(d, n)| d.starts_with("submit wallet:0") && *n == Some(W)),
+            "{subjects:?}"
+        );
+        assert!(subjects
+            .iter()
+            .any(|(d, n)| d == "deliver chain -> wallet:0 BroadcastResult" && *n == Some(W)));
         e.run_until(Micros::from_secs(1_000));
         assert_eq!(e.node(W).unwrap().results, vec![Ok(())]);
         assert_eq!(e.counters().txs_submitted, 1);

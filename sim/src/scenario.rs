@@ -1038,7 +1038,7 @@ impl Validator<'_> {
                 &w.deposits_per_wallet,
                 "workload.deposits_per_wallet",
                 0..=MAX_COUNT,
-                2,
+                d.deposits_per_wallet.into(),
             )? as u32,
             deposit_sats,
             transfers: self.int(

@@ -1,1 +1,8 @@
-pub fn placeholder() {}
+//! sparksim: the deterministic simulator, the scenario language and (elsewhere) the checker
+//! for Spark. See ARCHITECTURE.md.
+
+pub mod engine;
+pub mod net;
+pub mod rng;
+pub mod scenario;
+pub mod trace;

@@ -1,0 +1,1037 @@
+//! The deterministic event engine: virtual time, a priority queue of events ordered by
+//! (time, sequence number), crash/restart, block production and the trace hash.
+//!
+//! The engine owns the protocol nodes (pure state machines, see `reference_node::node`), the
+//! network model and the L1. It pops one event at a time, feeds it to the node it concerns,
+//! turns the node's outputs into new events, and folds everything into the trace hash. Nothing
+//! in here reads a clock or the OS's entropy, and every collection iterates in a fixed order.
+
+use crate::net::{DropReason, NetConfig, Network, PartitionWindow, Route, CHAIN_LATENCY};
+use crate::rng;
+use crate::trace::{Digester, EventDigest, EventTag, Hash32, Trace};
+use bitcoin::hashes::Hash as _;
+use bitcoin::{Transaction, Txid};
+use rand_chacha::ChaCha20Rng;
+use reference_node::chain::{BlockInfo, Chain, ChainReject};
+use reference_node::msg::Msg;
+use reference_node::node::{Ctx, Input, Node, Output, TimerKind};
+use reference_node::observe::Observation;
+use reference_node::types::{Micros, NodeId, WalletId};
+use reference_node::wallet::Command;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
+
+/// What the engine needs from the L1 model: the narrow waist between the engine and
+/// `reference_node::chain::Chain`, so engine tests can run on a fake chain.
+pub trait L1 {
+    /// Mempool acceptance.
+    fn submit(&mut self, tx: Transaction) -> Result<Txid, ChainReject>;
+    /// Mines every mempool transaction into the next block.
+    fn mine_block(&mut self, time: Micros) -> BlockInfo;
+    /// The height of the tip.
+    fn height(&self) -> u32;
+}
+
+impl L1 for Chain {
+    fn submit(&mut self, tx: Transaction) -> Result<Txid, ChainReject> {
+        Chain::submit(self, tx)
+    }
+    fn mine_block(&mut self, time: Micros) -> BlockInfo {
+        Chain::mine_block(self, time)
+    }
+    fn height(&self) -> u32 {
+        Chain::height(self)
+    }
+}
+
+/// How a run is set up.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub net: NetConfig,
+    /// Mean of the exponential interval between blocks; `None` disables block production.
+    pub block_interval: Option<Micros>,
+    /// Keep the per-event digest log (for `check-determinism`); costs memory per event.
+    pub keep_digest_log: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            net: NetConfig::default(),
+            block_interval: Some(Micros::from_secs(600)),
+            keep_digest_log: false,
+        }
+    }
+}
+
+/// Running totals over a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    pub events: u64,
+    /// Every `Output::Send`, whatever its fate.
+    pub messages_sent: u64,
+    pub messages_delivered: u64,
+    pub dropped_loss: u64,
+    pub dropped_partition: u64,
+    /// Arrived at a node that was down.
+    pub dropped_down: u64,
+    /// Addressed to a node that is not part of the run.
+    pub dropped_unroutable: u64,
+    pub timers_fired: u64,
+    /// Timers that were due on a down node or armed in an earlier incarnation.
+    pub timers_discarded: u64,
+    pub blocks_mined: u64,
+    /// `Input::Block` deliveries (catch-up deliveries included).
+    pub blocks_delivered: u64,
+    pub txs_submitted: u64,
+    pub txs_rejected: u64,
+    pub commands_delivered: u64,
+    /// Commands for a wallet that was down or absent.
+    pub commands_dropped: u64,
+}
+
+impl Counters {
+    /// Every message that did not arrive, for any reason.
+    pub fn messages_dropped(&self) -> u64 {
+        self.dropped_loss + self.dropped_partition + self.dropped_down + self.dropped_unroutable
+    }
+}
+
+/// The result of one [`Engine::step`].
+#[derive(Clone, Debug)]
+pub struct StepRecord {
+    /// 0-based index of the event in the run.
+    pub index: u64,
+    pub time: Micros,
+    /// The node the event was about, if any.
+    pub node: Option<NodeId>,
+    /// E.g. `deliver operator:0 -> wallet:1 Ping`.
+    pub description: String,
+    /// What the node's handlers reported while processing this event, in order.
+    pub observations: Vec<Observation>,
+    /// This event's digest (see `trace`).
+    pub digest: Hash32,
+}
+
+#[derive(Debug)]
+enum Event {
+    Start(NodeId),
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        msg: Msg,
+    },
+    Timer {
+        node: NodeId,
+        timer: TimerKind,
+        incarnation: u64,
+    },
+    Crash(NodeId),
+    Restart(NodeId),
+    Block,
+    /// Tell `node` about every block up to the `upto`-th one mined in this run.
+    BlockNotify {
+        node: NodeId,
+        upto: usize,
+    },
+    ChainSubmit {
+        from: NodeId,
+        tx: Transaction,
+    },
+    Command {
+        wallet: WalletId,
+        cmd: Command,
+    },
+    PartitionStart(usize),
+    PartitionEnd(usize),
+}
+
+struct Queued {
+    time: Micros,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.time, self.seq).cmp(&(other.time, other.seq))
+    }
+}
+
+struct Slot<N> {
+    node: N,
+    /// The process's entropy: persists across crash and restart.
+    rng: ChaCha20Rng,
+    up: bool,
+    /// Bumped on every crash; a timer fires only in the incarnation that armed it.
+    incarnation: u64,
+    /// How many of the run's blocks this node has been given (`Input::Block`).
+    blocks_delivered: usize,
+}
+
+/// What the handlers invoked for one event produced.
+#[derive(Default)]
+struct Effects {
+    outputs: Digester,
+    observations: Vec<Observation>,
+}
+
+/// The simulation: nodes of type `N`, an L1 of type `C`, the network and the event queue.
+pub struct Engine<N: Node, C: L1> {
+    seed: u64,
+    now: Micros,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Queued>>,
+    nodes: BTreeMap<NodeId, Slot<N>>,
+    net: Network,
+    chain: C,
+    chain_rng: ChaCha20Rng,
+    block_interval: Option<Micros>,
+    blocks: Vec<Arc<BlockInfo>>,
+    trace: Trace,
+    counters: Counters,
+}
+
+impl<N: Node, C: L1> Engine<N, C> {
+    /// A new run. With block production on, the first block is due after one exponential
+    /// interval drawn from the "chain" stream.
+    pub fn new(seed: u64, config: EngineConfig, chain: C) -> Self {
+        let mut e = Engine {
+            seed,
+            now: Micros::ZERO,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes: BTreeMap::new(),
+            net: Network::new(config.net, rng::stream(seed, rng::NETWORK)),
+            chain,
+            chain_rng: rng::stream(seed, rng::CHAIN),
+            block_interval: config.block_interval,
+            blocks: Vec::new(),
+            trace: Trace::new(config.keep_digest_log),
+            counters: Counters::default(),
+        };
+        e.schedule_next_block();
+        e
+    }
+
+    /// Registers a node (up, with its own RNG stream `node/<id>`) and schedules its
+    /// `Input::Start` now (t=0 before the run begins).
+    pub fn add_node(&mut self, id: NodeId, node: N) {
+        debug_assert!(id != NodeId::Chain, "the chain endpoint is not a node");
+        debug_assert!(!self.nodes.contains_key(&id), "node {id} added twice");
+        let slot = Slot {
+            node,
+            rng: rng::node_stream(self.seed, id),
+            up: true,
+            incarnation: 0,
+            blocks_delivered: 0,
+        };
+        self.nodes.insert(id, slot);
+        self.push(self.now, Event::Start(id));
+    }
+
+    /// A workload instruction for `wallet` at time `at`.
+    pub fn schedule_command(&mut self, at: Micros, wallet: WalletId, cmd: Command) {
+        self.push(at, Event::Command { wallet, cmd });
+    }
+
+    /// `node` crashes at `at` (no-op if it is already down then).
+    pub fn schedule_crash(&mut self, at: Micros, node: NodeId) {
+        self.push(at, Event::Crash(node));
+    }
+
+    /// `node` restarts at `at` (no-op if it is up then).
+    pub fn schedule_restart(&mut self, at: Micros, node: NodeId) {
+        self.push(at, Event::Restart(node));
+    }
+
+    /// Adds a partition window; its start and end appear in the trace as marker events.
+    pub fn add_partition(&mut self, window: PartitionWindow) {
+        let (from, until) = (window.from, window.until);
+        let index = self.net.add_partition(window);
+        self.push(from, Event::PartitionStart(index));
+        self.push(until, Event::PartitionEnd(index));
+    }
+
+    /// Pops and processes the next event; `None` when the queue is empty.
+    pub fn step(&mut self) -> Option<StepRecord> {
+        let Reverse(q) = self.queue.pop()?;
+        debug_assert!(
+            q.time >= self.now,
+            "time went backwards: {} < {}",
+            q.time,
+            self.now
+        );
+        self.now = q.time;
+        let index = self.counters.events;
+        self.counters.events += 1;
+        let mut fx = Effects::default();
+        let mut payload = Digester::new();
+        let (tag, nodes, description) = self.process(q.event, &mut payload, &mut fx);
+        let outputs = fx.outputs.finish();
+        let digest = self.trace.record(
+            index,
+            self.now,
+            tag,
+            &nodes,
+            &payload.finish(),
+            &outputs,
+            &description,
+        );
+        Some(StepRecord {
+            index,
+            time: self.now,
+            node: subject(tag, &nodes),
+            description,
+            observations: fx.observations,
+            digest,
+        })
+    }
+
+    /// Processes every event due at or before `until`, then advances the clock to `until`.
+    /// Returns how many events were processed.
+    pub fn run_until(&mut self, until: Micros) -> u64 {
+        self.run_until_with(until, |_, _| {})
+    }
+
+    /// Like [`Engine::run_until`], calling `after_each` after every event (the checker's hook).
+    pub fn run_until_with(
+        &mut self,
+        until: Micros,
+        mut after_each: impl FnMut(&Self, &StepRecord),
+    ) -> u64 {
+        let mut n = 0;
+        while self.peek_time().is_some_and(|t| t <= until) {
+            let Some(rec) = self.step() else { break };
+            after_each(self, &rec);
+            n += 1;
+        }
+        self.now = self.now.max(until);
+        n
+    }
+
+    /// The time of the next queued event.
+    pub fn peek_time(&self) -> Option<Micros> {
+        self.queue.peek().map(|Reverse(q)| q.time)
+    }
+
+    pub fn now(&self) -> Micros {
+        self.now
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The hash over every event processed so far.
+    pub fn trace_hash(&self) -> Hash32 {
+        self.trace.hash()
+    }
+
+    /// The per-event digest log, if [`EngineConfig::keep_digest_log`] was set.
+    pub fn digest_log(&self) -> Option<&[EventDigest]> {
+        self.trace.log()
+    }
+
+    /// Every node, in `NodeId` order.
+    pub fn nodes(&self) -> impl Iterator<Item = (NodeId, &N)> {
+        self.nodes.iter().map(|(id, s)| (*id, &s.node))
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&N> {
+        self.nodes.get(&id).map(|s| &s.node)
+    }
+
+    /// Mutable access for test harnesses and Byzantine wrappers set up between steps.
+    pub fn node_mut(&mut self, id: NodeId) -> Option<&mut N> {
+        self.nodes.get_mut(&id).map(|s| &mut s.node)
+    }
+
+    pub fn chain(&self) -> &C {
+        &self.chain
+    }
+
+    pub fn chain_mut(&mut self) -> &mut C {
+        &mut self.chain
+    }
+
+    /// Every block mined in this run, in order.
+    pub fn blocks(&self) -> &[Arc<BlockInfo>] {
+        &self.blocks
+    }
+
+    /// Whether `id` is a node of this run and currently up.
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.nodes.get(&id).is_some_and(|s| s.up)
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    fn push(&mut self, time: Micros, event: Event) {
+        let seq = self.seq;
+        self.seq += 1;
+        self.queue.push(Reverse(Queued { time, seq, event }));
+    }
+
+    fn schedule_next_block(&mut self) {
+        if let Some(mean) = self.block_interval {
+            // At least 1 µs so that two blocks never share an instant.
+            let gap = rng::exponential_micros(&mut self.chain_rng, mean).max(Micros(1));
+            self.push(self.now + gap, Event::Block);
+        }
+    }
+
+    /// Runs one event; returns its trace tag, the nodes involved and a description.
+    fn process(
+        &mut self,
+        event: Event,
+        payload: &mut Digester,
+        fx: &mut Effects,
+    ) -> (EventTag, Vec<NodeId>, String) {
+        match event {
+            Event::Start(id) => {
+                self.invoke(id, Input::Start, fx);
+                self.catch_up(id, self.blocks.len(), fx);
+                (EventTag::Start, vec![id], format!("start {id}"))
+            }
+            Event::Deliver { from, to, msg } => {
+                payload.value(&msg);
+                let desc = format!("deliver {from} -> {to} {}", msg.kind());
+                if self.is_up(to) {
+                    self.counters.messages_delivered += 1;
+                    self.invoke(to, Input::Message { from, msg }, fx);
+                    (EventTag::Deliver, vec![from, to], desc)
+                } else {
+                    self.counters.dropped_down += 1;
+                    (
+                        EventTag::Deliver,
+                        vec![from, to],
+                        format!("{desc} (dropped: {to} down)"),
+                    )
+                }
+            }
+            Event::Timer {
+                node,
+                timer,
+                incarnation,
+            } => {
+                payload.value(&timer);
+                payload.bytes(&incarnation.to_le_bytes());
+                let desc = format!("timer {node} {timer:?}");
+                let live = self
+                    .nodes
+                    .get(&node)
+                    .is_some_and(|s| s.up && s.incarnation == incarnation);
+                if live {
+                    self.counters.timers_fired += 1;
+                    self.invoke(node, Input::Timer(timer), fx);
+                    (EventTag::Timer, vec![node], desc)
+                } else {
+                    self.counters.timers_discarded += 1;
+                    (EventTag::Timer, vec![node], format!("{desc} (discarded)"))
+                }
+            }
+            Event::Crash(id) => {
+                let desc = match self.nodes.get_mut(&id) {
+                    Some(slot) if slot.up => {
+                        slot.node.crash();
+                        slot.up = false;
+                        slot.incarnation += 1;
+                        format!("crash {id}")
+                    }
+                    Some(_) => format!("crash {id} (ignored: already down)"),
+                    None => format!("crash {id} (ignored: no such node)"),
+                };
+                (EventTag::Crash, vec![id], desc)
+            }
+            Event::Restart(id) => {
+                let desc = match self.nodes.get_mut(&id) {
+                    Some(slot) if !slot.up => {
+                        slot.up = true;
+                        self.invoke(id, Input::Start, fx);
+                        self.catch_up(id, self.blocks.len(), fx);
+                        format!("restart {id}")
+                    }
+                    Some(_) => format!("restart {id} (ignored: already up)"),
+                    None => format!("restart {id} (ignored: no such node)"),
+                };
+                (EventTag::Restart, vec![id], desc)
+            }
+            Event::Block => self.mine(payload),
+            Event::BlockNotify { node, upto } => {
+                payload.bytes(&(upto as u64).to_le_bytes());
+                let desc = if self.is_up(node) {
+                    self.catch_up(node, upto, fx);
+                    format!("blocks -> {node} up to #{upto}")
+                } else {
+                    format!("blocks -> {node} up to #{upto} (skipped: {node} down)")
+                };
+                (EventTag::BlockNotify, vec![NodeId::Chain, node], desc)
+            }
+            Event::ChainSubmit { from, tx } => {
+                payload.bytes(&bitcoin::consensus::encode::serialize(&tx));
+                let txid = tx.compute_txid();
+                self.counters.txs_submitted += 1;
+                let result = self.chain.submit(tx).map(|_| ()).map_err(|e| e.to_string());
+                payload.value(&result);
+                if result.is_err() {
+                    self.counters.txs_rejected += 1;
+                }
+                let desc = match &result {
+                    Ok(()) => format!("submit {from} tx {txid}: accepted"),
+                    Err(e) => format!("submit {from} tx {txid}: rejected: {e}"),
+                };
+                let msg = Msg::BroadcastResult {
+                    txid: txid.to_byte_array(),
+                    result,
+                };
+                self.push(
+                    self.now + CHAIN_LATENCY,
+                    Event::Deliver {
+                        from: NodeId::Chain,
+                        to: from,
+                        msg,
+                    },
+                );
+                (EventTag::ChainSubmit, vec![from, NodeId::Chain], desc)
+            }
+            Event::Command { wallet, cmd } => {
+                payload.value(&cmd);
+                let id = NodeId::Wallet(wallet);
+                let desc = format!("command {id} {cmd:?}");
+                if self.is_up(id) {
+                    self.counters.commands_delivered += 1;
+                    self.invoke(id, Input::Command(cmd), fx);
+                    (EventTag::Command, vec![id], desc)
+                } else {
+                    self.counters.commands_dropped += 1;
+                    (
+                        EventTag::Command,
+                        vec![id],
+                        format!("{desc} (dropped: {id} down or absent)"),
+                    )
+                }
+            }
+            Event::PartitionStart(i) | Event::PartitionEnd(i) => {
+                payload.bytes(&(i as u64).to_le_bytes());
+                let start = matches!(event, Event::PartitionStart(_));
+                let groups = self
+                    .net
+                    .partitions()
+                    .get(i)
+                    .map(describe_groups)
+                    .unwrap_or_default();
+                let (tag, word) = if start {
+                    (EventTag::PartitionStart, "start")
+                } else {
+                    (EventTag::PartitionEnd, "end")
+                };
+                (tag, vec![], format!("partition #{i} {word}: {groups}"))
+            }
+        }
+    }
+
+    /// Mines one block, notifies every node after the chain latency, schedules the next one.
+    fn mine(&mut self, payload: &mut Digester) -> (EventTag, Vec<NodeId>, String) {
+        let info = Arc::new(self.chain.mine_block(self.now));
+        payload.bytes(&info.height.to_le_bytes());
+        payload.bytes(&info.time.0.to_le_bytes());
+        for tx in &info.txs {
+            payload.bytes(&tx.compute_txid().to_byte_array());
+        }
+        let desc = format!("block {} ({} txs)", info.height, info.txs.len());
+        self.blocks.push(info);
+        self.counters.blocks_mined += 1;
+        let upto = self.blocks.len();
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for node in ids {
+            self.push(self.now + CHAIN_LATENCY, Event::BlockNotify { node, upto });
+        }
+        self.schedule_next_block();
+        (EventTag::Block, vec![NodeId::Chain], desc)
+    }
+
+    /// Gives `id` every block it has not seen, up to the `upto`-th, in order.
+    fn catch_up(&mut self, id: NodeId, upto: usize, fx: &mut Effects) {
+        loop {
+            let Some(slot) = self.nodes.get_mut(&id) else {
+                return;
+            };
+            if slot.blocks_delivered >= upto || !slot.up {
+                return;
+            }
+            let Some(block) = self.blocks.get(slot.blocks_delivered).cloned() else {
+                return;
+            };
+            slot.blocks_delivered += 1;
+            self.counters.blocks_delivered += 1;
+            self.invoke(id, Input::Block(block), fx);
+        }
+    }
+
+    /// Calls the node's handler and turns its outputs into events.
+    fn invoke(&mut self, id: NodeId, input: Input, fx: &mut Effects) {
+        let Some(slot) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let mut ctx = Ctx::new(self.now, id, &mut slot.rng);
+        slot.node.handle(&mut ctx, input);
+        for out in ctx.into_outputs() {
+            self.apply(id, out, fx);
+        }
+    }
+
+    fn apply(&mut self, me: NodeId, out: Output, fx: &mut Effects) {
+        let d = &mut fx.outputs;
+        match out {
+            Output::Send { to, msg } => {
+                d.bytes(&[1]);
+                d.value(&to);
+                d.value(&msg);
+                self.counters.messages_sent += 1;
+                if to == NodeId::Chain || !self.nodes.contains_key(&to) {
+                    self.counters.dropped_unroutable += 1;
+                    d.bytes(&[0xff]);
+                    return;
+                }
+                let route = self.net.route(self.now, me, to);
+                d.value(&route);
+                match route {
+                    Route::Deliver(delay) => {
+                        self.push(self.now + delay, Event::Deliver { from: me, to, msg })
+                    }
+                    Route::Dropped(DropReason::Loss) => self.counters.dropped_loss += 1,
+                    Route::Dropped(DropReason::Partition) => self.counters.dropped_partition += 1,
+                }
+            }
+            Output::SetTimer { after, timer } => {
+                d.bytes(&[2]);
+                d.bytes(&after.0.to_le_bytes());
+                d.value(&timer);
+                let incarnation = self.nodes.get(&me).map_or(0, |s| s.incarnation);
+                self.push(
+                    self.now + after,
+                    Event::Timer {
+                        node: me,
+                        timer,
+                        incarnation,
+                    },
+                );
+            }
+            Output::Broadcast(tx) => {
+                d.bytes(&[3]);
+                d.bytes(&bitcoin::consensus::encode::serialize(&tx));
+                self.push(
+                    self.now + CHAIN_LATENCY,
+                    Event::ChainSubmit { from: me, tx },
+                );
+            }
+            Output::Observe(obs) => {
+                d.bytes(&[4]);
+                d.value(&obs);
+                fx.observations.push(obs);
+            }
+        }
+    }
+}
+
+/// The node whose handler an event concerns: the receiver of a delivery or block notification,
+/// the submitter of a transaction, otherwise the event's only node.
+fn subject(tag: EventTag, nodes: &[NodeId]) -> Option<NodeId> {
+    let i = match tag {
+        EventTag::Deliver | EventTag::BlockNotify => 1,
+        _ => 0,
+    };
+    nodes.get(i).copied().filter(|n| *n != NodeId::Chain)
+}
+
+fn describe_groups(w: &PartitionWindow) -> String {
+    let mut parts: Vec<String> = w
+        .groups
+        .iter()
+        .map(|g| {
+            format!(
+                "[{}]",
+                g.iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        })
+        .collect();
+    parts.push("rest".to_owned());
+    parts.join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{Latency, LinkConfig};
+    use crate::trace::first_divergence;
+    use bitcoin::absolute::LockTime;
+    use bitcoin::transaction::Version;
+    use reference_node::types::OperatorId;
+    use std::collections::BTreeSet;
+
+    const A: NodeId = NodeId::Operator(OperatorId(0));
+    const B: NodeId = NodeId::Operator(OperatorId(1));
+    const W: NodeId = NodeId::Wallet(WalletId(0));
+
+    /// How a [`TestNode`] behaves.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mode {
+        /// Ping-pong with the peer until `limit`, plus a periodic timer.
+        PingPong { limit: u64 },
+        /// Sends one ping per entry of a `HashMap`, in its (per-instance random) order.
+        HashMapOrder,
+        /// Broadcasts a transaction on every command.
+        Broadcaster,
+    }
+
+    struct TestNode {
+        mode: Mode,
+        peer: NodeId,
+        initiator: bool,
+        starts: u32,
+        crashes: u32,
+        received: Vec<u64>,
+        timers: u32,
+        blocks: Vec<u32>,
+        results: Vec<Result<(), String>>,
+    }
+
+    impl TestNode {
+        fn new(mode: Mode, peer: NodeId, initiator: bool) -> Self {
+            TestNode {
+                mode,
+                peer,
+                initiator,
+                starts: 0,
+                crashes: 0,
+                received: vec![],
+                timers: 0,
+                blocks: vec![],
+                results: vec![],
+            }
+        }
+    }
+
+    fn dummy_tx(n: u32) -> Transaction {
+        Transaction {
+            version: Version::TWO,
+            lock_time: LockTime::from_consensus(n),
+            input: vec![],
+            output: vec![],
+        }
+    }
+
+    impl Node for TestNode {
+        #[allow(clippy::disallowed_types)]
+        fn handle(&mut self, ctx: &mut Ctx<'_>, input: Input) {
+            match input {
+                Input::Start => {
+                    self.starts += 1;
+                    match self.mode {
+                        Mode::PingPong { .. } => {
+                            if self.initiator {
+                                ctx.send(self.peer, Msg::Ping(0));
+                            }
+                            ctx.set_timer(Micros::from_millis(100), TimerKind::GossipRetry);
+                        }
+                        Mode::HashMapOrder if self.initiator => {
+                            // Deliberately nondeterministic: RandomState differs per instance.
+                            let m: std::collections::HashMap<u64, ()> =
+                                (0..32).map(|k| (k, ())).collect();
+                            for k in m.keys() {
+                                ctx.send(self.peer, Msg::Ping(*k));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Input::Message {
+                    from,
+                    msg: Msg::Ping(n),
+                } => {
+                    self.received.push(n);
+                    if let Mode::PingPong { limit } = self.mode {
+                        if n < limit {
+                            ctx.send(from, Msg::Ping(n + 1));
+                        }
+                    }
+                }
+                Input::Message {
+                    msg: Msg::BroadcastResult { result, .. },
+                    ..
+                } => self.results.push(result),
+                Input::Timer(_) => {
+                    self.timers += 1;
+                    ctx.observe(Observation::Note(format!("tick {}", self.timers)));
+                    ctx.set_timer(Micros::from_millis(100), TimerKind::GossipRetry);
+                }
+                Input::Block(b) => self.blocks.push(b.height),
+                Input::Command(_) => {
+                    if self.mode == Mode::Broadcaster {
+                        ctx.broadcast(dummy_tx(self.results.len() as u32));
+                    }
+                }
+            }
+        }
+        fn crash(&mut self) {
+            self.crashes += 1;
+        }
+    }
+
+    /// An L1 that accepts everything except transactions with lock time 99.
+    #[derive(Default)]
+    struct FakeChain {
+        height: u32,
+        mempool: Vec<Transaction>,
+    }
+
+    impl L1 for FakeChain {
+        fn submit(&mut self, tx: Transaction) -> Result<Txid, ChainReject> {
+            if tx.lock_time == LockTime::from_consensus(99) {
+                return Err(ChainReject::Malformed("lock time 99".into()));
+            }
+            let txid = tx.compute_txid();
+            self.mempool.push(tx);
+            Ok(txid)
+        }
+        fn mine_block(&mut self, time: Micros) -> BlockInfo {
+            self.height += 1;
+            BlockInfo {
+                height: self.height,
+                time,
+                txs: std::mem::take(&mut self.mempool),
+            }
+        }
+        fn height(&self) -> u32 {
+            self.height
+        }
+    }
+
+    fn config(blocks: Option<Micros>) -> EngineConfig {
+        EngineConfig {
+            net: NetConfig::default(),
+            block_interval: blocks,
+            keep_digest_log: true,
+        }
+    }
+
+    fn ping_pong(seed: u64, cfg: EngineConfig) -> Engine<TestNode, FakeChain> {
+        let mut e = Engine::new(seed, cfg, FakeChain::default());
+        e.add_node(A, TestNode::new(Mode::PingPong { limit: 50 }, B, true));
+        e.add_node(B, TestNode::new(Mode::PingPong { limit: 50 }, A, false));
+        e
+    }
+
+    #[test]
+    fn same_seed_same_trace_different_seed_different_trace() {
+        let run = |seed| {
+            let mut e = ping_pong(seed, config(None));
+            e.run_until(Micros::from_secs(10));
+            assert_eq!(e.node(B).unwrap().received.len(), 26);
+            (e.trace_hash(), e.counters().clone())
+        };
+        let (h1, c1) = run(1);
+        let (h2, c2) = run(1);
+        assert_eq!(h1, h2);
+        assert_eq!(c1, c2);
+        assert_eq!(c1.messages_sent, 51);
+        assert_eq!(c1.messages_delivered, 51);
+        assert_ne!(h1, run(2).0);
+    }
+
+    #[test]
+    fn first_divergence_catches_hashmap_iteration() {
+        let run = || {
+            let mut e = Engine::new(5, config(None), FakeChain::default());
+            e.add_node(A, TestNode::new(Mode::HashMapOrder, B, true));
+            e.add_node(B, TestNode::new(Mode::HashMapOrder, A, false));
+            e.run_until(Micros::from_secs(1));
+            e.digest_log().unwrap().to_vec()
+        };
+        let (a, b) = (run(), run());
+        let d = first_divergence(&a, &b).expect("HashMap order must make runs diverge");
+        // The very first event (A's start, whose outputs are in HashMap order) differs.
+        assert_eq!(d.index, 0);
+        assert_eq!(d.left_description, "start operator:0");
+    }
+
+    #[test]
+    fn crash_drops_timers_and_messages_and_restart_delivers_start() {
+        let mut e = ping_pong(3, config(None));
+        e.schedule_crash(Micros::from_millis(150), B);
+        e.schedule_restart(Micros::from_millis(1_000), B);
+        e.run_until(Micros::from_millis(999));
+        let b = e.node(B).unwrap();
+        assert_eq!((b.starts, b.crashes), (1, 1));
+        assert!(!e.is_up(B));
+        // One tick at 100 ms; the one due at 200 ms was armed before the crash.
+        assert_eq!(b.timers, 1);
+        assert!(e.counters().timers_discarded >= 1);
+        // A's ping in flight at the crash was dropped, which ended the ping-pong.
+        assert_eq!(e.counters().dropped_down, 1);
+        let received = b.received.len();
+        e.run_until(Micros::from_millis(1_250));
+        let b = e.node(B).unwrap();
+        assert!(e.is_up(B));
+        assert_eq!(b.starts, 2);
+        assert_eq!(b.received.len(), received);
+        // Re-armed by Start at 1000 ms: ticks at 1100 and 1200.
+        assert_eq!(b.timers, 3);
+    }
+
+    #[test]
+    fn partition_drops_only_inside_window_and_across_groups() {
+        let mut e = Engine::new(4, config(None), FakeChain::default());
+        e.add_node(
+            A,
+            TestNode::new(Mode::PingPong { limit: 1_000_000 }, B, true),
+        );
+        e.add_node(
+            B,
+            TestNode::new(Mode::PingPong { limit: 1_000_000 }, A, false),
+        );
+        e.add_node(
+            W,
+            TestNode::new(Mode::PingPong { limit: 1_000_000 }, B, true),
+        );
+        e.add_partition(PartitionWindow {
+            from: Micros::from_millis(500),
+            until: Micros::from_secs(2),
+            groups: vec![BTreeSet::from([A])],
+        });
+        let mut cut_sends = Vec::new();
+        e.run_until_with(Micros::from_secs(3), |_, rec| {
+            if rec.description.starts_with("deliver") && rec.description.contains("operator:0") {
+                cut_sends.push(rec.time);
+            }
+        });
+        // W <-> B (both in rest) keep going; A <-> B stopped at the first send inside the window.
+        assert_eq!(e.counters().dropped_partition, 1);
+        assert!(cut_sends.iter().all(|t| *t < Micros::from_millis(600)));
+        assert!(e.node(W).unwrap().received.iter().any(|n| *n > 40));
+    }
+
+    #[test]
+    fn loss_one_drops_everything() {
+        let mut cfg = config(None);
+        cfg.net.default = LinkConfig {
+            latency: Latency::Fixed(Micros(10)),
+            loss: 1.0,
+        };
+        let mut e = ping_pong(6, cfg);
+        e.run_until(Micros::from_secs(1));
+        assert_eq!(e.counters().messages_sent, 1);
+        assert_eq!(e.counters().dropped_loss, 1);
+        assert!(e.node(B).unwrap().received.is_empty());
+    }
+
+    #[test]
+    fn blocks_at_exponential_intervals_in_order_with_catch_up() {
+        let mean = Micros::from_secs(600);
+        // Quiet nodes (no timers) keep the 60 000 s run cheap.
+        let quiet = |seed| {
+            let mut e = Engine::new(seed, config(Some(mean)), FakeChain::default());
+            e.add_node(A, TestNode::new(Mode::Broadcaster, B, false));
+            e.add_node(B, TestNode::new(Mode::Broadcaster, A, false));
+            e.schedule_crash(Micros::from_secs(3_000), B);
+            e.schedule_restart(Micros::from_secs(30_000), B);
+            e
+        };
+        let mut e = quiet(7);
+        let mut block_times = Vec::new();
+        let mut up_b = Vec::new();
+        e.run_until_with(Micros::from_secs(60_000), |eng, rec| {
+            if rec.description.starts_with("block ") {
+                block_times.push(rec.time);
+                up_b.push((rec.time, eng.is_up(B)));
+            }
+        });
+        let n = block_times.len() as u64;
+        assert_eq!(n, e.counters().blocks_mined);
+        // 100 blocks expected; the exponential mean is checked loosely.
+        assert!((60..150).contains(&n), "{n} blocks");
+        let gaps: BTreeSet<u64> = block_times.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        assert!(gaps.len() > 10, "intervals vary");
+        let all: Vec<u32> = (1..=n as u32).collect();
+        assert_eq!(e.node(A).unwrap().blocks, all);
+        // B missed blocks while down and got them, in order, after its restart.
+        assert_eq!(e.node(B).unwrap().blocks, all);
+        assert!(up_b.iter().any(|(_, up)| !up));
+        // Same seed, same block schedule.
+        let mut again = quiet(7);
+        again.run_until(Micros::from_secs(60_000));
+        assert_eq!(again.trace_hash(), e.trace_hash());
+    }
+
+    #[test]
+    fn broadcast_reaches_chain_and_result_comes_back() {
+        let mut e = Engine::new(8, config(Some(Micros::from_secs(60))), FakeChain::default());
+        e.add_node(W, TestNode::new(Mode::Broadcaster, A, false));
+        e.schedule_command(Micros::from_secs(1), WalletId(0), Command::Exit);
+        e.schedule_command(Micros::from_secs(2), WalletId(9), Command::Exit);
+        let mut subjects = Vec::new();
+        e.run_until_with(Micros::from_secs(1), |_, rec| {
+            subjects.push((rec.description.clone(), rec.node))
+        });
+        e.run_until_with(Micros::from_secs(1) + Micros::from_millis(2), |_, rec| {
+            subjects.push((rec.description.clone(), rec.node))
+        });
+        assert!(
+            subjects
+                .iter()
+                .any(|(d, n)| d.starts_with("submit wallet:0") && *n == Some(W)),
+            "{subjects:?}"
+        );
+        assert!(subjects
+            .iter()
+            .any(|(d, n)| d == "deliver chain -> wallet:0 BroadcastResult" && *n == Some(W)));
+        e.run_until(Micros::from_secs(1_000));
+        assert_eq!(e.node(W).unwrap().results, vec![Ok(())]);
+        assert_eq!(e.counters().txs_submitted, 1);
+        assert_eq!(e.counters().commands_dropped, 1);
+        assert_eq!(e.blocks().iter().map(|b| b.txs.len()).sum::<usize>(), 1);
+    }
+
+    #[test]
+    fn step_records_describe_events_and_observations() {
+        let mut e = ping_pong(9, config(None));
+        let first = e.step().unwrap();
+        assert_eq!(
+            (first.index, first.description.as_str(), first.node),
+            (0, "start operator:0", Some(A))
+        );
+        let mut saw_tick = false;
+        while let Some(rec) = e.step() {
+            if rec.time > Micros::from_millis(150) {
+                break;
+            }
+            saw_tick |= rec
+                .observations
+                .iter()
+                .any(|o| matches!(o, Observation::Note(s) if s == "tick 1"));
+        }
+        assert!(saw_tick);
+    }
+}

@@ -117,3 +117,10 @@ impl fmt::Display for Blocks {
         write!(f, "{} blocks", self.0)
     }
 }
+
+impl std::ops::Mul<u64> for Micros {
+    type Output = Micros;
+    fn mul(self, rhs: u64) -> Micros {
+        Micros(self.0.saturating_mul(rhs))
+    }
+}

@@ -6,3 +6,7 @@ pub mod net;
 pub mod rng;
 pub mod scenario;
 pub mod trace;
+pub mod actor;
+pub mod checker;
+pub mod report;
+pub mod runner;

@@ -11,3 +11,13 @@ pub enum Command {
     /// Unilaterally exit one available leaf.
     Exit,
 }
+
+/// The wallet state machine (being written).
+pub struct Wallet {
+    _private: (),
+}
+
+impl crate::node::Node for Wallet {
+    fn handle(&mut self, _ctx: &mut crate::node::Ctx<'_>, _input: crate::node::Input) {}
+    fn crash(&mut self) {}
+}

@@ -1,0 +1,1 @@
+//! The invariant checker (being written).

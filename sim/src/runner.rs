@@ -1,8 +1,24 @@
 //! Runs one (scenario, seed): builds the cluster, schedules workload and faults, steps the engine
-//! with the checker after every event, and produces the report.
-use crate::report::RunReport;
-use crate::scenario::Scenario;
+//! with the checker after every event, and produces the report. A panic inside a node is caught
+//! and becomes a "panic" violation: a finding with its seed, never a crash of the harness.
+use crate::actor::Actor;
+use crate::checker::Checker;
+use crate::engine::Engine;
+use crate::report::{MessageCounts, Outcome, RunReport, Violation, SCHEMA_VERSION};
+use crate::rng;
+use crate::scenario::{Expectation, FaultSpec, Scenario, TestFault};
 use crate::trace::EventDigest;
+use bitcoin::{Amount, TxOut};
+use rand_core::RngCore;
+use reference_node::chain::Chain;
+use reference_node::crypto::SecretKey;
+use reference_node::operator::{Operator, OperatorConfig};
+use reference_node::params::{Directory, Params, TestFaults};
+use reference_node::tx::template;
+use reference_node::types::{Micros, NodeId, OperatorId, WalletId};
+use reference_node::wallet::{Command, LeafState, Wallet, WalletConfig};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -15,9 +31,205 @@ pub struct RunResult {
     pub digest_log: Option<Vec<EventDigest>>,
 }
 
-/// Run `scenario` with `seed`. `scenario_path` is recorded in the report and the replay command.
-/// Never panics on a node panic: that becomes a "panic" violation (a finding).
+pub type SimEngine = Engine<Actor, Chain>;
+
+/// L1 coins a wallet starts with, on top of what its deposits need (change stays on L1).
+const L1_MARGIN_SATS: u64 = 1_000_000;
+
+/// The protocol parameters a scenario asks for.
+pub fn params_of(s: &Scenario) -> Params {
+    let mut p = Params::new(s.topology.operators, s.topology.threshold);
+    p.request_timeout = s.protocol.request_timeout;
+    p.gossip_retry = s.protocol.gossip_retry;
+    p.transfer_expiry = s.protocol.transfer_expiry;
+    p.dkg_pool_min = s.protocol.dkg_pool_min as usize;
+    p.dkg_batch = s.protocol.dkg_batch.min(u32::from(u16::MAX)) as u16;
+    p.wallet_poll = s.protocol.wallet_poll;
+    p.dkg_coordinators = vec![s.topology.coordinator];
+    p.test_faults = TestFaults { skip_send_timelock_decrement: s.protocol.test_faults.contains(&TestFault::SkipSendTimelockDecrement) };
+    p
+}
+
+/// Build the cluster: keys from the "setup" stream, wallets funded at genesis.
+pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> SimEngine {
+    let params = Arc::new(params_of(s));
+    let mut setup = rng::stream(seed, "setup");
+    let secp = reference_node::crypto::secp();
+    let op_keys: Vec<SecretKey> = (0..s.topology.operators).map(|_| SecretKey::new(&mut setup)).collect();
+    let wallet_keys: Vec<(SecretKey, SecretKey)> = (0..s.topology.wallets).map(|_| (SecretKey::new(&mut setup), SecretKey::new(&mut setup))).collect();
+    let directory = Arc::new(Directory {
+        operators: op_keys.iter().enumerate().map(|(i, k)| (OperatorId(i as u16), k.public_key(secp))).collect(),
+        wallets: wallet_keys.iter().enumerate().map(|(i, (k, _))| (WalletId(i as u16), k.public_key(secp))).collect(),
+    });
+    let mut config = s.engine_config();
+    config.keep_digest_log = keep_digest_log;
+    let mut engine = Engine::new(seed, config, Chain::new());
+    for (i, identity) in op_keys.into_iter().enumerate() {
+        let id = OperatorId(i as u16);
+        let cfg = OperatorConfig { id, identity, params: params.clone(), directory: directory.clone() };
+        engine.add_node(NodeId::Operator(id), Actor::Operator(Box::new(Operator::new(cfg))));
+    }
+    let deposit_total: u64 = s.workload.deposit_sats.iter().cycle().take(s.workload.deposits_per_wallet as usize).sum();
+    for (i, (identity, l1_key)) in wallet_keys.into_iter().enumerate() {
+        let id = WalletId(i as u16);
+        let cfg = WalletConfig { id, identity, l1_key, coordinator: s.topology.coordinator, params: params.clone(), directory: directory.clone() };
+        let mut wallet = Wallet::new(cfg);
+        let script = template::p2tr_script(&wallet.l1_key_public());
+        // One coin per deposit, so deposits never wait for an unconfirmed change output.
+        for sats in s.workload.deposit_sats.iter().cycle().take(s.workload.deposits_per_wallet as usize) {
+            let value = Amount::from_sat(sats + L1_MARGIN_SATS / 10);
+            let outpoint = engine.chain_mut().fund(script.clone(), value);
+            wallet.add_l1_coin(outpoint, TxOut { value, script_pubkey: script.clone() });
+        }
+        let _ = deposit_total;
+        engine.add_node(NodeId::Wallet(id), Actor::Wallet(Box::new(wallet)));
+    }
+    schedule_workload(s, seed, &mut engine);
+    for f in &s.faults {
+        match f {
+            FaultSpec::Crash { node, at, restart_after } => {
+                engine.schedule_crash(*at, *node);
+                if let Some(after) = restart_after {
+                    engine.schedule_restart(*at + *after, *node);
+                }
+            }
+            FaultSpec::Partition { .. } => {
+                if let Some(w) = f.partition_window(&s.topology) {
+                    engine.add_partition(w);
+                }
+            }
+        }
+    }
+    engine
+}
+
+/// Deposits at the start, transfers as a Poisson process from `transfer_start`, exits after the
+/// last transfer — all drawn from the "workload" stream.
+fn schedule_workload(s: &Scenario, seed: u64, engine: &mut SimEngine) -> Micros {
+    let mut rng = rng::stream(seed, rng::WORKLOAD);
+    let wallets = u64::from(s.topology.wallets);
+    let w = &s.workload;
+    let mut last = Micros::ZERO;
+    for wallet in 0..s.topology.wallets {
+        for k in 0..w.deposits_per_wallet as usize {
+            let at = rng::uniform_micros(&mut rng, Micros::ZERO, Micros::from_secs(10));
+            let sats = w.deposit_sats[k % w.deposit_sats.len()];
+            engine.schedule_command(at, WalletId(wallet), Command::Deposit { sats });
+        }
+    }
+    let mut t = w.transfer_start;
+    for _ in 0..w.transfers {
+        t = t + rng::exponential_micros(&mut rng, w.transfer_interval_mean);
+        if wallets < 2 {
+            break;
+        }
+        let sender = rng.next_u64() % wallets;
+        let receiver = (sender + 1 + rng.next_u64() % (wallets - 1)) % wallets;
+        engine.schedule_command(t, WalletId(sender as u16), Command::Send { receiver: WalletId(receiver as u16) });
+        last = t;
+    }
+    let exit_at = w.exit_at.unwrap_or(last.max(w.transfer_start) + Micros::from_secs(60));
+    let mut order: Vec<u16> = (0..s.topology.wallets).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+    for wallet in order.into_iter().take(w.exits as usize) {
+        engine.schedule_command(exit_at, WalletId(wallet), Command::Exit);
+        last = last.max(exit_at);
+    }
+    last
+}
+
+/// The moment after which only liveness (settling, exits) is awaited.
+fn horizon(s: &Scenario) -> Micros {
+    let w = &s.workload;
+    let mut last = w.exit_at.unwrap_or(Micros::ZERO).max(w.transfer_start);
+    // The expected end of the transfer phase (mean interval × count), plus slack.
+    last = last + w.transfer_interval_mean * (u64::from(w.transfers) * 3 + 1) + Micros::from_secs(60);
+    for f in &s.faults {
+        let end = match f {
+            FaultSpec::Crash { at, restart_after, .. } => *at + restart_after.unwrap_or(Micros::ZERO),
+            FaultSpec::Partition { at, duration, .. } => *at + *duration,
+        };
+        last = last.max(end);
+    }
+    last + s.run.settle
+}
+
+fn exits_in_progress(engine: &SimEngine) -> bool {
+    engine.nodes().any(|(_, a)| a.as_wallet().is_some_and(|w| w.leaves().values().any(|l| matches!(l.state, LeafState::Exiting(_)))))
+}
+
 pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOptions) -> RunResult {
-    let _ = (scenario, scenario_path, seed, opts);
-    unimplemented!("runner being written")
+    // Wall time is measured for the report only; nothing in the simulated path reads it.
+    let wall_start = std::time::Instant::now();
+    let mut engine = build(scenario, seed, opts.keep_digest_log);
+    let mut checker = Checker::new(scenario.topology.operators, scenario.topology.threshold, scenario.budgets.transfer_p99.map(|m| m.as_secs_f64()));
+    let mut violations: Vec<Violation> = Vec::new();
+    let horizon = horizon(scenario);
+    let mut last_index = 0;
+    let mut panicked = false;
+    loop {
+        let step = catch_unwind(AssertUnwindSafe(|| engine.step()));
+        let rec = match step {
+            Ok(Some(rec)) => rec,
+            Ok(None) => break,
+            Err(payload) => {
+                let msg = payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "panic".into());
+                violations.push(Violation { invariant: "panic".into(), sim_time_s: engine.now().as_secs_f64(), event_index: last_index + 1, message: format!("a node panicked: {msg}") });
+                panicked = true;
+                break;
+            }
+        };
+        last_index = rec.index;
+        violations.extend(checker.after_event(&engine, &rec));
+        let now = engine.now();
+        if now >= scenario.run.max_sim_time || (now >= horizon && !exits_in_progress(&engine)) {
+            break;
+        }
+    }
+    if !panicked {
+        violations.extend(checker.at_end(&engine, last_index));
+    }
+    let report = make_report(scenario, scenario_path, seed, &engine, &checker, violations, wall_start.elapsed().as_secs_f64());
+    let digest_log = engine.digest_log().map(|l| l.to_vec());
+    RunResult { report, digest_log }
+}
+
+fn make_report(s: &Scenario, path: &str, seed: u64, engine: &SimEngine, checker: &Checker, violations: Vec<Violation>, wall_time_s: f64) -> RunReport {
+    let outcome = if violations.is_empty() { Outcome::Pass } else { Outcome::Fail };
+    let (expected, matched) = match s.expect {
+        Expectation::Pass => ("pass".to_string(), violations.is_empty()),
+        Expectation::Violation(inv) => (format!("violation:{}", inv.as_str()), violations.iter().any(|v| v.invariant == inv.as_str())),
+    };
+    let c = engine.counters();
+    let stats = checker.stats();
+    RunReport {
+        schema_version: SCHEMA_VERSION,
+        scenario: s.name.clone(),
+        scenario_path: path.to_string(),
+        seed,
+        outcome,
+        expected,
+        matched_expectation: matched,
+        violations,
+        trace_hash: hex::encode(engine.trace_hash()),
+        events: c.events,
+        operators: s.topology.operators,
+        threshold: s.topology.threshold,
+        wallets: s.topology.wallets,
+        deposits_confirmed: stats.deposits_confirmed,
+        transfers_sent: stats.transfers_sent,
+        transfers_claimed: stats.transfers_claimed,
+        transfers_returned: stats.transfers_returned,
+        exits_confirmed: stats.exits_confirmed,
+        invariant_checks: checker.checks_run(),
+        transfer_latency: checker.transfer_latency(),
+        messages: MessageCounts { sent: c.messages_sent, delivered: c.messages_delivered, dropped: c.messages_dropped() },
+        blocks: engine.chain().height(),
+        txs_verified_inputs: engine.chain().stats().inputs_verified,
+        sim_time_s: engine.now().as_secs_f64(),
+        wall_time_s,
+        replay_command: format!("sparksim run {path} --seed {seed}"),
+    }
 }

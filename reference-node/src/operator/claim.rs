@@ -33,8 +33,11 @@ pub(super) struct ClaimSession {
     signers: Vec<OperatorId>,
 }
 
+/// What every operator's copy of the receiver's tweak has in common: the Feldman proofs and the
+/// public share tweaks (each operator's secret share differs by design).
 pub(super) fn tweak_digest(t: &StoredTweak) -> [u8; 32] {
-    sha256(&[&bincode::serialize(t).unwrap_or_default()])
+    let public = (&t.share.proofs, &t.pubkey_shares_tweak);
+    sha256(&[&bincode::serialize(&public).unwrap_or_default()])
 }
 
 impl Operator {

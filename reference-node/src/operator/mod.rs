@@ -4,6 +4,7 @@
 
 mod claim;
 mod deposit;
+pub use deposit::{check_signed, deposit_templates};
 mod dkg;
 mod gossip;
 mod send;

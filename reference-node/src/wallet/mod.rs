@@ -1,5 +1,25 @@
-//! The wallet (user) state machine.
+//! The wallet (user) as a pure state machine. It runs one operation at a time (deposit, send,
+//! claim), queues workload commands behind it, looks for incoming transfers when idle, and
+//! drives unilateral exits from block notifications.
+
+mod claim;
+mod deposit;
+mod exit;
+mod send;
+
+use crate::crypto::signing::{self, SecretNonce, SigningJob};
+use crate::msg::OperatorSigningResult;
+use crate::crypto::{PublicKey, Scalar, SecretKey};
+use crate::msg::{Msg, NodeSet, RefundSet, ReqId, WalletReply, WalletRequest};
+use crate::node::{Ctx, Input, Node, TimerKind};
+use crate::observe::Observation;
+use crate::params::{Directory, Params};
+use crate::types::{LeafId, Micros, NodeId, OperatorId, TransferId, WalletId};
+use bitcoin::secp256k1::schnorr;
+use bitcoin::{OutPoint, Txid, TxOut};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// What the workload asks a wallet to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -7,17 +27,316 @@ pub enum Command {
     /// Deposit `sats` from the wallet's L1 coins into a new leaf.
     Deposit { sats: u64 },
     /// Send one available leaf to `receiver`.
-    Send { receiver: crate::types::WalletId },
+    Send { receiver: WalletId },
     /// Unilaterally exit one available leaf.
     Exit,
 }
 
-/// The wallet state machine (being written).
-pub struct Wallet {
-    _private: (),
+/// Failed operations are retried this many times before the command is dropped.
+const MAX_ATTEMPTS: u8 = 5;
+const RETRY_DELAY: Micros = Micros::from_secs(2);
+/// Bound on queued commands (TigerBeetle style).
+const MAX_QUEUE: usize = 10_000;
+
+#[derive(Clone)]
+pub struct WalletConfig {
+    pub id: WalletId,
+    pub identity: SecretKey,
+    /// The key of the wallet's own L1 coins.
+    pub l1_key: SecretKey,
+    pub coordinator: OperatorId,
+    pub params: Arc<Params>,
+    pub directory: Arc<Directory>,
 }
 
-impl crate::node::Node for Wallet {
-    fn handle(&mut self, _ctx: &mut crate::node::Ctx<'_>, _input: crate::node::Input) {}
-    fn crash(&mut self) {}
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeafState {
+    /// Signed exit held, deposit broadcast, not yet confirmed.
+    PendingDeposit { deposit_txid: Txid },
+    Available,
+    Sending(TransferId),
+    Exiting(exit::ExitProgress),
+    Exited,
+}
+
+#[derive(Clone, Debug)]
+pub struct WalletLeaf {
+    pub signing_secret: SecretKey,
+    pub value_sats: u64,
+    pub verifying_key: PublicKey,
+    pub deposit_outpoint: OutPoint,
+    pub nodes: NodeSet,
+    pub refunds: RefundSet,
+    pub state: LeafState,
+}
+
+enum Op {
+    Deposit(Box<deposit::DepositOp>),
+    Send(Box<send::SendOp>),
+    Claim(Box<claim::ClaimOp>),
+    Poll,
+}
+
+pub struct Wallet {
+    cfg: WalletConfig,
+    l1_coins: Vec<(OutPoint, TxOut)>,
+    leaves: BTreeMap<LeafId, WalletLeaf>,
+    queue: VecDeque<(Command, u8)>,
+    op: Option<(u64, Op)>,
+    /// Operators still to answer the current request (claim fans out to all of them).
+    waiting: BTreeSet<OperatorId>,
+    next_req: u64,
+    /// Claims in progress survive a failed attempt: a retry reuses the same tweak.
+    claims: BTreeMap<TransferId, claim::ClaimState>,
+    claimed: BTreeSet<TransferId>,
+    poll_backoff: u64,
+    poll_armed: bool,
+    /// After a failed claim attempt, the next one waits until then.
+    claim_retry_at: Micros,
+    height: u32,
+}
+
+impl Wallet {
+    pub fn new(cfg: WalletConfig) -> Wallet {
+        Wallet {
+            cfg,
+            l1_coins: Vec::new(),
+            leaves: BTreeMap::new(),
+            queue: VecDeque::new(),
+            op: None,
+            waiting: BTreeSet::new(),
+            next_req: 0,
+            claims: BTreeMap::new(),
+            claimed: BTreeSet::new(),
+            poll_backoff: 1,
+            poll_armed: false,
+            claim_retry_at: Micros::ZERO,
+            height: 0,
+        }
+    }
+    pub fn id(&self) -> WalletId {
+        self.cfg.id
+    }
+    pub fn identity_public(&self) -> PublicKey {
+        self.cfg.identity.public_key(crate::crypto::secp())
+    }
+    /// Give the wallet an L1 coin (the simulator funds wallets at genesis).
+    pub fn add_l1_coin(&mut self, outpoint: OutPoint, output: TxOut) {
+        self.l1_coins.push((outpoint, output));
+    }
+    pub fn leaves(&self) -> &BTreeMap<LeafId, WalletLeaf> {
+        &self.leaves
+    }
+    pub fn l1_key_public(&self) -> PublicKey {
+        self.cfg.l1_key.public_key(crate::crypto::secp())
+    }
+    /// A claim attempt failed: back off before the next one (its state is kept for the retry).
+    fn claim_failed(&mut self, ctx: &mut Ctx<'_>) {
+        self.claim_retry_at = ctx.now + RETRY_DELAY;
+        self.finish(ctx);
+        self.arm_poll(ctx);
+    }
+
+    /// Send a request for the current operation and arm its timeout.
+    fn request(&mut self, ctx: &mut Ctx<'_>, to: OperatorId, body: WalletRequest) -> ReqId {
+        let session = self.op.as_ref().map(|(s, _)| *s).unwrap_or_default();
+        let req = ReqId { session, phase: 0 };
+        self.waiting.insert(to);
+        ctx.send(NodeId::Operator(to), Msg::WalletRequest { req, body });
+        req
+    }
+
+    fn arm_timeout(&self, ctx: &mut Ctx<'_>) {
+        if let Some((s, _)) = &self.op {
+            ctx.set_timer(self.cfg.params.request_timeout, TimerKind::RequestTimeout(*s));
+        }
+    }
+
+    fn begin(&mut self, op: Op) -> u64 {
+        let id = self.next_req;
+        self.next_req += 1;
+        self.op = Some((id, op));
+        self.waiting.clear();
+        id
+    }
+
+    /// The current operation ended; start the next command, if any.
+    fn finish(&mut self, ctx: &mut Ctx<'_>) {
+        self.op = None;
+        self.waiting.clear();
+        self.start_next(ctx);
+    }
+
+    /// The current operation failed: retry its command later, or give up after MAX_ATTEMPTS.
+    fn fail(&mut self, ctx: &mut Ctx<'_>, retry: Option<(Command, u8)>, reason: String) {
+        match retry {
+            Some((cmd, attempt)) if attempt + 1 < MAX_ATTEMPTS => {
+                self.queue.push_front((cmd, attempt + 1));
+                self.op = None;
+                self.waiting.clear();
+                ctx.set_timer(RETRY_DELAY, TimerKind::WalletRetry);
+            }
+            _ => {
+                ctx.observe(Observation::CommandSkipped { wallet: self.cfg.id, reason });
+                self.finish(ctx);
+            }
+        }
+    }
+
+    fn start_next(&mut self, ctx: &mut Ctx<'_>) {
+        if self.op.is_some() {
+            return;
+        }
+        if let Some((cmd, attempt)) = self.queue.pop_front() {
+            self.poll_backoff = 1;
+            match cmd {
+                Command::Deposit { sats } => self.start_deposit(ctx, sats, attempt),
+                Command::Send { receiver } => self.start_send(ctx, receiver, attempt),
+                Command::Exit => {
+                    self.start_exit(ctx);
+                    self.start_next(ctx);
+                }
+            }
+        } else if let Some(t) = self.next_claimable() {
+            if ctx.now >= self.claim_retry_at {
+                self.start_claim(ctx, t);
+            } else {
+                ctx.set_timer(self.claim_retry_at.saturating_sub(ctx.now), TimerKind::WalletRetry);
+            }
+        }
+    }
+
+    fn arm_poll(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.poll_armed {
+            self.poll_armed = true;
+            ctx.set_timer(self.cfg.params.wallet_poll * self.poll_backoff, TimerKind::PollTransfers);
+        }
+    }
+
+    fn on_poll(&mut self, ctx: &mut Ctx<'_>) {
+        self.poll_armed = false;
+        if self.op.is_none() && self.queue.is_empty() {
+            self.begin(Op::Poll);
+            let receiver = self.identity_public();
+            let to = self.cfg.coordinator;
+            self.request(ctx, to, WalletRequest::QueryPendingTransfers { receiver });
+            self.arm_timeout(ctx);
+        } else {
+            self.arm_poll(ctx);
+        }
+    }
+
+    fn on_reply(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: Result<WalletReply, String>) {
+        let NodeId::Operator(op) = from else { return };
+        let Some((session, _)) = &self.op else { return };
+        if *session != req.session || !self.waiting.remove(&op) {
+            return; // stale
+        }
+        let Some((session, current)) = self.op.take() else { return };
+        match current {
+            Op::Poll => {
+                self.op = None;
+                self.on_poll_reply(ctx, body);
+            }
+            Op::Deposit(d) => self.deposit_reply(ctx, session, *d, body),
+            Op::Send(s) => self.send_reply(ctx, session, *s, body),
+            Op::Claim(c) => self.claim_reply(ctx, session, op, *c, body),
+        }
+    }
+
+    fn on_timeout(&mut self, ctx: &mut Ctx<'_>, session: u64) {
+        let Some((s, _)) = &self.op else { return };
+        if *s != session {
+            return;
+        }
+        let Some((_, current)) = self.op.take() else { return };
+        match current {
+            Op::Poll => {
+                self.op = None;
+                self.poll_backoff = (self.poll_backoff * 2).min(64);
+                self.arm_poll(ctx);
+            }
+            Op::Deposit(d) => {
+                let retry = Some((Command::Deposit { sats: d.sats }, d.attempt));
+                self.fail(ctx, retry, "deposit timed out".into());
+            }
+            Op::Send(s) => self.send_timeout(ctx, session, *s),
+            Op::Claim(c) => {
+                ctx.observe(Observation::Rejected { what: format!("{} claim {}", self.cfg.id, c.transfer), reason: "timed out; will retry".into() });
+                self.claim_failed(ctx);
+            }
+        }
+    }
+
+    fn on_block(&mut self, ctx: &mut Ctx<'_>, block: &crate::chain::BlockInfo) {
+        if block.height <= self.height {
+            return;
+        }
+        self.height = block.height;
+        let txids: BTreeSet<Txid> = block.txs.iter().map(|t| t.compute_txid()).collect();
+        let me = self.cfg.id;
+        for (id, leaf) in self.leaves.iter_mut() {
+            if let LeafState::PendingDeposit { deposit_txid } = &leaf.state {
+                if txids.contains(deposit_txid) {
+                    leaf.state = LeafState::Available;
+                    ctx.observe(Observation::DepositConfirmed { wallet: me, leaf: *id, value_sats: leaf.value_sats });
+                }
+            }
+        }
+        self.advance_exits(ctx, &txids);
+        // New funds may unblock queued work.
+        self.start_next(ctx);
+    }
+}
+
+/// The user's half of an operator-first signing: add the user's share and aggregate.
+pub(crate) fn cosign(mut job: SigningJob, secret: &SecretKey, nonce: &SecretNonce, result: &OperatorSigningResult) -> Result<schnorr::Signature, String> {
+    job.operator_commitments = result.operator_commitments.clone();
+    let user_share = signing::sign_as_user(&job, secret, nonce).map_err(|e| e.to_string())?;
+    signing::aggregate(&job, &result.operator_shares, &user_share, &result.operator_public_shares).map_err(|e| e.to_string())
+}
+
+pub(crate) fn scalar_of(sk: &SecretKey) -> Scalar {
+    Scalar::from_secret_key(sk)
+}
+
+impl Node for Wallet {
+    fn handle(&mut self, ctx: &mut Ctx<'_>, input: Input) {
+        match input {
+            Input::Start => {
+                self.poll_armed = false;
+                self.arm_poll(ctx);
+            }
+            Input::Command(cmd) => {
+                if self.queue.len() < MAX_QUEUE {
+                    self.queue.push_back((cmd, 0));
+                } else {
+                    ctx.observe(Observation::CommandSkipped { wallet: self.cfg.id, reason: "command queue full".into() });
+                }
+                self.start_next(ctx);
+            }
+            Input::Timer(TimerKind::PollTransfers) => self.on_poll(ctx),
+            Input::Timer(TimerKind::WalletRetry) => self.start_next(ctx),
+            Input::Timer(TimerKind::RequestTimeout(s)) => self.on_timeout(ctx, s),
+            Input::Timer(_) => {}
+            Input::Block(b) => self.on_block(ctx, &b),
+            Input::Message { from, msg } => match msg {
+                Msg::WalletReply { req, body } => self.on_reply(ctx, from, req, body),
+                Msg::BroadcastResult { txid, result } => {
+                    if let Err(reason) = result {
+                        ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+
+    /// A wallet's keys and leaves are its backup (seed + exit data): only the operation in
+    /// flight is lost.
+    fn crash(&mut self) {
+        self.op = None;
+        self.waiting.clear();
+        self.poll_armed = false;
+    }
 }

@@ -1,0 +1,211 @@
+//! Wallet side of a claim (spark-protocol §4.2): verify what the sender left, pick the final leaf
+//! key k, split δ2 = e − k to every operator, co-sign refunds to k·G at the intermediate
+//! timelock (no further decrement, §3.4), finalize.
+use super::{cosign, scalar_of, LeafState, Op, Wallet, WalletLeaf};
+use crate::crypto::identity::{sha256, verify_digest};
+use crate::crypto::signing::{self, SecretNonce, SigningJob};
+use crate::crypto::{curve, ecies, vss, PublicKey, Scalar, SecretKey};
+use crate::msg::{leaf_tweak_digest, ClaimLeafJobs, FinalizeIntent, PendingTransferView, ReceiverLeafTweak, RefundSet, UserJob, WalletReply, WalletRequest};
+use crate::node::Ctx;
+use crate::observe::Observation;
+use crate::tx::{sighash, template};
+use crate::types::{OperatorId, TransferId};
+use bitcoin::Transaction;
+use std::collections::BTreeMap;
+
+/// Survives failed attempts, so a retry sends the operators the same tweak.
+pub(super) struct ClaimState {
+    view: PendingTransferView,
+    new_secret: SecretKey,
+    tweaks: Vec<ReceiverLeafTweak>,
+}
+
+pub(super) struct ClaimOp {
+    pub transfer: TransferId,
+    stage: Stage,
+}
+
+enum Stage {
+    Tweaks,
+    Sign { jobs: Vec<(Transaction, SigningJob, SecretNonce)> },
+    Finalize { signed: Vec<Transaction> },
+}
+
+impl Wallet {
+    pub(super) fn on_poll_reply(&mut self, ctx: &mut Ctx<'_>, body: Result<WalletReply, String>) {
+        let mut fresh = false;
+        if let Ok(WalletReply::PendingTransfers { transfers }) = body {
+            for view in transfers {
+                if !self.claimed.contains(&view.transfer) && !self.claims.contains_key(&view.transfer) {
+                    match self.prepare_claim(ctx, view) {
+                        Ok((t, state)) => {
+                            self.claims.insert(t, state);
+                            fresh = true;
+                        }
+                        Err(e) => ctx.observe(Observation::Rejected { what: format!("{} incoming transfer", self.cfg.id), reason: e }),
+                    }
+                }
+            }
+        }
+        self.poll_backoff = if fresh || !self.claims.is_empty() { 1 } else { (self.poll_backoff * 2).min(64) };
+        self.start_next(ctx);
+        self.arm_poll(ctx);
+    }
+
+    pub(super) fn next_claimable(&self) -> Option<TransferId> {
+        self.claims.keys().next().copied()
+    }
+
+    /// Check the sender's signature and that e opens the leaf (e·G = Y − P_SE), then split δ2.
+    fn prepare_claim(&self, ctx: &mut Ctx<'_>, view: PendingTransferView) -> Result<(TransferId, ClaimState), String> {
+        let [leaf] = view.leaves.as_slice() else { return Err("one leaf per transfer is supported".into()) };
+        verify_digest(&view.sender, &leaf_tweak_digest(leaf.leaf, view.transfer, &leaf.secret_cipher), &leaf.signature).map_err(|e| format!("sender signature: {e}"))?;
+        let e_bytes = ecies::decrypt(&self.cfg.identity, &leaf.secret_cipher).map_err(|e| e.to_string())?;
+        let e = Scalar::from_bytes(e_bytes.try_into().map_err(|_| "e is not 32 bytes")?).ok_or("e out of range")?;
+        if curve::base_mul(&e) != Some(leaf.owner_signing_key) {
+            return Err("e does not open the leaf (e·G ≠ Y − P_SE)".into());
+        }
+        let me = self.identity_public();
+        if leaf.intermediate_refunds.cpfp.output[0].script_pubkey != template::p2tr_script(&me) {
+            return Err("intermediate refund does not pay me".into());
+        }
+        let new_secret = SecretKey::new(ctx.rng);
+        let delta = e.sub(&scalar_of(&new_secret));
+        let p = &self.cfg.params;
+        let shares = vss::split_with_proofs(&delta, p.threshold, p.operators, ctx.rng).map_err(|e| e.to_string())?;
+        let pubkey_shares_tweak: BTreeMap<OperatorId, PublicKey> = p
+            .operator_ids()
+            .zip(&shares)
+            .map(|(op, s)| curve::base_mul(&s.share).map(|pk| (op, pk)).ok_or("zero share"))
+            .collect::<Result<_, _>>()?;
+        let _ = p;
+        let tweaks = shares
+            .into_iter()
+            .map(|share| ReceiverLeafTweak { leaf: leaf.leaf, share, pubkey_shares_tweak: pubkey_shares_tweak.clone() })
+            .collect();
+        Ok((view.transfer, ClaimState { view, new_secret, tweaks }))
+    }
+
+    pub(super) fn start_claim(&mut self, ctx: &mut Ctx<'_>, transfer: TransferId) {
+        let Some(state) = self.claims.get(&transfer) else { return };
+        let receiver = self.identity_public();
+        let requests: Vec<(OperatorId, WalletRequest)> = self
+            .cfg
+            .params
+            .operator_ids()
+            .zip(state.tweaks.iter())
+            .map(|(op, t)| (op, WalletRequest::ClaimTweakKeys { transfer, receiver, leaves: vec![t.clone()] }))
+            .collect();
+        self.begin(Op::Claim(Box::new(ClaimOp { transfer, stage: Stage::Tweaks })));
+        for (op, r) in requests {
+            self.request(ctx, op, r);
+        }
+        self.arm_timeout(ctx);
+    }
+
+    pub(super) fn claim_reply(&mut self, ctx: &mut Ctx<'_>, session: u64, _from: OperatorId, mut c: ClaimOp, body: Result<WalletReply, String>) {
+        let body = match body {
+            Ok(b) => b,
+            Err(e) => {
+                ctx.observe(Observation::Rejected { what: format!("{} claim {}", self.cfg.id, c.transfer), reason: format!("{e}; will retry") });
+                return self.claim_failed(ctx);
+            }
+        };
+        let stage = std::mem::replace(&mut c.stage, Stage::Tweaks);
+        let next = match (stage, body) {
+            (Stage::Tweaks, WalletReply::TweakStored) if !self.waiting.is_empty() => {
+                self.op = Some((session, Op::Claim(Box::new(c))));
+                return;
+            }
+            (Stage::Tweaks, WalletReply::TweakStored) => self.claim_jobs(ctx, c.transfer),
+            (Stage::Sign { jobs }, WalletReply::Signing { results }) => self.claim_cosign(ctx, c.transfer, jobs, results),
+            (Stage::Finalize { signed }, WalletReply::Finalized) => {
+                self.claim_complete(ctx, c.transfer, signed);
+                return self.finish(ctx);
+            }
+            _ => Err("unexpected reply".into()),
+        };
+        match next {
+            Ok((stage, request)) => {
+                c.stage = stage;
+                self.op = Some((session, Op::Claim(Box::new(c))));
+                let to = self.cfg.coordinator;
+                self.request(ctx, to, request);
+                self.arm_timeout(ctx);
+            }
+            Err(e) => {
+                ctx.observe(Observation::Rejected { what: format!("{} claim {}", self.cfg.id, c.transfer), reason: e });
+                self.claim_failed(ctx);
+            }
+        }
+    }
+
+    /// Refunds to k·G with the intermediate refunds' timelocks.
+    fn claim_jobs(&self, ctx: &mut Ctx<'_>, transfer: TransferId) -> Result<(Stage, WalletRequest), String> {
+        let state = self.claims.get(&transfer).ok_or("claim state vanished")?;
+        let leaf = &state.view.leaves[0];
+        let new_key = state.new_secret.public_key(crate::crypto::secp());
+        let seq = leaf.intermediate_refunds.cpfp.input[0].sequence;
+        let direct = leaf.intermediate_refunds.direct.input[0].sequence;
+        let r = template::refund_txs(&leaf.nodes.cpfp, Some(&leaf.nodes.direct), 0, &new_key, seq, direct);
+        let txs = [r.cpfp, r.direct.ok_or("no direct refund")?, r.direct_from_cpfp];
+        let prevouts = [&leaf.nodes.cpfp.output[0], &leaf.nodes.direct.output[0], &leaf.nodes.cpfp.output[0]];
+        let mut jobs = Vec::new();
+        let mut user_jobs = Vec::new();
+        for (tx, prev) in txs.into_iter().zip(prevouts) {
+            let (nonce, commitment) = signing::commit(&scalar_of(&state.new_secret), ctx.rng);
+            let message = sighash::key_spend_sighash(&tx, 0, std::slice::from_ref(prev)).map_err(|e| e.to_string())?;
+            let job = SigningJob { message, verifying_key: leaf.verifying_key, user_public_key: new_key, operator_commitments: Default::default(), user_commitment: commitment.clone() };
+            user_jobs.push(UserJob { tx: tx.clone(), user_commitment: commitment });
+            jobs.push((tx, job, nonce));
+        }
+        let request = WalletRequest::ClaimSignRefunds {
+            transfer,
+            receiver: self.identity_public(),
+            leaves: vec![ClaimLeafJobs { leaf: leaf.leaf, new_signing_key: new_key, refunds: user_jobs }],
+        };
+        Ok((Stage::Sign { jobs }, request))
+    }
+
+    fn claim_cosign(&self, ctx: &mut Ctx<'_>, transfer: TransferId, jobs: Vec<(Transaction, SigningJob, SecretNonce)>, results: Vec<crate::msg::OperatorSigningResult>) -> Result<(Stage, WalletRequest), String> {
+        let state = self.claims.get(&transfer).ok_or("claim state vanished")?;
+        if results.len() != jobs.len() {
+            return Err(format!("{} signing results for {} jobs", results.len(), jobs.len()));
+        }
+        let mut signed = Vec::new();
+        for ((mut tx, job, nonce), result) in jobs.into_iter().zip(results) {
+            let (message, commitment) = (job.message, job.user_commitment.clone());
+            let sig = cosign(job, &state.new_secret, &nonce, &result)?;
+            ctx.observe(Observation::NonceUsed { signer: self.cfg.id.to_string(), commitment: sha256(&[&commitment.0]), message });
+            tx.input[0].witness = sighash::key_spend_witness(&sig);
+            signed.push(tx);
+        }
+        let leaf = state.view.leaves[0].leaf;
+        let request = WalletRequest::FinalizeNodeSignatures { intent: FinalizeIntent::Transfer { transfer }, leaf, signed: signed.clone() };
+        Ok((Stage::Finalize { signed }, request))
+    }
+
+    fn claim_complete(&mut self, ctx: &mut Ctx<'_>, transfer: TransferId, signed: Vec<Transaction>) {
+        let Some(state) = self.claims.remove(&transfer) else { return };
+        let Some(refunds) = RefundSet::from_vec(signed) else { return };
+        let v = &state.view.leaves[0];
+        let me = self.identity_public();
+        for tx in v.intermediate_refunds.as_array().into_iter().chain(refunds.as_array()) {
+            ctx.observe(Observation::RefundSigned { leaf: v.leaf, owner: me, tx: tx.clone() });
+        }
+        self.leaves.insert(
+            v.leaf,
+            WalletLeaf {
+                signing_secret: state.new_secret,
+                value_sats: v.value_sats,
+                verifying_key: v.verifying_key,
+                deposit_outpoint: v.deposit_outpoint,
+                nodes: v.nodes.clone(),
+                refunds,
+                state: LeafState::Available,
+            },
+        );
+        self.claimed.insert(transfer);
+        ctx.observe(Observation::TransferClaimed { transfer, receiver: self.cfg.id });
+    }
+}

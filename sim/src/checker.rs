@@ -857,3 +857,227 @@ pub fn summarize(mut samples: Vec<f64>, budget_p99_s: Option<f64>) -> LatencySum
         budget_p99_s,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::hashes::Hash as _;
+    use bitcoin::{absolute, transaction, Sequence, TxIn, TxOut};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+    use reference_node::crypto::Scalar;
+
+    fn key(k: u32) -> PublicKey {
+        base_mul(&Scalar::from_u32(k)).unwrap()
+    }
+
+    fn outpoint(n: u8) -> OutPoint {
+        OutPoint { txid: Txid::from_byte_array([n; 32]), vout: 0 }
+    }
+
+    /// A one-input tx spending `prev` with `csv`, paying `value` (distinct txids per csv/value).
+    fn tx(prev: OutPoint, csv: u16, value: u64) -> Transaction {
+        Transaction {
+            version: transaction::Version(3),
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![TxIn { previous_output: prev, sequence: Sequence(u32::from(csv)), ..Default::default() }],
+            output: vec![TxOut { value: Amount::from_sat(value), script_pubkey: Default::default() }],
+        }
+    }
+
+    /// The refund trio of one owner: CPFP + direct-from-CPFP on the CPFP node, direct on the
+    /// direct node (the shape the protocol signs).
+    fn trio(owner: u32, csv: u16) -> Vec<RefundEntry> {
+        let o = key(owner);
+        vec![
+            RefundEntry::of(&tx(outpoint(1), csv, 10_000), &o).unwrap(),
+            RefundEntry::of(&tx(outpoint(1), csv + 50, 9_045), &o).unwrap(),
+            RefundEntry::of(&tx(outpoint(2), csv + 50, 8_090), &o).unwrap(),
+        ]
+    }
+
+    fn history(sets: &[Vec<RefundEntry>]) -> BTreeSet<RefundEntry> {
+        sets.iter().flatten().cloned().collect()
+    }
+
+    #[test]
+    fn refund_order_correct_decrement_passes() {
+        // A (2000) → B (1900) → C (1800): every old owner's tx matures ≥ 100 blocks later.
+        let (a, b, c) = (trio(1, 2000), trio(2, 1900), trio(3, 1800));
+        let h = history(&[a, b.clone(), c.clone()]);
+        assert!(check_refund_order(&h, &c).is_empty());
+        assert!(check_refund_order(&history(&[trio(1, 2000), b.clone()]), &b).is_empty());
+    }
+
+    #[test]
+    fn refund_order_equal_csv_for_two_owners_fails() {
+        // The "skip the −100 decrement" bug: the receiver's refunds carry the sender's CSV.
+        let (a, b) = (trio(1, 2000), trio(2, 2000));
+        let found = check_refund_order(&history(&[a, b.clone()]), &b);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, key(1).serialize());
+        assert!(found[0].1.contains("CSV 2000"), "{}", found[0].1);
+        assert!(found[0].1.contains(&short_pk(&key(1))) && found[0].1.contains(&short_pk(&key(2))));
+    }
+
+    #[test]
+    fn refund_order_direct_variant_must_stay_behind_old_cpfp() {
+        // A decrement of only 40: old CPFP (2000) ≥ 1960 + 100 fails, and 2000 ≤ max(2010).
+        let found = check_refund_order(&history(&[trio(1, 2000), trio(2, 1960)]), &trio(2, 1960));
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn refund_order_same_owner_ties_and_other_outpoints_ignored() {
+        // Intermediate vs claimed refund of the same owner may tie; txs on other outpoints
+        // (pre-renew node) are I-7's business.
+        let mut b2 = trio(2, 1900);
+        b2[0] = RefundEntry::of(&tx(outpoint(1), 1900, 10_001), &key(2)).unwrap();
+        let old_node = RefundEntry::of(&tx(outpoint(9), 100, 10_000), &key(1)).unwrap();
+        let mut h = history(&[trio(2, 1900), b2.clone()]);
+        h.insert(old_node);
+        assert!(check_refund_order(&h, &b2).is_empty());
+        assert!(check_refund_order(&h, &[]).is_empty());
+    }
+
+    #[test]
+    fn nonce_reuse_with_two_messages_fails_same_message_passes() {
+        let c = [7u8; 32];
+        let same = vec![("operator:0".to_string(), c, [1u8; 32]), ("operator:0".to_string(), c, [1u8; 32])];
+        assert!(check_nonces(&same).is_empty());
+        let mut reuse = same.clone();
+        reuse.push(("operator:0".to_string(), c, [2u8; 32]));
+        reuse.push(("operator:0".to_string(), c, [3u8; 32]));
+        let found = check_nonces(&reuse);
+        // Two bad uses of one nonce: two findings, one subject (stamped once).
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].invariant, "I-11");
+        assert_eq!(found[0].subject, found[1].subject);
+        // Another signer may use an equal commitment digest for its own message.
+        let other = vec![("operator:0".to_string(), c, [1u8; 32]), ("operator:1".to_string(), c, [2u8; 32])];
+        assert!(check_nonces(&other).is_empty());
+    }
+
+    #[test]
+    fn percentile_nearest_rank() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(5.0));
+        assert_eq!(percentile(&v, 99.0), Some(10.0));
+        assert_eq!(percentile(&v, 10.0), Some(1.0));
+        assert_eq!(percentile(&v, 0.0), Some(1.0));
+        assert_eq!(percentile(&[], 50.0), None);
+        let s = summarize(vec![3.0, 1.0, 2.0], Some(2.5));
+        assert_eq!((s.samples, s.p50_s, s.p99_s, s.max_s), (3, Some(2.0), Some(3.0), Some(3.0)));
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&hundred, 99.0), Some(99.0));
+    }
+
+    fn dealt(n: u16, t: u16) -> Vec<KeyShare> {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let secret = Scalar::random(&mut rng);
+        KeyShare::deal(&secret, n, t, &mut rng).unwrap()
+    }
+
+    #[test]
+    fn key_consistency_accepts_dealt_shares() {
+        for (i, ks) in dealt(5, 3).iter().enumerate() {
+            assert_eq!(check_key_consistency(OperatorId(i as u16), ks), None);
+        }
+    }
+
+    #[test]
+    fn key_consistency_catches_wrong_public_share() {
+        let mut shares = dealt(5, 3);
+        // Operator 1's own entry is wrong: s_1·G check fails on operator 1.
+        shares[1].public_shares.insert(OperatorId(1), key(42));
+        let m = check_key_consistency(OperatorId(1), &shares[1]).unwrap();
+        assert!(m.contains("public_shares[operator:1]"), "{m}");
+        // Operator 0's copy of operator 2's share is wrong: interpolation fails on operator 0.
+        shares[0].public_shares.insert(OperatorId(2), key(42));
+        let m = check_key_consistency(OperatorId(0), &shares[0]).unwrap();
+        assert!(m.contains("Lagrange"), "{m}");
+        // A wrong share beyond the first t is caught by cross-operator agreement instead.
+        let good = dealt(5, 3);
+        let mut bad = good[4].clone();
+        bad.public_shares.insert(OperatorId(3), key(42));
+        assert_eq!(check_key_consistency(OperatorId(4), &bad), None);
+        let view = |k: &KeyShare| (k.public_key.serialize(), digest_of(&k.public_shares));
+        let views: BTreeMap<OperatorId, _> = [(OperatorId(0), view(&good[0])), (OperatorId(4), view(&bad))].into();
+        let m = check_public_agreement(&views).unwrap();
+        assert!(m.contains("public shares") && m.contains("operator:4"), "{m}");
+        let same: BTreeMap<OperatorId, _> = [(OperatorId(0), view(&good[0])), (OperatorId(1), view(&good[1]))].into();
+        assert_eq!(check_public_agreement(&same), None);
+    }
+
+    #[test]
+    fn leaf_key_is_owner_key_plus_operator_key() {
+        let (p_user, p_se) = (key(5), key(6));
+        assert_eq!(check_leaf_key(&p_user, &p_se, &key(11)), None);
+        assert!(check_leaf_key(&p_user, &p_se, &key(12)).is_some());
+    }
+
+    #[test]
+    fn unique_owner_rules() {
+        let (a, b, c) = (key(1).serialize(), key(2).serialize(), key(3).serialize());
+        let (o0, o1) = (OperatorId(0), OperatorId(1));
+        assert_eq!(check_unique_owner(&[(o0, a), (o1, a)], &[]), None);
+        assert!(check_unique_owner(&[(o0, a), (o1, b)], &[]).is_some());
+        let t = [(TransferId([1; 16]), a, b)];
+        assert_eq!(check_unique_owner(&[(o0, a), (o1, b)], &t), None);
+        let m = check_unique_owner(&[(o0, a), (o1, c)], &t).unwrap();
+        assert!(m.contains("operator:1") && m.contains(&short_key(&c)), "{m}");
+    }
+
+    #[test]
+    fn tx_values_follow_the_fee_rule() {
+        let p = outpoint(1);
+        let good = RefundSet { cpfp: tx(p, 2000, 10_000), direct: tx(p, 2050, 8_090), direct_from_cpfp: tx(p, 2050, 9_045) };
+        let nodes = NodeSet { cpfp: tx(p, 0, 10_000), direct: tx(p, 50, 9_045) };
+        assert_eq!(check_tx_values(10_000, Some(&nodes), &good), None);
+        let mut bad = good.clone();
+        bad.direct_from_cpfp = tx(p, 2050, 10_000);
+        let m = check_tx_values(10_000, Some(&nodes), &bad).unwrap();
+        assert!(m.contains("direct-from-CPFP") && m.contains("9045"), "{m}");
+        // At or below the fee nothing is taken.
+        let small = RefundSet { cpfp: tx(p, 2000, 900), direct: tx(p, 2050, 900), direct_from_cpfp: tx(p, 2050, 900) };
+        assert_eq!(check_tx_values(900, None, &small), None);
+    }
+
+    #[test]
+    fn unclaimed_transfer_is_an_l1_violation() {
+        let t = TransferId([9; 16]);
+        let sent: BTreeMap<_, _> = [(t, Micros(1))].into();
+        let db = Db::default();
+        let found = check_claimed(&sent, &BTreeMap::new(), &[(OperatorId(0), &db)]);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].message.contains("never claimed") && found[0].message.contains("operator:0=absent"));
+    }
+
+    #[test]
+    fn conservation_at_end() {
+        let l = LeafId([1; 16]);
+        let deps: BTreeMap<_, _> = [(l, 5_000)].into();
+        let ok: BTreeMap<_, _> = [(l, (5_000, outpoint(1)))].into();
+        assert!(check_conservation(&deps, &ok).is_empty());
+        let bad: BTreeMap<_, _> = [(l, (6_000, outpoint(1)))].into();
+        assert_eq!(check_conservation(&deps, &bad).len(), 1);
+    }
+
+    #[test]
+    fn budget_and_dedupe() {
+        let mut c = Checker::new(3, 2, Some(1.0));
+        let mut found = Vec::new();
+        let t = TransferId([3; 16]);
+        let w = reference_node::types::WalletId(0);
+        c.observe(&Observation::TransferSent { transfer: t, sender: w, receiver: key(1), leaf: LeafId([0; 16]), value_sats: 1 }, Micros::from_secs(1), &mut found);
+        c.observe(&Observation::TransferClaimed { transfer: t, receiver: w }, Micros::from_secs(4), &mut found);
+        assert_eq!(c.transfer_latency().p99_s, Some(3.0));
+        let end = c.end_findings(&[]);
+        assert!(end.iter().any(|f| f.invariant == "budget"));
+        let v1 = c.stamp(end.clone(), 10, Micros::from_secs(5));
+        let v2 = c.stamp(end, 11, Micros::from_secs(6));
+        assert_eq!(v1.len(), 1);
+        assert!(v2.is_empty(), "reported twice: {v2:?}");
+        assert_eq!((v1[0].event_index, v1[0].sim_time_s), (10, 5.0));
+    }
+}

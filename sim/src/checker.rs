@@ -78,6 +78,9 @@ fn short_pk(k: &PublicKey) -> String {
     short_key(&k.serialize())
 }
 
+/// One operator's view of a keyshare's public parts: (public key, digest of public_shares).
+pub type PublicView = ([u8; 33], Hash32);
+
 /// The invariant checker of one run.
 pub struct Checker {
     operators: u16,
@@ -105,7 +108,7 @@ pub struct Checker {
     /// (operator, keyshare, epoch) → digest of the share last checked and its result.
     key_cache: BTreeMap<(OperatorId, KeyshareId, u32), (Hash32, Option<String>)>,
     /// (keyshare, epoch) → operator → public parts (public_key, digest of public_shares).
-    key_public: BTreeMap<(KeyshareId, u32), BTreeMap<OperatorId, ([u8; 33], Hash32)>>,
+    key_public: BTreeMap<(KeyshareId, u32), BTreeMap<OperatorId, PublicView>>,
     /// First value seen for each leaf (value is immutable, I-1).
     leaf_value: BTreeMap<LeafId, (OperatorId, u64)>,
     /// Leaves whose deposit is confirmed on a majority: value and deposit outpoint.
@@ -681,7 +684,7 @@ pub fn check_key_consistency(me: OperatorId, share: &KeyShare) -> Option<String>
 }
 
 /// I-3 across operators at one (keyshare, epoch): every view of the public parts is identical.
-pub fn check_public_agreement(views: &BTreeMap<OperatorId, ([u8; 33], Hash32)>) -> Option<String> {
+pub fn check_public_agreement(views: &BTreeMap<OperatorId, PublicView>) -> Option<String> {
     let (first_op, first) = views.iter().next()?;
     let (op, other) = views.iter().find(|(_, v)| *v != first)?;
     let what = if other.0 != first.0 { "public key" } else { "public shares" };
@@ -1079,5 +1082,134 @@ mod tests {
         assert_eq!(v1.len(), 1);
         assert!(v2.is_empty(), "reported twice: {v2:?}");
         assert_eq!((v1[0].event_index, v1[0].sim_time_s), (10, 5.0));
+    }
+
+    // --- the incremental path over hand-built operator tables ---
+
+    use reference_node::crypto::vss::VssShare;
+    use reference_node::operator::store::{KeyshareRow, KeyshareStatus, StoredTweak, TransferLeafRow};
+
+    const LEAF: LeafId = LeafId([5; 16]);
+    const KS: KeyshareId = KeyshareId([6; 16]);
+    const T: TransferId = TransferId([7; 16]);
+
+    fn refunds_on(nodes: &NodeSet, owner: u32, csv: u16) -> RefundSet {
+        let (c, d) = (OutPoint { txid: nodes.cpfp.compute_txid(), vout: 0 }, OutPoint { txid: nodes.direct.compute_txid(), vout: 0 });
+        let mut r = RefundSet { cpfp: tx(c, csv, 10_000), direct: tx(d, csv + 50, 8_090), direct_from_cpfp: tx(c, csv + 50, 9_045) };
+        // The owner only changes the txid here (a real tx would pay its key).
+        r.cpfp.lock_time = absolute::LockTime::from_consensus(owner);
+        r
+    }
+
+    /// Three operators (t = 2) holding one available 10 000-sat leaf owned by key(1).
+    fn tables() -> Vec<Db> {
+        let shares = dealt(3, 2);
+        let nodes = NodeSet { cpfp: tx(outpoint(1), 0, 10_000), direct: tx(outpoint(1), 50, 9_045) };
+        let row = LeafRow {
+            status: LeafStatus::Available,
+            keyshare: KS,
+            value_sats: 10_000,
+            verifying_key: point_add(&key(21), &shares[0].public_key).unwrap(),
+            owner_identity: key(1),
+            owner_signing_key: key(21),
+            deposit_outpoint: outpoint(1),
+            refunds: refunds_on(&nodes, 1, 2000),
+            nodes,
+        };
+        shares
+            .into_iter()
+            .map(|share| {
+                let mut db = Db::default();
+                db.keyshares.insert(KS, KeyshareRow { status: KeyshareStatus::InUse, share, coordinator: OperatorId(0), epoch: 0 });
+                db.leaves.insert(LEAF, row.clone());
+                db
+            })
+            .collect()
+    }
+
+    /// Puts transfer key(1) → key(2) at `status` with intermediate refunds at `csv`.
+    fn with_transfer(db: &mut Db, status: TransferStatus, csv: u16) {
+        let ir = refunds_on(&db.leaves[&LEAF].nodes, 2, csv);
+        let tweak = StoredTweak { share: VssShare { x: 1, share: Scalar::from_u32(1), proofs: vec![] }, pubkey_shares_tweak: BTreeMap::new() };
+        let leaf = TransferLeafRow {
+            sender_tweak: tweak,
+            secret_cipher: vec![],
+            signature: vec![],
+            previous_refunds: db.leaves[&LEAF].refunds.clone(),
+            intermediate_refunds: Some(ir),
+            receiver_tweak: None,
+        };
+        db.transfers.insert(T, TransferRow {
+            status,
+            sender: key(1),
+            receiver: key(2),
+            expiry: Micros::ZERO,
+            coordinator: OperatorId(0),
+            leaves: [(LEAF, leaf)].into(),
+            receiver_commit_decided: false,
+        });
+    }
+
+    fn run(c: &mut Checker, dbs: &[Db], changed: &[u16]) -> Vec<Finding> {
+        let views: Vec<(OperatorId, &Db)> = dbs.iter().enumerate().map(|(i, d)| (OperatorId(i as u16), d)).collect();
+        let changed: Vec<OperatorId> = changed.iter().map(|i| OperatorId(*i)).collect();
+        c.check_dbs(&views, &changed)
+    }
+
+    #[test]
+    fn consistent_tables_pass_and_unchanged_tables_are_not_rechecked() {
+        let mut c = Checker::new(3, 2, None);
+        let dbs = tables();
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        let checks = c.checks_run();
+        assert!(checks > 0);
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![], "fingerprints unchanged");
+        assert_eq!(c.checks_run(), checks, "nothing changed, nothing re-checked");
+    }
+
+    #[test]
+    fn transfer_without_decrement_is_an_i6_violation() {
+        for (csv, bad) in [(1900, false), (2000, true)] {
+            let mut c = Checker::new(3, 2, None);
+            let mut dbs = tables();
+            assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+            // One operator tweaked: ownership in transition, nothing to compare yet.
+            with_transfer(&mut dbs[0], TransferStatus::SenderKeyTweaked, csv);
+            with_transfer(&mut dbs[1], TransferStatus::SenderInitiatedCoordinator, csv);
+            assert_eq!(run(&mut c, &dbs, &[0, 1]), vec![]);
+            // A majority tweaked: the receiver's intermediate refunds are current.
+            with_transfer(&mut dbs[1], TransferStatus::SenderKeyTweaked, csv);
+            let found = run(&mut c, &dbs, &[1]);
+            assert_eq!(found.iter().any(|f| f.invariant == "I-6"), bad, "csv {csv}: {found:?}");
+            if bad {
+                assert!(found[0].message.contains("CSV 2000"), "{}", found[0].message);
+            }
+        }
+    }
+
+    #[test]
+    fn owner_divergence_and_key_mismatch_are_found_incrementally() {
+        let mut c = Checker::new(3, 2, None);
+        let mut dbs = tables();
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        dbs[2].leaves.get_mut(&LEAF).unwrap().owner_identity = key(3);
+        let found = run(&mut c, &dbs, &[2]);
+        assert!(found.iter().any(|f| f.invariant == "I-2" && f.message.contains("operator:2")), "{found:?}");
+        // Operator 1's copy of operator 0's public share drifts at the same epoch.
+        let ks = &mut dbs[1].keyshares.get_mut(&KS).unwrap().share;
+        ks.public_shares.insert(OperatorId(0), key(99));
+        let found = run(&mut c, &dbs, &[1]);
+        assert!(found.iter().any(|f| f.invariant == "I-3" && f.message.contains("Lagrange")), "{found:?}");
+        assert!(found.iter().any(|f| f.invariant == "I-3" && f.message.contains("disagree")), "{found:?}");
+    }
+
+    #[test]
+    fn leaf_value_change_is_an_i1_violation() {
+        let mut c = Checker::new(3, 2, None);
+        let mut dbs = tables();
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        dbs[0].leaves.get_mut(&LEAF).unwrap().value_sats = 20_000;
+        let found = run(&mut c, &dbs, &[0]);
+        assert!(found.iter().any(|f| f.invariant == "I-1" && f.message.contains("20000")), "{found:?}");
     }
 }

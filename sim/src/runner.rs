@@ -203,7 +203,6 @@ fn make_report(s: &Scenario, path: &str, seed: u64, engine: &SimEngine, checker:
         Expectation::Violation(inv) => (format!("violation:{}", inv.as_str()), violations.iter().any(|v| v.invariant == inv.as_str())),
     };
     let c = engine.counters();
-    let stats = checker.stats();
     RunReport {
         schema_version: SCHEMA_VERSION,
         scenario: s.name.clone(),
@@ -218,11 +217,11 @@ fn make_report(s: &Scenario, path: &str, seed: u64, engine: &SimEngine, checker:
         operators: s.topology.operators,
         threshold: s.topology.threshold,
         wallets: s.topology.wallets,
-        deposits_confirmed: stats.deposits_confirmed,
-        transfers_sent: stats.transfers_sent,
-        transfers_claimed: stats.transfers_claimed,
-        transfers_returned: stats.transfers_returned,
-        exits_confirmed: stats.exits_confirmed,
+        deposits_confirmed: checker.deposits_confirmed(),
+        transfers_sent: checker.transfers_sent(),
+        transfers_claimed: checker.transfers_claimed(),
+        transfers_returned: checker.transfers_returned(),
+        exits_confirmed: checker.exits_confirmed(),
         invariant_checks: checker.checks_run(),
         transfer_latency: checker.transfer_latency(),
         messages: MessageCounts { sent: c.messages_sent, delivered: c.messages_delivered, dropped: c.messages_dropped() },

@@ -30,6 +30,8 @@ pub enum Msg {
     /// Durable gossip (spark-protocol §4.0): retried until acknowledged.
     Gossip { id: GossipId, body: GossipBody },
     GossipAck { id: GossipId, applied: Result<(), String> },
+    /// Operator → receiver wallet: a transfer to it is ready to claim (`subscribe_to_events`).
+    TransferEvent { transfer: TransferId },
 }
 
 impl Msg {
@@ -43,6 +45,7 @@ impl Msg {
             Msg::InternalReply { .. } => "InternalReply",
             Msg::Gossip { body, .. } => body.kind(),
             Msg::GossipAck { .. } => "GossipAck",
+            Msg::TransferEvent { .. } => "TransferEvent",
         }
     }
 }

@@ -752,7 +752,7 @@ mod tests {
                     match self.mode {
                         Mode::PingPong { .. } => {
                             if self.initiator {
-                                ctx.send(self.peer, Msg::Ping(0));
+                                ctx.send(self.peer, Msg::TransferEvent { transfer: reference_node::types::TransferId([(0) as u8; 16]) });
                             }
                             ctx.set_timer(Micros::from_millis(100), TimerKind::GossipRetry);
                         }
@@ -761,7 +761,7 @@ mod tests {
                             let m: std::collections::HashMap<u64, ()> =
                                 (0..32).map(|k| (k, ())).collect();
                             for k in m.keys() {
-                                ctx.send(self.peer, Msg::Ping(*k));
+                                ctx.send(self.peer, Msg::TransferEvent { transfer: reference_node::types::TransferId([(*k) as u8; 16]) });
                             }
                         }
                         _ => {}
@@ -769,12 +769,13 @@ mod tests {
                 }
                 Input::Message {
                     from,
-                    msg: Msg::Ping(n),
+                    msg: Msg::TransferEvent { transfer: reference_node::types::TransferId(nb) },
                 } => {
+                    let n = u64::from(nb[0]);
                     self.received.push(n);
                     if let Mode::PingPong { limit } = self.mode {
                         if n < limit {
-                            ctx.send(from, Msg::Ping(n + 1));
+                            ctx.send(from, Msg::TransferEvent { transfer: reference_node::types::TransferId([(n + 1) as u8; 16]) });
                         }
                     }
                 }
@@ -784,7 +785,7 @@ mod tests {
                 } => self.results.push(result),
                 Input::Timer(_) => {
                     self.timers += 1;
-                    ctx.observe(Observation::Note(format!("tick {}", self.timers)));
+                    ctx.observe(Observation::CommandSkipped { wallet: reference_node::types::WalletId(0), reason: format!("tick {}", self.timers) });
                     ctx.set_timer(Micros::from_millis(100), TimerKind::GossipRetry);
                 }
                 Input::Block(b) => self.blocks.push(b.height),

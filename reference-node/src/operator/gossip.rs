@@ -112,7 +112,14 @@ impl Operator {
                 // spark-protocol §4.2 send step 6: the coordinator applies its own tweak last.
                 let mut db = self.store.begin();
                 match self.apply_settle_sender(&mut db, transfer) {
-                    Ok(()) => self.store.commit(db),
+                    Ok(()) => {
+                        let receiver = db.transfers.get(&transfer).map(|t| t.receiver);
+                        self.store.commit(db);
+                        // The event stream: tell the receiver (best effort; it also polls).
+                        if let Some(w) = receiver.and_then(|r| self.cfg.directory.wallet_by_identity(&r)) {
+                            ctx.send(NodeId::Wallet(w), Msg::TransferEvent { transfer });
+                        }
+                    }
                     Err(e) => ctx.observe(Observation::Rejected { what: format!("{} settling own sender tweak", self.cfg.id), reason: e }),
                 }
             }

@@ -299,7 +299,7 @@ impl Node for Operator {
                 Msg::InternalReply { req, body } => self.on_internal_reply(ctx, from, req, body),
                 Msg::Gossip { id, body } => self.on_gossip(ctx, from, id, body),
                 Msg::GossipAck { id, applied } => self.on_gossip_ack(ctx, from, id, applied),
-                Msg::WalletReply { .. } | Msg::BroadcastResult { .. } => {}
+                Msg::WalletReply { .. } | Msg::BroadcastResult { .. } | Msg::TransferEvent { .. } => {}
             },
         }
     }

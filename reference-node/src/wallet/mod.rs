@@ -322,6 +322,13 @@ impl Node for Wallet {
             Input::Block(b) => self.on_block(ctx, &b),
             Input::Message { from, msg } => match msg {
                 Msg::WalletReply { req, body } => self.on_reply(ctx, from, req, body),
+                Msg::TransferEvent { .. } => {
+                    // Something to claim: look now rather than at the next (backed-off) poll.
+                    self.poll_backoff = 1;
+                    if self.op.is_none() && self.queue.is_empty() {
+                        self.on_poll(ctx);
+                    }
+                }
                 Msg::BroadcastResult { txid, result } => {
                     if let Err(reason) = result {
                         ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });

@@ -332,7 +332,7 @@ fn print_summary(scenario: &Scenario, r: &RunReport) {
     row("violations", violations_line(r));
     for v in &r.violations {
         println!(
-            "  - {} at t={:.3}s (event {}): {}",
+            "    - {} at t={:.3}s (event {}): {}",
             v.invariant, v.sim_time_s, v.event_index, v.message
         );
     }
@@ -419,6 +419,88 @@ fn human_duration(secs: f64) -> String {
 }
 
 fn print_report_location(report_path: &Path, invoke: &str) {
-    println!("report      {}", report_path.display());
-    println!("replay      {invoke} replay {}", report_path.display());
+    row("report", report_path.display());
+    row(
+        "replay",
+        format!("{invoke} replay {}", report_path.display()),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sparksim::report::{LatencySummary, MessageCounts, Violation, SCHEMA_VERSION};
+
+    fn report() -> RunReport {
+        RunReport {
+            schema_version: SCHEMA_VERSION,
+            scenario: "quick start/1".to_owned(),
+            scenario_path: EMBEDDED_QUICKSTART.to_owned(),
+            seed: 7,
+            outcome: Outcome::Fail,
+            expected: "violation:I-6".to_owned(),
+            matched_expectation: true,
+            violations: vec![Violation {
+                invariant: "I-6".to_owned(),
+                sim_time_s: 1801.25,
+                event_index: 4242,
+                message: "refund CSV 2000 not below previous owner's 2000".to_owned(),
+            }],
+            trace_hash: "ab".repeat(32),
+            events: 10_000,
+            operators: 5,
+            threshold: 3,
+            wallets: 4,
+            deposits_confirmed: 8,
+            transfers_sent: 12,
+            transfers_claimed: 11,
+            transfers_returned: 1,
+            exits_confirmed: 1,
+            invariant_checks: 60_000,
+            transfer_latency: LatencySummary {
+                samples: 11,
+                p50_s: Some(0.21),
+                p99_s: Some(0.5),
+                max_s: Some(0.51),
+                budget_p99_s: Some(10.0),
+            },
+            messages: MessageCounts::default(),
+            blocks: 2100,
+            txs_verified_inputs: 30,
+            sim_time_s: 1_262_000.0,
+            wall_time_s: 1.5,
+            replay_command: String::new(),
+        }
+    }
+
+    #[test]
+    fn report_file_name_is_safe_and_names_the_seed() {
+        assert_eq!(report_file_name(&report()), "quick_start_1-seed7.json");
+    }
+
+    #[test]
+    fn human_duration_drops_leading_zero_units() {
+        assert_eq!(human_duration(12.34), "12.3s");
+        assert_eq!(human_duration(61.0), "1m 01s");
+        assert_eq!(human_duration(3_725.0), "1h 02m 05s");
+        assert_eq!(human_duration(1_262_000.0), "14d 14h 33m 20s");
+    }
+
+    #[test]
+    fn summary_lines() {
+        let r = report();
+        assert_eq!(violations_line(&r), "1 (I-6)");
+        assert_eq!(
+            outcome_line(&r),
+            "fail (expected violation:I-6: as expected)"
+        );
+        assert!(time_line(&r).contains("841333x"), "{}", time_line(&r));
+        assert!(
+            latency_line(&r).contains("p99 0.500s"),
+            "{}",
+            latency_line(&r)
+        );
+        let scenario = Scenario::parse("q.toml", QUICKSTART_TOML).expect("quickstart parses");
+        print_summary(&scenario, &r);
+    }
 }

@@ -1,1 +1,326 @@
-#[test] fn placeholder() {}
+//! End-to-end tests: run the real `sparksim` binary on the real scenario library and judge it by
+//! its exit code, its `--json` report and its stderr. Reports go to a fresh temporary directory
+//! so tests never write into `reports/`.
+
+use serde_json::Value;
+use sparksim::scenario::Scenario;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sparksim");
+
+/// A scenario by its path under `scenarios/` (tests run in `sim/`, so go through the manifest).
+fn scenario(rel: &str) -> String {
+    format!("{}/../scenarios/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A directory no other test (or test process) uses, removed when dropped.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(label: &str) -> TempDir {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sparksim-e2e-{}-{label}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    TempDir(dir)
+}
+
+fn sparksim(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("spawn sparksim")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("sparksim was killed by a signal")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `sparksim run SCENARIO --seed N --json --out DIR`: exit code, and the report (stdout must be
+/// exactly one JSON object).
+fn run_json(rel: &str, seed: u64, out_dir: &Path) -> (i32, Value) {
+    let seed = seed.to_string();
+    let out = sparksim(&[
+        "run",
+        &scenario(rel),
+        "--seed",
+        &seed,
+        "--json",
+        "--out",
+        out_dir.to_str().expect("utf-8 temp dir"),
+    ]);
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| {
+        panic!(
+            "stdout of `run --json` is not one JSON object ({e})\nstdout:\n{}\nstderr:\n{}",
+            stdout(&out),
+            stderr(&out)
+        )
+    });
+    (code(&out), report)
+}
+
+fn invariants(report: &Value) -> Vec<String> {
+    report["violations"]
+        .as_array()
+        .expect("violations is an array")
+        .iter()
+        .map(|v| v["invariant"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+fn assert_passes(rel: &str, seed: u64) -> Value {
+    let (exit, report) = run_json(rel, seed, &temp_dir("pass"));
+    assert_eq!(report["outcome"], "pass", "{rel}: {report:#}");
+    assert_eq!(report["violations"], Value::Array(vec![]), "{rel}");
+    assert_eq!(report["matched_expectation"], true, "{rel}");
+    assert_eq!(exit, 0, "{rel}");
+    report
+}
+
+// --- the CLI surface (does not need the runner) -----------------------------------------------
+
+#[test]
+fn help_mentions_every_subcommand_and_the_exit_codes() {
+    let out = sparksim(&["--help"]);
+    assert_eq!(code(&out), 0);
+    let help = stdout(&out);
+    for word in [
+        "run",
+        "replay",
+        "check-determinism",
+        "demo",
+        "Exit codes",
+        "Examples",
+    ] {
+        assert!(help.contains(word), "--help lacks {word:?}:\n{help}");
+    }
+}
+
+#[test]
+fn malformed_scenarios_exit_2_naming_file_line_and_field() {
+    let cases = [
+        (
+            "bad/unknown-key.toml",
+            "unknown-key.toml:9:",
+            "topology.threshhold",
+        ),
+        (
+            "bad/threshold-exceeds-operators.toml",
+            "threshold-exceeds-operators.toml:9:",
+            "topology.threshold",
+        ),
+        (
+            "bad/crash-unknown-node.toml",
+            "crash-unknown-node.toml:12:",
+            "fault[0].node",
+        ),
+    ];
+    for (rel, location, field) in cases {
+        let path = scenario(rel);
+        let tmp = temp_dir("bad");
+        let run = ["run", &path, "--out", tmp.to_str().expect("utf-8")];
+        for args in [&run[..], &["check-determinism", &path][..]] {
+            let out = sparksim(args);
+            let err = stderr(&out);
+            assert_eq!(code(&out), 2, "{args:?}: {err}");
+            assert!(
+                err.contains(location),
+                "{rel}: stderr lacks {location:?}: {err}"
+            );
+            assert!(err.contains(field), "{rel}: stderr lacks {field:?}: {err}");
+            assert!(!err.contains("panicked"), "{rel}: {err}");
+            assert!(stdout(&out).is_empty(), "{rel}: nothing on stdout");
+        }
+    }
+}
+
+#[test]
+fn missing_scenario_file_exits_2_with_a_clear_message() {
+    let out = sparksim(&["run", "no/such/scenario.toml"]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(err.contains("no/such/scenario.toml"), "{err}");
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn unreadable_report_exits_2() {
+    let dir = temp_dir("badreport");
+    let path = dir.join("not-a-report.json");
+    std::fs::write(&path, "{\"hello\": 1}").expect("write");
+    let out = sparksim(&["replay", path.to_str().expect("utf-8")]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a sparksim run report"));
+}
+
+/// Every library scenario parses, starts with a comment saying what it tests, and every file
+/// in `bad/` is rejected.
+#[test]
+fn scenario_library_parses_and_bad_files_do_not() {
+    for dir in ["", "regressions/"] {
+        let files = toml_files(&scenario(dir));
+        assert!(!files.is_empty(), "no scenarios in {dir:?}");
+        for path in files {
+            let text = std::fs::read_to_string(&path).expect("read");
+            assert!(
+                text.starts_with('#'),
+                "{}: start with a comment",
+                path.display()
+            );
+            if let Err(e) = Scenario::load(&path) {
+                panic!("{e}");
+            }
+        }
+    }
+    let bad = toml_files(&scenario("bad/"));
+    assert!(bad.len() >= 2);
+    for path in bad {
+        assert!(Scenario::load(&path).is_err(), "{} parsed", path.display());
+    }
+}
+
+fn toml_files(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read scenarios dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+// --- runs (need the runner) -------------------------------------------------------------------
+
+#[test]
+fn quickstart_passes() {
+    let report = assert_passes("quickstart.toml", 1);
+    assert_eq!(report["seed"], 1);
+    assert_eq!(report["operators"], 5);
+    assert_eq!(report["threshold"], 3);
+    assert_eq!(report["wallets"], 4);
+    assert_eq!(report["deposits_confirmed"], 8);
+    assert_eq!(report["transfers_sent"], 12);
+    assert_eq!(report["transfers_claimed"], 12);
+    assert_eq!(report["exits_confirmed"], 1);
+    assert!(report["invariant_checks"].as_u64().unwrap_or(0) > 0);
+}
+
+#[test]
+fn same_seed_same_trace_hash_across_processes_other_seed_other_hash() {
+    let dir = temp_dir("det");
+    let (_, a) = run_json("quickstart.toml", 3, &dir);
+    let (_, b) = run_json("quickstart.toml", 3, &dir);
+    let (_, c) = run_json("quickstart.toml", 4, &dir);
+    let hash = |r: &Value| r["trace_hash"].as_str().expect("trace_hash").to_owned();
+    assert!(!hash(&a).is_empty());
+    assert_eq!(hash(&a), hash(&b), "same seed, two processes");
+    assert_ne!(hash(&a), hash(&c), "another seed");
+}
+
+#[test]
+fn crash_restart_passes() {
+    assert_passes("crash-restart.toml", 1);
+}
+
+#[test]
+fn partition_coordinator_passes() {
+    let report = assert_passes("partition-coordinator.toml", 1);
+    let sent = report["transfers_sent"].as_u64().expect("transfers_sent");
+    let settled = report["transfers_claimed"].as_u64().unwrap_or(0)
+        + report["transfers_returned"].as_u64().unwrap_or(0);
+    assert_eq!(settled, sent, "every transfer completed or returned");
+}
+
+#[test]
+fn skip_timelock_decrement_is_caught_as_i6() {
+    let dir = temp_dir("i6");
+    let (exit, report) = run_json("regressions/skip-timelock-decrement.toml", 5, &dir);
+    assert_eq!(report["outcome"], "fail", "{report:#}");
+    assert!(invariants(&report).iter().any(|i| i == "I-6"), "{report:#}");
+    assert_eq!(report["matched_expectation"], true);
+    assert_eq!(exit, 0, "the expected violation was found");
+    assert_eq!(report["seed"], 5, "the seed is recorded");
+    let replay = report["replay_command"].as_str().expect("replay_command");
+    assert!(
+        replay.contains('5'),
+        "replay command names the seed: {replay}"
+    );
+    let written = dir.join("skip-timelock-decrement-seed5.json");
+    let on_disk: Value =
+        serde_json::from_str(&std::fs::read_to_string(&written).expect("report written"))
+            .expect("report is JSON");
+    assert_eq!(on_disk, report, "the file holds the same report as stdout");
+}
+
+#[test]
+fn check_determinism_on_quickstart_exits_0() {
+    let out = sparksim(&["check-determinism", &scenario("quickstart.toml")]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("identical"), "{}", stdout(&out));
+}
+
+#[test]
+fn replay_of_a_written_report_exits_0() {
+    let dir = temp_dir("replay");
+    let (exit, _) = run_json("quickstart.toml", 2, &dir);
+    assert_eq!(exit, 0);
+    let report = dir.join("quickstart-seed2.json");
+    let out = sparksim(&["replay", report.to_str().expect("utf-8")]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("matches"), "{}", stdout(&out));
+}
+
+#[test]
+fn replay_of_a_tampered_report_exits_1_and_prints_both_hashes() {
+    let dir = temp_dir("tamper");
+    let (_, mut report) = run_json("quickstart.toml", 1, &dir);
+    report["trace_hash"] = Value::from("00".repeat(32));
+    let path = dir.join("tampered.json");
+    std::fs::write(&path, report.to_string()).expect("write");
+    let out = sparksim(&["replay", path.to_str().expect("utf-8")]);
+    assert_eq!(code(&out), 1, "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains(&"00".repeat(32)));
+}
+
+#[test]
+fn demo_summarises_and_writes_a_replayable_report() {
+    let dir = temp_dir("demo");
+    let out = sparksim(&["demo", "--out", dir.to_str().expect("utf-8")]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    for word in [
+        "operators",
+        "transfers",
+        "violations",
+        "p99",
+        "trace hash",
+        "replay",
+    ] {
+        assert!(text.contains(word), "demo output lacks {word:?}:\n{text}");
+    }
+    let report = dir.join("quickstart-seed1.json");
+    let replay = sparksim(&["replay", report.to_str().expect("utf-8")]);
+    assert_eq!(code(&replay), 0, "{}{}", stdout(&replay), stderr(&replay));
+}

@@ -1,6 +1,506 @@
-fn main() {
-    let path = std::env::args().nth(1).expect("scenario");
-    let s = sparksim::scenario::Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let r = sparksim::runner::run(&s, &path, 1, &Default::default());
-    println!("{}", serde_json::to_string_pretty(&r.report).unwrap());
+//! The `sparksim` command line: run a scenario, replay a report, check determinism, or run the
+//! demo. All logic lives in the library; this file parses arguments, prints, writes reports and
+//! picks the exit code (0 = as expected, 1 = not as expected, 2 = bad input).
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use sparksim::report::{Outcome, RunReport};
+use sparksim::runner::{self, RunOptions, RunResult};
+use sparksim::scenario::{LoadError, Scenario};
+use sparksim::trace::first_divergence;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The demo scenario, built into the binary so `sparksim demo` works from any directory.
+const QUICKSTART_TOML: &str = include_str!("../../scenarios/quickstart.toml");
+/// The `scenario_path` recorded for runs of the embedded quickstart; `replay` recognises it.
+const EMBEDDED_QUICKSTART: &str = "<embedded quickstart>";
+/// Seed used when neither the command line nor the scenario gives one.
+const DEFAULT_SEED: u64 = 1;
+const DEFAULT_OUT_DIR: &str = "reports";
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  the outcome is what the scenario expects (or: replay/determinism check agrees)
+  1  the outcome is not what the scenario expects (or: trace hashes differ)
+  2  bad input: unreadable or malformed scenario or report, bad arguments";
+
+const EXAMPLES: &str = "\
+Examples:
+  sparksim demo
+  sparksim run scenarios/crash-restart.toml --seed 7
+  sparksim run scenarios/quickstart.toml --json | jq .transfer_latency
+  sparksim replay reports/crash-restart-seed7.json
+  sparksim check-determinism scenarios/partition-coordinator.toml --seed 3";
+
+#[derive(Parser)]
+#[command(
+    name = "sparksim",
+    version,
+    about = "Deterministic simulator and invariant checker for Spark (a Bitcoin L2)",
+    long_about = "Deterministic simulator and invariant checker for Spark (a Bitcoin L2).\n\n\
+        A scenario file (TOML) describes operators, wallets, network, workload, faults, latency \
+        budgets and the expected outcome. A run simulates it in virtual time, checks the \
+        protocol's invariants after every event, and writes a JSON report. The same scenario \
+        and seed always give the same run and the same trace hash.",
+    after_help = concat!(
+        "Examples:\n  sparksim demo\n  sparksim run scenarios/crash-restart.toml --seed 7\n",
+        "  sparksim replay reports/crash-restart-seed7.json\n\n",
+        "Exit codes: 0 as expected, 1 not as expected, 2 bad input. `sparksim help COMMAND` for more."
+    ),
+    after_long_help = format!("{EXAMPLES}\n\n{EXIT_CODES}"),
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario with one seed, print a summary and write the JSON report.
+    ///
+    /// The seed is --seed, else the scenario's `seed`, else 1. The report is written to
+    /// OUT/<name>-seed<N>.json. Exit 0 when the outcome matches the scenario's [expect]
+    /// (a regression scenario that expects a violation exits 0 when the checker finds it).
+    #[command(after_help = format!(
+        "Examples:\n  sparksim run scenarios/quickstart.toml\n  \
+         sparksim run scenarios/crash-restart.toml --seed 42 --out /tmp/reports\n  \
+         sparksim run scenarios/quickstart.toml --json\n\n{EXIT_CODES}"
+    ))]
+    Run {
+        /// Scenario file (TOML); see docs/scenarios.md.
+        scenario: PathBuf,
+        /// Seed for every random choice of the run.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print only the report, as one JSON object, on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Directory the report is written to (created if missing).
+        #[arg(long, default_value = DEFAULT_OUT_DIR)]
+        out: PathBuf,
+    },
+    /// Re-run the scenario and seed recorded in a report and confirm the trace hash is the same.
+    ///
+    /// Exit 0 when the hashes match; 1 (printing both) when they differ, which means the code,
+    /// the scenario file or the simulator's determinism changed since the report was written.
+    #[command(after_help = format!(
+        "Example:\n  sparksim replay reports/quickstart-seed1.json\n\n{EXIT_CODES}"
+    ))]
+    Replay {
+        /// A report written by `sparksim run` or `sparksim demo`.
+        report: PathBuf,
+    },
+    /// Run a scenario twice in one process and compare the traces event by event.
+    ///
+    /// Exit 0 (printing the hash) when the two runs are identical; 1 when they differ, printing
+    /// the first event at which they diverge.
+    #[command(after_help = format!(
+        "Example:\n  sparksim check-determinism scenarios/quickstart.toml --seed 3\n\n{EXIT_CODES}"
+    ))]
+    CheckDeterminism {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// Seed (default: the scenario's `seed`, else 1).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Run the built-in quickstart scenario and explain what happened.
+    ///
+    /// 5 operators (3-of-5), 4 wallets, deposits, a dozen transfers and one unilateral exit.
+    /// The scenario is built into the binary (a copy of scenarios/quickstart.toml), so this
+    /// works from any directory; the report goes to reports/.
+    #[command(after_help = format!("Example:\n  cargo run --release -- demo\n\n{EXIT_CODES}"))]
+    Demo {
+        /// Seed (default: the scenario's `seed`, else 1).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Directory the report is written to (created if missing).
+        #[arg(long, default_value = DEFAULT_OUT_DIR)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs a subcommand. `Err` is always bad input (exit 2); findings are exit codes.
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run {
+            scenario,
+            seed,
+            json,
+            out,
+        } => cmd_run(&scenario, seed, json, &out),
+        Command::Replay { report } => cmd_replay(&report),
+        Command::CheckDeterminism { scenario, seed } => cmd_check_determinism(&scenario, seed),
+        Command::Demo { seed, out } => cmd_demo(seed, &out),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subcommands
+// ---------------------------------------------------------------------------------------------
+
+fn cmd_run(path: &Path, seed: Option<u64>, json: bool, out: &Path) -> Result<ExitCode> {
+    let scenario = load_scenario(path)?;
+    let seed = seed.or(scenario.seed).unwrap_or(DEFAULT_SEED);
+    let result = run_once(&scenario, &path.display().to_string(), seed, false);
+    let report_path = write_report(&result.report, out)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&result.report)?);
+        eprintln!("report: {}", report_path.display());
+    } else {
+        print_summary(&scenario, &result.report);
+        print_report_location(&report_path, "sparksim");
+    }
+    Ok(expectation_exit_code(&result.report))
+}
+
+fn cmd_demo(seed: Option<u64>, out: &Path) -> Result<ExitCode> {
+    let scenario = embedded_quickstart()?;
+    let seed = seed.or(scenario.seed).unwrap_or(DEFAULT_SEED);
+    println!("sparksim demo: {}\n", scenario.description);
+    let result = run_once(&scenario, EMBEDDED_QUICKSTART, seed, false);
+    let report_path = write_report(&result.report, out)?;
+    print_summary(&scenario, &result.report);
+    print_report_location(&report_path, "cargo run --release --");
+    Ok(expectation_exit_code(&result.report))
+}
+
+fn cmd_replay(report_path: &Path) -> Result<ExitCode> {
+    let recorded = read_report(report_path)?;
+    let scenario = if recorded.scenario_path == EMBEDDED_QUICKSTART {
+        embedded_quickstart()?
+    } else {
+        load_scenario(Path::new(&recorded.scenario_path))
+            .context("the report's scenario_path is resolved from the current directory")?
+    };
+    let replayed = run_once(&scenario, &recorded.scenario_path, recorded.seed, false).report;
+    println!(
+        "scenario    {} (seed {})",
+        recorded.scenario_path, recorded.seed
+    );
+    if replayed.trace_hash == recorded.trace_hash {
+        println!("trace hash  {}  matches", replayed.trace_hash);
+        println!("outcome     {}", outcome_line(&replayed));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("trace hash MISMATCH:");
+    println!("  recorded  {}", recorded.trace_hash);
+    println!("  replayed  {}", replayed.trace_hash);
+    println!("the code, the scenario file or determinism changed since the report was written;");
+    println!(
+        "run `sparksim check-determinism {} --seed {}` to tell which",
+        recorded.scenario_path, recorded.seed
+    );
+    Ok(ExitCode::from(1))
+}
+
+fn cmd_check_determinism(path: &Path, seed: Option<u64>) -> Result<ExitCode> {
+    let scenario = load_scenario(path)?;
+    let seed = seed.or(scenario.seed).unwrap_or(DEFAULT_SEED);
+    let name = path.display().to_string();
+    let a = run_once(&scenario, &name, seed, true);
+    let b = run_once(&scenario, &name, seed, true);
+    println!("scenario    {name} (seed {seed})");
+    if a.report.trace_hash == b.report.trace_hash {
+        println!(
+            "trace hash  {}  identical over 2 runs ({} events)",
+            a.report.trace_hash, a.report.events
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("NOT deterministic: the two runs differ");
+    println!("  run 1  {}", a.report.trace_hash);
+    println!("  run 2  {}", b.report.trace_hash);
+    let logs = a.digest_log.as_deref().zip(b.digest_log.as_deref());
+    match logs.and_then(|(x, y)| first_divergence(x, y)) {
+        Some(d) => println!("{d}"),
+        None => println!("(the per-event digest logs do not show where: only the hashes differ)"),
+    }
+    Ok(ExitCode::from(1))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading, running, writing
+// ---------------------------------------------------------------------------------------------
+
+/// Loads a scenario; both I/O and validation errors already name the file.
+fn load_scenario(path: &Path) -> Result<Scenario> {
+    // Flattened to one line: `LoadError::Io` already shows its source, and `{:#}` would repeat it.
+    Scenario::load(path).map_err(|e| match e {
+        LoadError::Io { .. } => anyhow::anyhow!("{e}"),
+        LoadError::Invalid(inner) => anyhow::anyhow!("invalid scenario: {inner}"),
+    })
+}
+
+fn embedded_quickstart() -> Result<Scenario> {
+    Scenario::parse(EMBEDDED_QUICKSTART, QUICKSTART_TOML)
+        .map_err(|e| anyhow::anyhow!("the built-in quickstart scenario is invalid: {e}"))
+}
+
+fn run_once(scenario: &Scenario, scenario_path: &str, seed: u64, keep_log: bool) -> RunResult {
+    let opts = RunOptions {
+        keep_digest_log: keep_log,
+    };
+    runner::run(scenario, scenario_path, seed, &opts)
+}
+
+fn read_report(path: &Path) -> Result<RunReport> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read report", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a sparksim run report", path.display()))
+}
+
+/// Writes `OUT/<scenario>-seed<N>.json` and returns its path.
+fn write_report(report: &RunReport, out: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create report directory", out.display()))?;
+    let path = out.join(report_file_name(report));
+    let json = serde_json::to_string_pretty(report)? + "\n";
+    std::fs::write(&path, json)
+        .with_context(|| format!("{}: cannot write report", path.display()))?;
+    Ok(path)
+}
+
+/// `<name>-seed<N>.json`, with anything but `[A-Za-z0-9_-]` in the name replaced by `_`.
+fn report_file_name(report: &RunReport) -> String {
+    let name: String = report
+        .scenario
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{name}-seed{}.json", report.seed)
+}
+
+fn expectation_exit_code(report: &RunReport) -> ExitCode {
+    if report.matched_expectation {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Human output
+// ---------------------------------------------------------------------------------------------
+
+fn print_summary(scenario: &Scenario, r: &RunReport) {
+    let deposits_planned = u64::from(scenario.workload.deposits_per_wallet) * u64::from(r.wallets);
+    println!("{} (seed {})", r.scenario, r.seed);
+    row(
+        "operators",
+        format!(
+            "{} (threshold {}-of-{})",
+            r.operators, r.threshold, r.operators
+        ),
+    );
+    row("wallets", r.wallets);
+    row(
+        "deposits",
+        format!("{} of {deposits_planned} confirmed", r.deposits_confirmed),
+    );
+    row(
+        "transfers",
+        format!(
+            "{} sent, {} claimed, {} returned",
+            r.transfers_sent, r.transfers_claimed, r.transfers_returned
+        ),
+    );
+    row("exits", format!("{} confirmed", r.exits_confirmed));
+    row(
+        "invariants",
+        format!("{} checks over {} events", r.invariant_checks, r.events),
+    );
+    row("violations", violations_line(r));
+    for v in &r.violations {
+        println!(
+            "    - {} at t={:.3}s (event {}): {}",
+            v.invariant, v.sim_time_s, v.event_index, v.message
+        );
+    }
+    row("latency", latency_line(r));
+    row("time", time_line(r));
+    row("trace hash", &r.trace_hash);
+    row("outcome", outcome_line(r));
+}
+
+fn row(label: &str, value: impl std::fmt::Display) {
+    println!("  {label:<12}{value}");
+}
+
+fn violations_line(r: &RunReport) -> String {
+    if r.violations.is_empty() {
+        return "none".to_owned();
+    }
+    let mut kinds: Vec<&str> = r.violations.iter().map(|v| v.invariant.as_str()).collect();
+    kinds.dedup();
+    format!("{} ({})", r.violations.len(), kinds.join(", "))
+}
+
+fn latency_line(r: &RunReport) -> String {
+    let l = &r.transfer_latency;
+    let secs = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{s:.3}s"));
+    let budget = l
+        .budget_p99_s
+        .map_or(String::new(), |b| format!(", budget p99 {b}s"));
+    format!(
+        "transfer p50 {} p99 {} max {} ({} samples, simulated{budget})",
+        secs(l.p50_s),
+        secs(l.p99_s),
+        secs(l.max_s),
+        l.samples
+    )
+}
+
+fn time_line(r: &RunReport) -> String {
+    let speed = if r.wall_time_s > 0.0 {
+        format!("{:.0}x", r.sim_time_s / r.wall_time_s)
+    } else {
+        "-".to_owned()
+    };
+    format!(
+        "{} simulated in {:.2}s wall ({speed} real time)",
+        human_duration(r.sim_time_s),
+        r.wall_time_s
+    )
+}
+
+fn outcome_line(r: &RunReport) -> String {
+    let outcome = match r.outcome {
+        Outcome::Pass => "pass",
+        Outcome::Fail => "fail",
+    };
+    let verdict = if r.matched_expectation {
+        "as expected"
+    } else {
+        "NOT as expected"
+    };
+    format!("{outcome} (expected {}: {verdict})", r.expected)
+}
+
+/// `1d 02h 03m 04s`, dropping leading zero units; seconds keep one decimal below a minute.
+fn human_duration(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return format!("{secs}s");
+    }
+    if secs < 60.0 {
+        return format!("{secs:.1}s");
+    }
+    let total = secs.round() as u64;
+    let (d, h, m, s) = (
+        total / 86_400,
+        total / 3_600 % 24,
+        total / 60 % 60,
+        total % 60,
+    );
+    match (d, h) {
+        (0, 0) => format!("{m}m {s:02}s"),
+        (0, _) => format!("{h}h {m:02}m {s:02}s"),
+        _ => format!("{d}d {h:02}h {m:02}m {s:02}s"),
+    }
+}
+
+fn print_report_location(report_path: &Path, invoke: &str) {
+    row("report", report_path.display());
+    row(
+        "replay",
+        format!("{invoke} replay {}", report_path.display()),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sparksim::report::{LatencySummary, MessageCounts, Violation, SCHEMA_VERSION};
+
+    fn report() -> RunReport {
+        RunReport {
+            schema_version: SCHEMA_VERSION,
+            scenario: "quick start/1".to_owned(),
+            scenario_path: EMBEDDED_QUICKSTART.to_owned(),
+            seed: 7,
+            outcome: Outcome::Fail,
+            expected: "violation:I-6".to_owned(),
+            matched_expectation: true,
+            violations: vec![Violation {
+                invariant: "I-6".to_owned(),
+                sim_time_s: 1801.25,
+                event_index: 4242,
+                message: "refund CSV 2000 not below previous owner's 2000".to_owned(),
+            }],
+            trace_hash: "ab".repeat(32),
+            events: 10_000,
+            operators: 5,
+            threshold: 3,
+            wallets: 4,
+            deposits_confirmed: 8,
+            transfers_sent: 12,
+            transfers_claimed: 11,
+            transfers_returned: 1,
+            exits_confirmed: 1,
+            invariant_checks: 60_000,
+            transfer_latency: LatencySummary {
+                samples: 11,
+                p50_s: Some(0.21),
+                p99_s: Some(0.5),
+                max_s: Some(0.51),
+                budget_p99_s: Some(10.0),
+            },
+            messages: MessageCounts::default(),
+            blocks: 2100,
+            txs_verified_inputs: 30,
+            sim_time_s: 1_262_000.0,
+            wall_time_s: 1.5,
+            replay_command: String::new(),
+        }
+    }
+
+    #[test]
+    fn report_file_name_is_safe_and_names_the_seed() {
+        assert_eq!(report_file_name(&report()), "quick_start_1-seed7.json");
+    }
+
+    #[test]
+    fn human_duration_drops_leading_zero_units() {
+        assert_eq!(human_duration(12.34), "12.3s");
+        assert_eq!(human_duration(61.0), "1m 01s");
+        assert_eq!(human_duration(3_725.0), "1h 02m 05s");
+        assert_eq!(human_duration(1_262_000.0), "14d 14h 33m 20s");
+    }
+
+    #[test]
+    fn summary_lines() {
+        let r = report();
+        assert_eq!(violations_line(&r), "1 (I-6)");
+        assert_eq!(
+            outcome_line(&r),
+            "fail (expected violation:I-6: as expected)"
+        );
+        assert!(time_line(&r).contains("841333x"), "{}", time_line(&r));
+        assert!(
+            latency_line(&r).contains("p99 0.500s"),
+            "{}",
+            latency_line(&r)
+        );
+        let scenario = Scenario::parse("q.toml", QUICKSTART_TOML).expect("quickstart parses");
+        print_summary(&scenario, &r);
+    }
 }

@@ -1,0 +1,27 @@
+# sparksim recipes. Get `just` with `pip install rust-just` (or `cargo install just`).
+# Every recipe is a plain cargo command: nothing here is needed to build or test.
+
+# List the recipes.
+default:
+    @just --list
+
+# Run the built-in quickstart scenario and print a summary.
+demo:
+    cargo run --release -- demo
+
+# Run every test (the same command CI runs).
+test:
+    cargo test
+
+# Run the benchmarks.
+bench:
+    cargo bench -p sparksim
+
+# Run every library scenario twice with the same seed and compare traces event by event.
+check-determinism:
+    cargo build --release -p sparksim
+    for f in scenarios/*.toml scenarios/regressions/*.toml; do ./target/release/sparksim check-determinism "$f" || exit 1; done
+
+# Run one scenario with one seed, e.g. `just run scenarios/crash-restart.toml 7`.
+run SCENARIO SEED="1":
+    cargo run --release -- run {{SCENARIO}} --seed {{SEED}}

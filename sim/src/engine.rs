@@ -789,6 +789,7 @@ mod tests {
                     ctx.set_timer(Micros::from_millis(100), TimerKind::GossipRetry);
                 }
                 Input::Block(b) => self.blocks.push(b.height),
+                Input::Message { .. } => {}
                 Input::Command(_) => {
                     if self.mode == Mode::Broadcaster {
                         ctx.broadcast(dummy_tx(self.results.len() as u32));
@@ -1031,7 +1032,7 @@ mod tests {
             saw_tick |= rec
                 .observations
                 .iter()
-                .any(|o| matches!(o, Observation::Note(s) if s == "tick 1"));
+                .any(|o| matches!(o, Observation::CommandSkipped { reason, .. } if reason == "tick 1"));
         }
         assert!(saw_tick);
     }

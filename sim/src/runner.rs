@@ -69,7 +69,6 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> SimEngine {
         let cfg = OperatorConfig { id, identity, params: params.clone(), directory: directory.clone() };
         engine.add_node(NodeId::Operator(id), Actor::Operator(Box::new(Operator::new(cfg))));
     }
-    let deposit_total: u64 = s.workload.deposit_sats.iter().cycle().take(s.workload.deposits_per_wallet as usize).sum();
     for (i, (identity, l1_key)) in wallet_keys.into_iter().enumerate() {
         let id = WalletId(i as u16);
         let cfg = WalletConfig { id, identity, l1_key, coordinator: s.topology.coordinator, params: params.clone(), directory: directory.clone() };
@@ -81,7 +80,6 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> SimEngine {
             let outpoint = engine.chain_mut().fund(script.clone(), value);
             wallet.add_l1_coin(outpoint, TxOut { value, script_pubkey: script.clone() });
         }
-        let _ = deposit_total;
         engine.add_node(NodeId::Wallet(id), Actor::Wallet(Box::new(wallet)));
     }
     schedule_workload(s, seed, &mut engine);

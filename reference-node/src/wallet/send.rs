@@ -91,10 +91,6 @@ impl Wallet {
         match s.stage {
             Stage::Commitments => self.fail(ctx, retry, "send: commitments timed out".into()),
             Stage::Start { transfer, expiry, receiver_key } | Stage::Query { transfer, expiry, receiver_key } => {
-                if ctx.now > expiry + self.cfg.params.request_timeout * 2 && matches!(s.stage, Stage::Query { .. }) {
-                    // Past expiry the coordinator refuses a late StartTransfer; an Unknown or
-                    // unanswered send can no longer happen.
-                }
                 s.stage = Stage::Query { transfer, expiry, receiver_key };
                 self.op = Some((session, Op::Send(Box::new(s))));
                 self.waiting.clear();

@@ -4,14 +4,13 @@
 use super::{cosign, scalar_of, LeafState, Op, Wallet, WalletLeaf};
 use crate::crypto::identity::{sha256, verify_digest};
 use crate::crypto::signing::{self, SecretNonce, SigningJob};
-use crate::crypto::{curve, ecies, vss, PublicKey, Scalar, SecretKey};
+use crate::crypto::{curve, ecies, Scalar, SecretKey};
 use crate::msg::{leaf_tweak_digest, ClaimLeafJobs, FinalizeIntent, PendingTransferView, ReceiverLeafTweak, RefundSet, UserJob, WalletReply, WalletRequest};
 use crate::node::Ctx;
 use crate::observe::Observation;
 use crate::tx::{sighash, template};
 use crate::types::{OperatorId, TransferId};
 use bitcoin::Transaction;
-use std::collections::BTreeMap;
 
 /// Survives failed attempts, so a retry sends the operators the same tweak.
 pub(super) struct ClaimState {
@@ -72,13 +71,7 @@ impl Wallet {
         let new_secret = SecretKey::new(ctx.rng);
         let delta = e.sub(&scalar_of(&new_secret));
         let p = &self.cfg.params;
-        let shares = vss::split_with_proofs(&delta, p.threshold, p.operators, ctx.rng).map_err(|e| e.to_string())?;
-        let pubkey_shares_tweak: BTreeMap<OperatorId, PublicKey> = p
-            .operator_ids()
-            .zip(&shares)
-            .map(|(op, s)| curve::base_mul(&s.share).map(|pk| (op, pk)).ok_or("zero share"))
-            .collect::<Result<_, _>>()?;
-        let _ = p;
+        let (shares, pubkey_shares_tweak) = super::split_tweak(p, &delta, ctx.rng)?;
         let tweaks = shares
             .into_iter()
             .map(|share| ReceiverLeafTweak { leaf: leaf.leaf, share, pubkey_shares_tweak: pubkey_shares_tweak.clone() })

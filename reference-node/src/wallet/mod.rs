@@ -296,6 +296,18 @@ pub(crate) fn cosign(mut job: SigningJob, secret: &SecretKey, nonce: &SecretNonc
     signing::aggregate(&job, &result.operator_shares, &user_share, &result.operator_public_shares).map_err(|e| e.to_string())
 }
 
+/// Feldman-split a key tweak among the operators (t-of-n) with every operator's public share
+/// tweak δ_i·G, as both the sender's and the receiver's tweak need (spark-protocol §2.5).
+pub(crate) fn split_tweak(params: &Params, delta: &Scalar, rng: &mut rand_chacha::ChaCha20Rng) -> Result<(Vec<crate::crypto::vss::VssShare>, BTreeMap<OperatorId, PublicKey>), String> {
+    let shares = crate::crypto::vss::split_with_proofs(delta, params.threshold, params.operators, rng).map_err(|e| e.to_string())?;
+    let public = params
+        .operator_ids()
+        .zip(&shares)
+        .map(|(op, s)| crate::crypto::curve::base_mul(&s.share).map(|pk| (op, pk)).ok_or("zero share"))
+        .collect::<Result<_, _>>()?;
+    Ok((shares, public))
+}
+
 pub(crate) fn scalar_of(sk: &SecretKey) -> Scalar {
     Scalar::from_secret_key(sk)
 }

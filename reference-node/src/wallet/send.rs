@@ -2,7 +2,7 @@
 use super::{scalar_of, Command, LeafState, Op, Wallet};
 use crate::crypto::identity::{sha256, sign_digest};
 use crate::crypto::signing::{self, NonceCommitment, SigningJob};
-use crate::crypto::{curve, ecies, vss, PublicKey, Scalar};
+use crate::crypto::{ecies, PublicKey, Scalar};
 use crate::msg::{leaf_tweak_digest, transfer_package_digest, SendLeafKeyTweak, TransferLeafPackage, TransferOutcome, TransferPackage, UserSignedJob, WalletReply, WalletRequest};
 use crate::node::Ctx;
 use crate::observe::Observation;
@@ -161,12 +161,7 @@ impl Wallet {
         let p = &self.cfg.params;
         let e = Scalar::random(ctx.rng);
         let delta = scalar_of(old).sub(&e);
-        let shares = vss::split_with_proofs(&delta, p.threshold, p.operators, ctx.rng).map_err(|e| e.to_string())?;
-        let pubkey_shares_tweak: BTreeMap<OperatorId, PublicKey> = p
-            .operator_ids()
-            .zip(&shares)
-            .map(|(op, s)| curve::base_mul(&s.share).map(|pk| (op, pk)).ok_or("zero share"))
-            .collect::<Result<_, _>>()?;
+        let (shares, pubkey_shares_tweak) = super::split_tweak(p, &delta, ctx.rng)?;
         let secret_cipher = ecies::encrypt(receiver, &e.0, ctx.rng);
         let signature = sign_digest(&self.cfg.identity, &leaf_tweak_digest(leaf, transfer, &secret_cipher));
         let mut package = BTreeMap::new();

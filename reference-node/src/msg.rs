@@ -5,7 +5,7 @@ use crate::crypto::signing::{NonceCommitment, SignatureShare, SigningJob};
 use crate::crypto::vss::VssShare;
 use crate::crypto::PublicKey;
 use crate::types::{KeyshareId, LeafId, Micros, OperatorId, TransferId};
-use bitcoin::{OutPoint, Transaction};
+use bitcoin::{OutPoint, Sequence, Transaction, TxOut};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -20,15 +20,17 @@ pub struct ReqId {
 pub enum Msg {
     /// Chain → node: the answer to a broadcast.
     BroadcastResult { txid: [u8; 32], result: Result<(), String> },
+    // Bodies are boxed: every queued event carries a `Msg`, so its size is the size of the
+    // simulator's event queue entries (616 bytes unboxed).
     /// Wallet → operator.
-    WalletRequest { req: ReqId, body: WalletRequest },
+    WalletRequest { req: ReqId, body: Box<WalletRequest> },
     /// Operator → wallet.
-    WalletReply { req: ReqId, body: Result<WalletReply, String> },
+    WalletReply { req: ReqId, body: Box<Result<WalletReply, String>> },
     /// Operator → operator, answered with `InternalReply`.
-    Internal { req: ReqId, body: InternalRequest },
-    InternalReply { req: ReqId, body: Result<InternalReply, String> },
+    Internal { req: ReqId, body: Box<InternalRequest> },
+    InternalReply { req: ReqId, body: Box<Result<InternalReply, String>> },
     /// Durable gossip (spark-protocol §4.0): retried until acknowledged.
-    Gossip { id: GossipId, body: GossipBody },
+    Gossip { id: GossipId, body: Box<GossipBody> },
     GossipAck { id: GossipId, applied: Result<(), String> },
     /// Operator → receiver wallet: a transfer to it is ready to claim (`subscribe_to_events`).
     TransferEvent { transfer: TransferId },
@@ -62,6 +64,14 @@ impl RefundSet {
     pub fn as_array(&self) -> [&Transaction; 3] {
         [&self.cpfp, &self.direct, &self.direct_from_cpfp]
     }
+    pub fn into_array(self) -> [Transaction; 3] {
+        [self.cpfp, self.direct, self.direct_from_cpfp]
+    }
+    /// (CPFP, direct) sequences, checked: an error for a refund without an input.
+    pub fn sequences(&self) -> Result<(Sequence, Sequence), String> {
+        let seq = |tx: &Transaction| tx.input.first().map(|i| i.sequence).ok_or("refund has no input");
+        Ok((seq(&self.cpfp)?, seq(&self.direct)?))
+    }
     pub fn from_vec(mut v: Vec<Transaction>) -> Option<RefundSet> {
         if v.len() != 3 {
             return None;
@@ -78,6 +88,22 @@ impl RefundSet {
 pub struct NodeSet {
     pub cpfp: Transaction,
     pub direct: Transaction,
+}
+
+impl NodeSet {
+    /// The outputs a leaf's refunds spend, in `RefundSet` order: CPFP node:0, direct node:0,
+    /// CPFP node:0 (spark-protocol §3.2). An error, not a panic, for a node tx without output 0.
+    pub fn refund_prevouts(&self) -> Result<[Vec<TxOut>; 3], String> {
+        let out = |tx: &Transaction| tx.output.first().cloned().ok_or_else(|| format!("node tx {} has no output 0", tx.compute_txid()));
+        let (cpfp, direct) = (out(&self.cpfp)?, out(&self.direct)?);
+        Ok([vec![cpfp.clone()], vec![direct], vec![cpfp]])
+    }
+
+    /// The three refunds of this leaf paying `receiver` at (`seq`, `direct_seq`).
+    pub fn refunds_to(&self, receiver: &PublicKey, seq: Sequence, direct_seq: Sequence) -> Result<RefundSet, String> {
+        let r = crate::tx::template::try_refund_txs(&self.cpfp, Some(&self.direct), 0, receiver, seq, direct_seq).map_err(|e| e.to_string())?;
+        Ok(RefundSet { cpfp: r.cpfp, direct: r.direct.ok_or("no direct refund built")?, direct_from_cpfp: r.direct_from_cpfp })
+    }
 }
 
 /// A transaction the wallet wants co-signed, with its nonce commitment (operator-first pattern,
@@ -323,6 +349,8 @@ pub struct LeafRecord {
     pub refunds: RefundSet,
 }
 
+// Large by design (a whole leaf record); it travels boxed inside `Msg`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GossipBody {
     FinalizeTreeCreation { leaf: LeafRecord },

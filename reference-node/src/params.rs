@@ -62,6 +62,17 @@ impl Params {
     pub fn operator_ids(&self) -> impl Iterator<Item = OperatorId> {
         (0..self.operators).map(OperatorId)
     }
+
+    /// (CPFP, direct) sequences of the next owner's refunds after `current` (spark-protocol §3.4:
+    /// −100, floored). The one place the send rule lives, so the wallet that builds the refunds and
+    /// the operator that checks them can never disagree — including under the test fault.
+    pub fn next_refund_sequences(&self, current: bitcoin::Sequence) -> Result<(bitcoin::Sequence, bitcoin::Sequence), crate::tx::timelock::TimelockError> {
+        use crate::tx::timelock;
+        if self.test_faults.skip_send_timelock_decrement {
+            return Ok((current, timelock::direct_of(current)));
+        }
+        timelock::next_sequences(current, self.refund_floor_blocks)
+    }
 }
 
 /// Public identity keys of every party (what a real deployment publishes in its config).

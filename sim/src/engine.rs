@@ -752,7 +752,7 @@ mod tests {
                     match self.mode {
                         Mode::PingPong { .. } => {
                             if self.initiator {
-                                ctx.send(self.peer, Msg::TransferEvent { transfer: reference_node::types::TransferId([(0) as u8; 16]) });
+                                ctx.send(self.peer, Msg::TransferEvent { transfer: reference_node::types::TransferId([0; 16]) });
                             }
                             ctx.set_timer(Micros::from_millis(100), TimerKind::GossipRetry);
                         }
@@ -761,7 +761,7 @@ mod tests {
                             let m: std::collections::HashMap<u64, ()> =
                                 (0..32).map(|k| (k, ())).collect();
                             for k in m.keys() {
-                                ctx.send(self.peer, Msg::TransferEvent { transfer: reference_node::types::TransferId([(*k) as u8; 16]) });
+                                ctx.send(self.peer, Msg::TransferEvent { transfer: reference_node::types::TransferId([*k as u8; 16]) });
                             }
                         }
                         _ => {}

@@ -3,7 +3,6 @@
 //! receiver's refunds are co-signed and finalized. Once COMMIT is decided it is never rolled back
 //! (the hazard of buildonspark/spark#24).
 use super::deposit::check_signed;
-use super::send::refund_prevouts;
 use super::store::{Db, LeafStatus, StoredTweak, TransferStatus};
 use super::{Operator, SessionKind, Step, WalletCall};
 use crate::crypto::identity::sha256;
@@ -148,7 +147,7 @@ impl Operator {
         if lj.refunds.len() != 3 {
             return Err(format!("expected 3 refunds, found {}", lj.refunds.len()));
         }
-        let prevouts = refund_prevouts(&leaf.nodes);
+        let prevouts = leaf.nodes.refund_prevouts()?;
         let mut jobs = Vec::new();
         for (i, uj) in lj.refunds.iter().enumerate() {
             template::compare_transactions(expected.as_array()[i], &uj.tx).map_err(|e| format!("refund {i}: {e}"))?;
@@ -166,11 +165,9 @@ impl Operator {
     /// spark-protocol §3.4: the claim keeps the intermediate refunds' timelocks and pays the
     /// receiver's new leaf key.
     pub(super) fn expected_claim_refunds(leaf: &super::store::LeafRow, intermediate: &RefundSet, new_key: &PublicKey) -> Result<RefundSet, String> {
-        let seq = intermediate.cpfp.input[0].sequence;
-        let direct = intermediate.direct.input[0].sequence;
+        let (seq, direct) = intermediate.sequences()?;
         timelock::validate_sequence(seq).map_err(|e| e.to_string())?;
-        let r = template::refund_txs(&leaf.nodes.cpfp, Some(&leaf.nodes.direct), 0, new_key, seq, direct);
-        Ok(RefundSet { cpfp: r.cpfp, direct: r.direct.ok_or("no direct refund built")?, direct_from_cpfp: r.direct_from_cpfp })
+        leaf.nodes.refunds_to(new_key, seq, direct)
     }
 
     pub(super) fn claim_advance(&mut self, ctx: &mut Ctx<'_>, _id: u64, mut s: ClaimSession, replies: BTreeMap<OperatorId, InternalReply>) -> Step<ClaimSession> {
@@ -326,7 +323,7 @@ impl Operator {
         let row = db.leaves.get(&leaf).ok_or("unknown leaf")?;
         let expected = Self::expected_claim_refunds(row, tl.intermediate_refunds.as_ref().ok_or("no intermediate refunds")?, &row.owner_signing_key)?;
         let refunds = RefundSet::from_vec(signed).ok_or("expected 3 signed refunds")?;
-        let prevouts = refund_prevouts(&row.nodes);
+        let prevouts = row.nodes.refund_prevouts()?;
         for (i, tx) in refunds.as_array().into_iter().enumerate() {
             check_signed(expected.as_array()[i], tx, &prevouts[i], &row.verifying_key).map_err(|e| format!("refund {i}: {e}"))?;
         }

@@ -32,17 +32,20 @@ pub fn deposit_templates(deposit_tx: &Transaction, vout: u32, owner_signing_key:
     let outpoint = OutPoint { txid: deposit_tx.compute_txid(), vout };
     let (seq, direct_seq) = timelock::root_node_sequences();
     let root = template::node_txs(outpoint, &out, seq, direct_seq);
+    let root = NodeSet { cpfp: root.cpfp, direct: root.direct };
     let (rseq, rdirect) = timelock::initial_refund_sequences();
-    let refunds = template::refund_txs(&root.cpfp, Some(&root.direct), 0, owner_signing_key, rseq, rdirect);
-    let direct_refund = refunds.direct.ok_or("template built no direct refund")?;
-    let prevouts = vec![
-        vec![out.clone()],
-        vec![out],
-        vec![root.cpfp.output[0].clone()],
-        vec![root.direct.output[0].clone()],
-        vec![root.cpfp.output[0].clone()],
-    ];
-    Ok((vec![root.cpfp, root.direct, refunds.cpfp, direct_refund, refunds.direct_from_cpfp], prevouts))
+    let refunds = root.refunds_to(owner_signing_key, rseq, rdirect)?;
+    let prevouts = deposit_prevouts(&out, &root)?;
+    let [r0, r1, r2] = refunds.into_array();
+    Ok((vec![root.cpfp, root.direct, r0, r1, r2], prevouts))
+}
+
+/// What each of the five deposit txs spends: the deposit output (both root txs), then the
+/// root's outputs as any leaf's refunds do.
+fn deposit_prevouts(deposit_out: &TxOut, root: &NodeSet) -> Result<Vec<Vec<TxOut>>, String> {
+    let mut prevouts = vec![vec![deposit_out.clone()], vec![deposit_out.clone()]];
+    prevouts.extend(root.refund_prevouts()?);
+    Ok(prevouts)
 }
 
 /// The 64-byte key-path signature in input `index`'s witness.
@@ -256,13 +259,8 @@ impl Operator {
             return Err(format!("expected {} signed txs, found {}", pending.expected.len(), signed.len()));
         }
         let deposit_out = TxOut { value: bitcoin::Amount::from_sat(pending.value_sats), script_pubkey: addr.script.clone() };
-        let prevouts = [
-            vec![deposit_out.clone()],
-            vec![deposit_out],
-            vec![pending.expected[0].output[0].clone()],
-            vec![pending.expected[1].output[0].clone()],
-            vec![pending.expected[0].output[0].clone()],
-        ];
+        let root = NodeSet { cpfp: pending.expected[0].clone(), direct: pending.expected[1].clone() };
+        let prevouts = deposit_prevouts(&deposit_out, &root)?;
         for (i, tx) in signed.iter().enumerate() {
             check_signed(&pending.expected[i], tx, &prevouts[i], &addr.verifying_key).map_err(|e| format!("tx {i}: {e}"))?;
         }

@@ -42,7 +42,7 @@ fn keyshare_id(batch: u64, index: usize) -> KeyshareId {
 
 impl Operator {
     fn internal(ctx: &mut Ctx<'_>, to: OperatorId, body: InternalRequest) {
-        ctx.send(NodeId::Operator(to), Msg::Internal { req: ReqId { session: 0, phase: 0 }, body });
+        ctx.send(NodeId::Operator(to), Msg::Internal { req: ReqId { session: 0, phase: 0 }, body: Box::new(body) });
     }
 
     /// The `dkg` task: top the pool up, one batch at a time.
@@ -176,9 +176,9 @@ impl Operator {
             return;
         }
         let mut db = self.store.begin();
-        for i in 0..first.len() {
+        for (i, public_key) in first.iter().enumerate() {
             let id = keyshare_id(batch, i);
-            if db.keyshares.get(&id).is_some_and(|k| k.share.public_key == first[i]) {
+            if db.keyshares.get(&id).is_some_and(|k| k.share.public_key == *public_key) {
                 db.pool.insert(id);
             }
         }

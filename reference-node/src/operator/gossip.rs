@@ -24,7 +24,7 @@ impl Operator {
         let Some(row) = self.store.read().gossip_out.get(&seq) else { return };
         let id = GossipId { origin: self.cfg.id, seq };
         for op in row.participants.difference(&row.receipts) {
-            ctx.send(NodeId::Operator(*op), Msg::Gossip { id, body: row.body.clone() });
+            ctx.send(NodeId::Operator(*op), Msg::Gossip { id, body: Box::new(row.body.clone()) });
         }
         self.arm_gossip_timer(ctx);
     }

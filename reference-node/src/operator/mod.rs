@@ -126,13 +126,13 @@ impl Operator {
         s.waiting = requests.iter().map(|(o, _)| *o).collect();
         let req = ReqId { session, phase: s.phase };
         for (op, body) in requests {
-            ctx.send(NodeId::Operator(op), Msg::Internal { req, body });
+            ctx.send(NodeId::Operator(op), Msg::Internal { req, body: Box::new(body) });
         }
         ctx.set_timer(self.cfg.params.request_timeout, TimerKind::RequestTimeout((session << 8) | u64::from(req.phase)));
     }
 
     fn reply_wallet(ctx: &mut Ctx<'_>, call: WalletCall, body: Result<WalletReply, String>) {
-        ctx.send(call.wallet, Msg::WalletReply { req: call.req, body });
+        ctx.send(call.wallet, Msg::WalletReply { req: call.req, body: Box::new(body) });
     }
 
     fn on_start(&mut self, ctx: &mut Ctx<'_>) {
@@ -282,7 +282,7 @@ impl Operator {
         if let Err(e) = &reply {
             ctx.observe(Observation::Rejected { what: format!("{} internal request from {peer}", self.cfg.id), reason: e.clone() });
         }
-        ctx.send(from, Msg::InternalReply { req, body: reply });
+        ctx.send(from, Msg::InternalReply { req, body: Box::new(reply) });
     }
 }
 
@@ -294,10 +294,10 @@ impl Node for Operator {
             Input::Block(b) => self.on_block(ctx, &b),
             Input::Command(_) => {}
             Input::Message { from, msg } => match msg {
-                Msg::WalletRequest { req, body } => self.on_wallet_request(ctx, from, req, body),
-                Msg::Internal { req, body } => self.on_internal(ctx, from, req, body),
-                Msg::InternalReply { req, body } => self.on_internal_reply(ctx, from, req, body),
-                Msg::Gossip { id, body } => self.on_gossip(ctx, from, id, body),
+                Msg::WalletRequest { req, body } => self.on_wallet_request(ctx, from, req, *body),
+                Msg::Internal { req, body } => self.on_internal(ctx, from, req, *body),
+                Msg::InternalReply { req, body } => self.on_internal_reply(ctx, from, req, *body),
+                Msg::Gossip { id, body } => self.on_gossip(ctx, from, id, *body),
                 Msg::GossipAck { id, applied } => self.on_gossip_ack(ctx, from, id, applied),
                 Msg::WalletReply { .. } | Msg::BroadcastResult { .. } | Msg::TransferEvent { .. } => {}
             },

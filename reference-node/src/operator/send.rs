@@ -9,9 +9,9 @@ use crate::crypto::signing::{self, NonceCommitment, SigningJob};
 use crate::crypto::{curve, ecies, vss, PublicKey};
 use crate::msg::{leaf_tweak_digest, transfer_package_digest, GossipBody, InternalReply, InternalRequest, RefundSet, SendLeafKeyTweak, TransferOutcome, TransferPackage, WalletReply};
 use crate::node::{Ctx, TimerKind};
-use crate::tx::{sighash, template, timelock};
+use crate::tx::{sighash, template};
 use crate::types::{LeafId, Micros, OperatorId, TransferId};
-use bitcoin::{Transaction, TxOut};
+use bitcoin::Transaction;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Bound on leaves per transfer (Spark's default limit).
@@ -48,11 +48,6 @@ pub(super) struct SendSession {
 struct ValidSend {
     slice: Vec<SendLeafKeyTweak>,
     jobs: Vec<RefundJob>,
-}
-
-/// The three refunds a leaf's next owner gets, and the prevout each spends.
-pub(super) fn refund_prevouts(nodes: &crate::msg::NodeSet) -> [Vec<TxOut>; 3] {
-    [vec![nodes.cpfp.output[0].clone()], vec![nodes.direct.output[0].clone()], vec![nodes.cpfp.output[0].clone()]]
 }
 
 impl Operator {
@@ -131,7 +126,7 @@ impl Operator {
             if lp.refunds.len() != 3 {
                 return Err(format!("leaf {}: expected 3 refunds, found {}", lp.leaf, lp.refunds.len()));
             }
-            let prevouts = refund_prevouts(&leaf.nodes);
+            let prevouts = leaf.nodes.refund_prevouts()?;
             for (i, uj) in lp.refunds.iter().enumerate() {
                 template::compare_transactions(expected.as_array()[i], &uj.tx).map_err(|e| format!("leaf {} refund {i}: {e}", lp.leaf))?;
                 let message = sighash::key_spend_sighash(&uj.tx, 0, &prevouts[i]).map_err(|e| e.to_string())?;
@@ -177,14 +172,9 @@ impl Operator {
     /// The refunds the SO expects for the next owner, rebuilt from its own tables (never from the
     /// client's CSV: spark-protocol §3.4, I-8).
     pub(super) fn expected_send_refunds(&self, leaf: &super::store::LeafRow, receiver: &PublicKey) -> Result<RefundSet, String> {
-        let current = leaf.refunds.cpfp.input[0].sequence;
-        let (seq, direct) = if self.cfg.params.test_faults.skip_send_timelock_decrement {
-            (current, timelock::direct_of(current))
-        } else {
-            timelock::next_sequences(current, self.cfg.params.refund_floor_blocks).map_err(|e| e.to_string())?
-        };
-        let r = template::refund_txs(&leaf.nodes.cpfp, Some(&leaf.nodes.direct), 0, receiver, seq, direct);
-        Ok(RefundSet { cpfp: r.cpfp, direct: r.direct.ok_or("no direct refund built")?, direct_from_cpfp: r.direct_from_cpfp })
+        let (current, _) = leaf.refunds.sequences()?;
+        let (seq, direct) = self.cfg.params.next_refund_sequences(current).map_err(|e| e.to_string())?;
+        leaf.nodes.refunds_to(receiver, seq, direct)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -361,7 +351,7 @@ impl Operator {
         for lp in &package.leaves {
             let leaf = &db.leaves[&lp.leaf];
             let signed = signed_refunds.get(&lp.leaf).ok_or("missing signed refunds")?;
-            let prevouts = refund_prevouts(&leaf.nodes);
+            let prevouts = leaf.nodes.refund_prevouts()?;
             for (i, tx) in signed.as_array().into_iter().enumerate() {
                 check_signed(&lp.refunds[i].tx, tx, &prevouts[i], &leaf.verifying_key).map_err(|e| format!("signed refund {i}: {e}"))?;
             }

@@ -1,14 +1,13 @@
 //! Wallet side of a claim (spark-protocol §4.2): verify what the sender left, pick the final leaf
 //! key k, split δ2 = e − k to every operator, co-sign refunds to k·G at the intermediate
 //! timelock (no further decrement, §3.4), finalize.
-use super::{cosign, scalar_of, LeafState, Op, Wallet, WalletLeaf};
-use crate::crypto::identity::{sha256, verify_digest};
-use crate::crypto::signing::{self, SecretNonce, SigningJob};
+use super::{prepare_jobs, scalar_of, LeafState, Op, PendingJob, Wallet, WalletLeaf};
+use crate::crypto::identity::verify_digest;
 use crate::crypto::{curve, ecies, Scalar, SecretKey};
-use crate::msg::{leaf_tweak_digest, ClaimLeafJobs, FinalizeIntent, PendingTransferView, ReceiverLeafTweak, RefundSet, UserJob, WalletReply, WalletRequest};
+use crate::msg::{leaf_tweak_digest, ClaimLeafJobs, FinalizeIntent, PendingTransferView, ReceiverLeafTweak, RefundSet, WalletReply, WalletRequest};
 use crate::node::Ctx;
 use crate::observe::Observation;
-use crate::tx::{sighash, template};
+use crate::tx::template;
 use crate::types::{OperatorId, TransferId};
 use bitcoin::Transaction;
 
@@ -26,7 +25,7 @@ pub(super) struct ClaimOp {
 
 enum Stage {
     Tweaks,
-    Sign { jobs: Vec<(Transaction, SigningJob, SecretNonce)> },
+    Sign { jobs: Vec<PendingJob> },
     Finalize { signed: Vec<Transaction> },
 }
 
@@ -65,7 +64,7 @@ impl Wallet {
             return Err("e does not open the leaf (e·G ≠ Y − P_SE)".into());
         }
         let me = self.identity_public();
-        if leaf.intermediate_refunds.cpfp.output[0].script_pubkey != template::p2tr_script(&me) {
+        if leaf.intermediate_refunds.cpfp.output.first().map(|o| &o.script_pubkey) != Some(&template::p2tr_script(&me)) {
             return Err("intermediate refund does not pay me".into());
         }
         let new_secret = SecretKey::new(ctx.rng);
@@ -138,20 +137,9 @@ impl Wallet {
         let state = self.claims.get(&transfer).ok_or("claim state vanished")?;
         let leaf = &state.view.leaves[0];
         let new_key = state.new_secret.public_key(crate::crypto::secp());
-        let seq = leaf.intermediate_refunds.cpfp.input[0].sequence;
-        let direct = leaf.intermediate_refunds.direct.input[0].sequence;
-        let r = template::refund_txs(&leaf.nodes.cpfp, Some(&leaf.nodes.direct), 0, &new_key, seq, direct);
-        let txs = [r.cpfp, r.direct.ok_or("no direct refund")?, r.direct_from_cpfp];
-        let prevouts = [&leaf.nodes.cpfp.output[0], &leaf.nodes.direct.output[0], &leaf.nodes.cpfp.output[0]];
-        let mut jobs = Vec::new();
-        let mut user_jobs = Vec::new();
-        for (tx, prev) in txs.into_iter().zip(prevouts) {
-            let (nonce, commitment) = signing::commit(&scalar_of(&state.new_secret), ctx.rng);
-            let message = sighash::key_spend_sighash(&tx, 0, std::slice::from_ref(prev)).map_err(|e| e.to_string())?;
-            let job = SigningJob { message, verifying_key: leaf.verifying_key, user_public_key: new_key, operator_commitments: Default::default(), user_commitment: commitment.clone() };
-            user_jobs.push(UserJob { tx: tx.clone(), user_commitment: commitment });
-            jobs.push((tx, job, nonce));
-        }
+        let (seq, direct) = leaf.intermediate_refunds.sequences()?;
+        let refunds = leaf.nodes.refunds_to(&new_key, seq, direct)?;
+        let (jobs, user_jobs) = prepare_jobs(&state.new_secret, leaf.verifying_key, refunds.into_array().to_vec(), &leaf.nodes.refund_prevouts()?, ctx.rng)?;
         let request = WalletRequest::ClaimSignRefunds {
             transfer,
             receiver: self.identity_public(),
@@ -160,19 +148,9 @@ impl Wallet {
         Ok((Stage::Sign { jobs }, request))
     }
 
-    fn claim_cosign(&self, ctx: &mut Ctx<'_>, transfer: TransferId, jobs: Vec<(Transaction, SigningJob, SecretNonce)>, results: Vec<crate::msg::OperatorSigningResult>) -> Result<(Stage, WalletRequest), String> {
+    fn claim_cosign(&self, ctx: &mut Ctx<'_>, transfer: TransferId, jobs: Vec<PendingJob>, results: Vec<crate::msg::OperatorSigningResult>) -> Result<(Stage, WalletRequest), String> {
         let state = self.claims.get(&transfer).ok_or("claim state vanished")?;
-        if results.len() != jobs.len() {
-            return Err(format!("{} signing results for {} jobs", results.len(), jobs.len()));
-        }
-        let mut signed = Vec::new();
-        for ((mut tx, job, nonce), result) in jobs.into_iter().zip(results) {
-            let (message, commitment) = (job.message, job.user_commitment.clone());
-            let sig = cosign(job, &state.new_secret, &nonce, &result)?;
-            ctx.observe(Observation::NonceUsed { signer: self.cfg.id.to_string(), commitment: sha256(&[&commitment.0]), message });
-            tx.input[0].witness = sighash::key_spend_witness(&sig);
-            signed.push(tx);
-        }
+        let signed = self.cosign_all(ctx, &state.new_secret, jobs, results)?;
         let leaf = state.view.leaves[0].leaf;
         let request = WalletRequest::FinalizeNodeSignatures { intent: FinalizeIntent::Transfer { transfer }, leaf, signed: signed.clone() };
         Ok((Stage::Finalize { signed }, request))

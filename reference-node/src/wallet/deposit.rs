@@ -1,10 +1,9 @@
 //! Wallet side of a deposit (spark-protocol §4.1): get an address, build the deposit tx and the
 //! exit txs, co-sign them, finalize, and only then broadcast the deposit (I-14).
-use super::{cosign, scalar_of, Command, LeafState, Op, Wallet, WalletLeaf};
+use super::{prepare_jobs, Command, LeafState, Op, PendingJob, Wallet, WalletLeaf};
 use crate::crypto::identity::{sha256, verify_digest};
-use crate::crypto::signing::{self, SecretNonce, SigningJob};
 use crate::crypto::{curve, PublicKey, SecretKey};
-use crate::msg::{FinalizeIntent, NodeSet, RefundSet, UserJob, WalletReply, WalletRequest};
+use crate::msg::{FinalizeIntent, NodeSet, RefundSet, WalletReply, WalletRequest};
 use crate::node::Ctx;
 use crate::observe::Observation;
 use crate::operator::deposit_templates;
@@ -23,7 +22,7 @@ pub(super) struct DepositOp {
 
 enum Stage {
     Address,
-    Sign { deposit_tx: Transaction, verifying_key: PublicKey, jobs: Vec<(Transaction, SigningJob, SecretNonce)> },
+    Sign { deposit_tx: Transaction, verifying_key: PublicKey, jobs: Vec<PendingJob> },
     Finalize { deposit_tx: Transaction, verifying_key: PublicKey, signed: Vec<Transaction> },
 }
 
@@ -87,15 +86,7 @@ impl Wallet {
         }
         let deposit_tx = self.build_deposit_tx(ctx, d.sats, script)?;
         let (templates, prevouts) = deposit_templates(&deposit_tx, 0, &user_key)?;
-        let mut jobs = Vec::new();
-        let mut user_jobs = Vec::new();
-        for (tx, prev) in templates.into_iter().zip(prevouts) {
-            let (nonce, commitment) = signing::commit(&scalar_of(&d.signing_secret), ctx.rng);
-            let message = sighash::key_spend_sighash(&tx, 0, &prev).map_err(|e| e.to_string())?;
-            let job = SigningJob { message, verifying_key, user_public_key: user_key, operator_commitments: Default::default(), user_commitment: commitment.clone() };
-            user_jobs.push(UserJob { tx: tx.clone(), user_commitment: commitment });
-            jobs.push((tx, job, nonce));
-        }
+        let (jobs, user_jobs) = prepare_jobs(&d.signing_secret, verifying_key, templates, &prevouts, ctx.rng)?;
         let request = WalletRequest::StartDepositTreeCreation {
             identity: self.identity_public(),
             keyshare,
@@ -130,19 +121,8 @@ impl Wallet {
         Ok(tx)
     }
 
-    fn deposit_cosign(&mut self, ctx: &mut Ctx<'_>, d: &DepositOp, deposit_tx: Transaction, verifying_key: PublicKey, jobs: Vec<(Transaction, SigningJob, SecretNonce)>, results: Vec<crate::msg::OperatorSigningResult>) -> Result<(Stage, WalletRequest), String> {
-        if results.len() != jobs.len() {
-            return Err(format!("{} signing results for {} jobs", results.len(), jobs.len()));
-        }
-        let mut signed = Vec::new();
-        for ((mut tx, job, nonce), result) in jobs.into_iter().zip(results) {
-            let message = job.message;
-            let commitment = job.user_commitment.clone();
-            let sig = cosign(job, &d.signing_secret, &nonce, &result)?;
-            ctx.observe(Observation::NonceUsed { signer: self.cfg.id.to_string(), commitment: sha256(&[&commitment.0]), message });
-            tx.input[0].witness = sighash::key_spend_witness(&sig);
-            signed.push(tx);
-        }
+    fn deposit_cosign(&mut self, ctx: &mut Ctx<'_>, d: &DepositOp, deposit_tx: Transaction, verifying_key: PublicKey, jobs: Vec<PendingJob>, results: Vec<crate::msg::OperatorSigningResult>) -> Result<(Stage, WalletRequest), String> {
+        let signed = self.cosign_all(ctx, &d.signing_secret, jobs, results)?;
         let request = WalletRequest::FinalizeNodeSignatures { intent: FinalizeIntent::Creation { leaf: d.leaf }, leaf: d.leaf, signed: signed.clone() };
         Ok((Stage::Finalize { deposit_tx, verifying_key, signed }, request))
     }

@@ -142,7 +142,7 @@ impl Wallet {
         let session = self.op.as_ref().map(|(s, _)| *s).unwrap_or_default();
         let req = ReqId { session, phase: 0 };
         self.waiting.insert(to);
-        ctx.send(NodeId::Operator(to), Msg::WalletRequest { req, body });
+        ctx.send(NodeId::Operator(to), Msg::WalletRequest { req, body: Box::new(body) });
         req
     }
 
@@ -289,6 +289,48 @@ impl Wallet {
     }
 }
 
+/// One tx the user co-signs operator-first (spark-protocol §2.4a): the job (its operator
+/// commitments arrive with the operators' shares) and the user's nonce for it.
+pub(crate) struct PendingJob {
+    tx: bitcoin::Transaction,
+    job: SigningJob,
+    nonce: SecretNonce,
+}
+
+/// A fresh user nonce and a signing job for each tx, spending `prevouts` (same order).
+pub(crate) fn prepare_jobs(secret: &SecretKey, verifying_key: PublicKey, txs: Vec<bitcoin::Transaction>, prevouts: &[Vec<TxOut>], rng: &mut rand_chacha::ChaCha20Rng) -> Result<(Vec<PendingJob>, Vec<crate::msg::UserJob>), String> {
+    let user_public_key = secret.public_key(crate::crypto::secp());
+    let mut jobs = Vec::new();
+    let mut user_jobs = Vec::new();
+    for (tx, prev) in txs.into_iter().zip(prevouts) {
+        let (nonce, user_commitment) = signing::commit(&scalar_of(secret), rng);
+        let message = crate::tx::sighash::key_spend_sighash(&tx, 0, prev).map_err(|e| e.to_string())?;
+        let job = SigningJob { message, verifying_key, user_public_key, operator_commitments: Default::default(), user_commitment: user_commitment.clone() };
+        user_jobs.push(crate::msg::UserJob { tx: tx.clone(), user_commitment });
+        jobs.push(PendingJob { tx, job, nonce });
+    }
+    Ok((jobs, user_jobs))
+}
+
+impl Wallet {
+    /// Add the user's share to each operator result, aggregate, and put the signature in the
+    /// tx's witness. Reports every user nonce it spends (I-11).
+    pub(crate) fn cosign_all(&self, ctx: &mut Ctx<'_>, secret: &SecretKey, jobs: Vec<PendingJob>, results: Vec<OperatorSigningResult>) -> Result<Vec<bitcoin::Transaction>, String> {
+        if results.len() != jobs.len() {
+            return Err(format!("{} signing results for {} jobs", results.len(), jobs.len()));
+        }
+        let mut signed = Vec::with_capacity(jobs.len());
+        for (PendingJob { mut tx, job, nonce }, result) in jobs.into_iter().zip(results) {
+            let (message, commitment) = (job.message, crate::crypto::identity::sha256(&[&job.user_commitment.0]));
+            let sig = cosign(job, secret, &nonce, &result)?;
+            ctx.observe(Observation::NonceUsed { signer: self.cfg.id.to_string(), commitment, message });
+            tx.input[0].witness = crate::tx::sighash::key_spend_witness(&sig);
+            signed.push(tx);
+        }
+        Ok(signed)
+    }
+}
+
 /// The user's half of an operator-first signing: add the user's share and aggregate.
 pub(crate) fn cosign(mut job: SigningJob, secret: &SecretKey, nonce: &SecretNonce, result: &OperatorSigningResult) -> Result<schnorr::Signature, String> {
     job.operator_commitments = result.operator_commitments.clone();
@@ -333,7 +375,7 @@ impl Node for Wallet {
             Input::Timer(_) => {}
             Input::Block(b) => self.on_block(ctx, &b),
             Input::Message { from, msg } => match msg {
-                Msg::WalletReply { req, body } => self.on_reply(ctx, from, req, body),
+                Msg::WalletReply { req, body } => self.on_reply(ctx, from, req, *body),
                 Msg::TransferEvent { .. } => {
                     // Something to claim: look now rather than at the next (backed-off) poll.
                     self.poll_backoff = 1;
@@ -341,10 +383,8 @@ impl Node for Wallet {
                         self.on_poll(ctx);
                     }
                 }
-                Msg::BroadcastResult { txid, result } => {
-                    if let Err(reason) = result {
-                        ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });
-                    }
+                Msg::BroadcastResult { txid, result: Err(reason) } => {
+                    ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });
                 }
                 _ => {}
             },

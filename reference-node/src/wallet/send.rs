@@ -6,7 +6,7 @@ use crate::crypto::{ecies, PublicKey, Scalar};
 use crate::msg::{leaf_tweak_digest, transfer_package_digest, SendLeafKeyTweak, TransferLeafPackage, TransferOutcome, TransferPackage, UserSignedJob, WalletReply, WalletRequest};
 use crate::node::Ctx;
 use crate::observe::Observation;
-use crate::tx::{sighash, template, timelock};
+use crate::tx::sighash;
 use crate::types::{LeafId, Micros, OperatorId, TransferId, WalletId};
 use rand_core::RngCore;
 use std::collections::BTreeMap;
@@ -26,9 +26,9 @@ enum Stage {
 
 impl Wallet {
     pub(super) fn start_send(&mut self, ctx: &mut Ctx<'_>, receiver: WalletId, attempt: u8) {
-        let floor = self.cfg.params.refund_floor_blocks;
+        let p = &self.cfg.params;
         let leaf = self.leaves.iter().find(|(_, l)| {
-            l.state == LeafState::Available && timelock::next_sequences(l.refunds.cpfp.input[0].sequence, floor).is_ok()
+            l.state == LeafState::Available && l.refunds.sequences().is_ok_and(|(cur, _)| p.next_refund_sequences(cur).is_ok())
         });
         let Some((leaf, _)) = leaf else {
             ctx.observe(Observation::CommandSkipped { wallet: self.cfg.id, reason: "send: no available leaf with timelock left".into() });
@@ -122,15 +122,10 @@ impl Wallet {
         let p = &self.cfg.params;
         let leaf = self.leaves.get(&s.leaf).ok_or("leaf vanished")?;
         let receiver_key = *self.cfg.directory.wallets.get(&s.receiver).ok_or("unknown receiver")?;
-        let current = leaf.refunds.cpfp.input[0].sequence;
-        let (seq, direct) = if p.test_faults.skip_send_timelock_decrement {
-            (current, timelock::direct_of(current))
-        } else {
-            timelock::next_sequences(current, p.refund_floor_blocks).map_err(|e| e.to_string())?
-        };
-        let r = template::refund_txs(&leaf.nodes.cpfp, Some(&leaf.nodes.direct), 0, &receiver_key, seq, direct);
-        let txs = [r.cpfp, r.direct.ok_or("no direct refund")?, r.direct_from_cpfp];
-        let prevouts = [&leaf.nodes.cpfp.output[0], &leaf.nodes.direct.output[0], &leaf.nodes.cpfp.output[0]];
+        let (current, _) = leaf.refunds.sequences()?;
+        let (seq, direct) = p.next_refund_sequences(current).map_err(|e| e.to_string())?;
+        let txs = leaf.nodes.refunds_to(&receiver_key, seq, direct)?.into_array();
+        let prevouts = leaf.nodes.refund_prevouts()?;
         if commitments.len() != 3 {
             return Err(format!("{} commitment sets for 3 refunds", commitments.len()));
         }
@@ -138,7 +133,7 @@ impl Wallet {
         let mut refunds = Vec::new();
         for ((tx, prev), ops) in txs.into_iter().zip(prevouts).zip(commitments) {
             let (nonce, user_commitment) = signing::commit(&scalar_of(&leaf.signing_secret), ctx.rng);
-            let message = sighash::key_spend_sighash(&tx, 0, std::slice::from_ref(prev)).map_err(|e| e.to_string())?;
+            let message = sighash::key_spend_sighash(&tx, 0, &prev).map_err(|e| e.to_string())?;
             let job = SigningJob { message, verifying_key: leaf.verifying_key, user_public_key: user_key, operator_commitments: ops.clone(), user_commitment: user_commitment.clone() };
             let user_share = signing::sign_as_user(&job, &leaf.signing_secret, &nonce).map_err(|e| e.to_string())?;
             ctx.observe(Observation::NonceUsed { signer: self.cfg.id.to_string(), commitment: sha256(&[&user_commitment.0]), message });

@@ -13,6 +13,10 @@ demo:
 test:
     cargo test
 
+# Lint, including the determinism guard in clippy.toml (no HashMap/HashSet, no wall clock).
+lint:
+    cargo clippy --all-targets -- -D warnings
+
 # Run the benchmarks.
 bench:
     cargo bench -p sparksim

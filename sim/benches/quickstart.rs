@@ -1,6 +1,9 @@
 //! Speed of the simulator on the quickstart scenario, against the crypto floor: the same
 //! secp256k1/FROST/VSS/ECIES operations one transfer needs, timed alone in this process.
 //! Prints figures; asserts nothing (performance is measured, not tested).
+// A benchmark measures wall time by definition; it is not the simulated path.
+#![allow(clippy::disallowed_methods)]
+
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use reference_node::crypto::signing::{self, KeyShare, SigningJob};

@@ -160,6 +160,7 @@ fn exits_in_progress(engine: &SimEngine) -> bool {
 
 pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOptions) -> RunResult {
     // Wall time is measured for the report only; nothing in the simulated path reads it.
+    #[allow(clippy::disallowed_methods)]
     let wall_start = std::time::Instant::now();
     let mut engine = build(scenario, seed, opts.keep_digest_log);
     let mut checker = Checker::new(scenario.topology.operators, scenario.topology.threshold, scenario.budgets.transfer_p99.map(|m| m.as_secs_f64()));

@@ -3,7 +3,7 @@
 //! and becomes a "panic" violation: a finding with its seed, never a crash of the harness.
 use crate::actor::Actor;
 use crate::checker::Checker;
-use crate::engine::Engine;
+use crate::engine::{Engine, StepRecord, L1};
 use crate::report::{MessageCounts, Outcome, RunReport, Violation, SCHEMA_VERSION};
 use crate::rng;
 use crate::scenario::{Expectation, FaultSpec, Scenario, TestFault};
@@ -11,6 +11,7 @@ use crate::trace::EventDigest;
 use bitcoin::{Amount, TxOut};
 use rand_core::RngCore;
 use reference_node::chain::Chain;
+use reference_node::node::Node;
 use reference_node::crypto::SecretKey;
 use reference_node::operator::{Operator, OperatorConfig};
 use reference_node::params::{Directory, Params, TestFaults};
@@ -50,8 +51,14 @@ pub fn params_of(s: &Scenario) -> Params {
     p
 }
 
+/// A built run: the engine with everything scheduled, and when the last command is due.
+pub struct Built {
+    pub engine: SimEngine,
+    pub last_command: Micros,
+}
+
 /// Build the cluster: keys from the "setup" stream, wallets funded at genesis.
-pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> SimEngine {
+pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
     let params = Arc::new(params_of(s));
     let mut setup = rng::stream(seed, "setup");
     let secp = reference_node::crypto::secp();
@@ -82,7 +89,7 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> SimEngine {
         }
         engine.add_node(NodeId::Wallet(id), Actor::Wallet(Box::new(wallet)));
     }
-    schedule_workload(s, seed, &mut engine);
+    let last_command = schedule_workload(s, seed, &mut engine);
     for f in &s.faults {
         match f {
             FaultSpec::Crash { node, at, restart_after } => {
@@ -98,7 +105,7 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> SimEngine {
             }
         }
     }
-    engine
+    Built { engine, last_command }
 }
 
 /// Deposits at the start, transfers as a Poisson process from `transfer_start`, exits after the
@@ -138,43 +145,43 @@ fn schedule_workload(s: &Scenario, seed: u64, engine: &mut SimEngine) -> Micros 
     last
 }
 
-/// The moment after which only liveness (settling, exits) is awaited.
-fn horizon(s: &Scenario) -> Micros {
-    let w = &s.workload;
-    let mut last = w.exit_at.unwrap_or(Micros::ZERO).max(w.transfer_start);
-    // The expected end of the transfer phase (mean interval × count), plus slack.
-    last = last + w.transfer_interval_mean * (u64::from(w.transfers) * 3 + 1) + Micros::from_secs(60);
-    for f in &s.faults {
-        let end = match f {
-            FaultSpec::Crash { at, restart_after, .. } => *at + restart_after.unwrap_or(Micros::ZERO),
-            FaultSpec::Partition { at, duration, .. } => *at + *duration,
-        };
-        last = last.max(end);
-    }
-    last + s.run.settle
+/// The moment after which only liveness (settling, exits) is awaited: the last scheduled
+/// command or fault, plus the scenario's settle time.
+fn horizon(s: &Scenario, last_command: Micros) -> Micros {
+    let faults_end = s.faults.iter().map(|f| match f {
+        FaultSpec::Crash { at, restart_after, .. } => *at + restart_after.unwrap_or(Micros::ZERO),
+        FaultSpec::Partition { at, duration, .. } => *at + *duration,
+    });
+    faults_end.fold(last_command, Micros::max) + s.run.settle
 }
 
 fn exits_in_progress(engine: &SimEngine) -> bool {
     engine.nodes().any(|(_, a)| a.as_wallet().is_some_and(|w| w.leaves().values().any(|l| matches!(l.state, LeafState::Exiting(_)))))
 }
 
+/// One engine step, with a panic inside a node turned into an error carrying its message (a
+/// finding for the report), never an unwinding harness.
+pub fn step_or_finding<N: Node, C: L1>(engine: &mut Engine<N, C>) -> Result<Option<StepRecord>, String> {
+    catch_unwind(AssertUnwindSafe(|| engine.step())).map_err(|payload| {
+        payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "panic with a non-string payload".into())
+    })
+}
+
 pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOptions) -> RunResult {
     // Wall time is measured for the report only; nothing in the simulated path reads it.
     #[allow(clippy::disallowed_methods)]
     let wall_start = std::time::Instant::now();
-    let mut engine = build(scenario, seed, opts.keep_digest_log);
+    let Built { mut engine, last_command } = build(scenario, seed, opts.keep_digest_log);
     let mut checker = Checker::new(scenario.topology.operators, scenario.topology.threshold, scenario.budgets.transfer_p99.map(|m| m.as_secs_f64()));
     let mut violations: Vec<Violation> = Vec::new();
-    let horizon = horizon(scenario);
+    let horizon = horizon(scenario, last_command);
     let mut last_index = 0;
     let mut panicked = false;
     loop {
-        let step = catch_unwind(AssertUnwindSafe(|| engine.step()));
-        let rec = match step {
+        let rec = match step_or_finding(&mut engine) {
             Ok(Some(rec)) => rec,
             Ok(None) => break,
-            Err(payload) => {
-                let msg = payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "panic".into());
+            Err(msg) => {
                 violations.push(Violation { invariant: "panic".into(), sim_time_s: engine.now().as_secs_f64(), event_index: last_index + 1, message: format!("a node panicked: {msg}") });
                 panicked = true;
                 break;
@@ -229,5 +236,39 @@ fn make_report(s: &Scenario, path: &str, seed: u64, engine: &SimEngine, checker:
         sim_time_s: engine.now().as_secs_f64(),
         wall_time_s,
         replay_command: format!("sparksim run {path} --seed {seed}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineConfig;
+    use reference_node::node::{Ctx, Input};
+
+    /// A node with a bug: it panics when it starts.
+    struct Panicky;
+    impl Node for Panicky {
+        fn handle(&mut self, _ctx: &mut Ctx<'_>, input: Input) {
+            if matches!(input, Input::Start) {
+                panic!("deliberate bug in a node");
+            }
+        }
+        fn crash(&mut self) {}
+    }
+
+    #[test]
+    fn a_node_panic_is_a_finding_not_a_harness_crash() {
+        let config = EngineConfig { block_interval: None, ..EngineConfig::default() };
+        let mut engine: Engine<Panicky, Chain> = Engine::new(1, config, Chain::new());
+        engine.add_node(NodeId::Operator(OperatorId(0)), Panicky);
+        let outcome = step_or_finding(&mut engine);
+        assert_eq!(outcome.err().as_deref(), Some("deliberate bug in a node"));
+    }
+
+    #[test]
+    fn horizon_follows_the_last_command_and_faults() {
+        let s = Scenario::parse("t.toml", "name = \"t\"\ndescription = \"d\"\n[run]\nsettle_s = 10.0\n[[fault]]\nkind = \"crash\"\nnode = \"operator:1\"\nat_s = 50.0\nrestart_after_s = 20.0\n").expect("parses");
+        assert_eq!(horizon(&s, Micros::from_secs(30)), Micros::from_secs(80));
+        assert_eq!(horizon(&s, Micros::from_secs(100)), Micros::from_secs(110));
     }
 }

@@ -58,11 +58,14 @@ impl Wallet {
                 Err(e) => self.fail(ctx, retry, format!("send: {e}")),
             },
             (Stage::Commitments, Err(e)) => self.fail(ctx, retry, format!("send: {e}")),
-            (Stage::Start { transfer, receiver_key, .. } | Stage::Query { transfer, receiver_key, .. }, Ok(WalletReply::Transfer { outcome, .. })) => {
-                let (transfer, receiver_key) = (*transfer, *receiver_key);
+            (Stage::Start { transfer, receiver_key, expiry } | Stage::Query { transfer, receiver_key, expiry }, Ok(WalletReply::Transfer { outcome, .. })) => {
+                let (transfer, receiver_key, expiry) = (*transfer, *receiver_key, *expiry);
                 match outcome {
                     TransferOutcome::Sent => self.send_done(ctx, s.leaf, transfer, receiver_key),
                     TransferOutcome::Returned => self.send_returned(ctx, s.leaf, transfer, retry),
+                    // Past expiry, "unknown" is final: the coordinator refuses an expired package,
+                    // and one it had accepted would read InProgress (its PendingSend is durable).
+                    TransferOutcome::Unknown if ctx.now > expiry => self.send_returned(ctx, s.leaf, transfer, retry),
                     TransferOutcome::InProgress | TransferOutcome::Unknown => {
                         // Ask again after a while (handled like a timeout of this stage).
                         self.op = Some((session, Op::Send(Box::new(s))));

@@ -29,3 +29,8 @@ check-determinism:
 # Run one scenario with one seed, e.g. `just run scenarios/crash-restart.toml 7`.
 run SCENARIO SEED="1":
     cargo run --release -- run {{SCENARIO}} --seed {{SEED}}
+
+# Differential tests against the official Spark SDK (needs node + npm; runs `npm ci` if needed):
+# prints the table check / cases / identical / first mismatch.
+interop:
+    cargo test -p reference-node --test interop -- --nocapture --test-threads 1

@@ -5,7 +5,6 @@ use super::{secp, vss, PublicKey, Scalar, SecretKey};
 use crate::types::OperatorId;
 use bitcoin::secp256k1::Message;
 use frost_secp256k1_tr as frost;
-use frost_secp256k1_tr::keys::Tweak;
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -235,9 +234,8 @@ pub fn sign_as_operator(
         .get(&me)
         .ok_or_else(|| malformed("keyshare", "my public share is missing"))?;
     let session = Session::new(job)?;
-    let factor = session.operator_factor(me)?;
-    let signing_share = share.secret_share.to_k256() * factor;
-    let verifying_share = to_point(my_public) * factor;
+    let signing_share = session.operator_scalar(me, share.secret_share.to_k256())?;
+    let verifying_share = session.operator_point(me, my_public)?;
     session.sign(
         operator_identifier(me),
         signing_share,
@@ -256,9 +254,8 @@ pub fn sign_as_user(
         return Err(SigningError::NotASigner(Signer::User));
     }
     let session = Session::new(job)?;
-    let factor = session.user_factor();
-    let signing_share = Scalar::from_secret_key(user_secret).to_k256() * factor;
-    let verifying_share = to_point(&job.user_public_key) * factor;
+    let signing_share = session.user_scalar(Scalar::from_secret_key(user_secret).to_k256());
+    let verifying_share = session.user_point(&job.user_public_key);
     session.sign(user_identifier(), signing_share, verifying_share, nonce)
 }
 
@@ -289,24 +286,23 @@ pub fn aggregate(
         shares.insert(id, parse_share(share, Signer::Operator(*op))?);
         verifying_shares.insert(
             id,
-            frost::keys::VerifyingShare::new(to_point(public) * session.operator_factor(*op)?),
+            frost::keys::VerifyingShare::new(session.operator_point(*op, public)?),
         );
     }
     let user = user_identifier();
     shares.insert(user, parse_share(user_share, Signer::User)?);
     verifying_shares.insert(
         user,
-        frost::keys::VerifyingShare::new(to_point(&job.user_public_key) * session.user_factor()),
+        frost::keys::VerifyingShare::new(session.user_point(&job.user_public_key)),
     );
 
-    // Same as `frost::aggregate_with_tweak(.., None)` but with AllCheaters detection, so that
-    // every bad share is named, not only the first.
+    // The verifying shares and key are already the tweaked ones (see `Session`), so no further
+    // tweak here; AllCheaters detection names every bad share, not only the first.
     let pubkeys = frost::keys::PublicKeyPackage::new(
         verifying_shares,
         session.verifying_key,
         Some(session.min_signers()),
-    )
-    .tweak(None::<&[u8]>);
+    );
     let signature = frost_core::aggregate_custom(
         &session.package,
         &shares,
@@ -344,16 +340,28 @@ pub fn verify(
         .is_ok()
 }
 
-/// One parsed signing job: the FROST signing package over T = S ∪ {user} and the Lagrange sets
-/// behind the rescaling trick (DEPENDENCIES.md §2). Spark computes coefficients within each group
-/// (operators over S, user coefficient 1, spark-protocol §2.4); stock FROST uses λ over T, so each
-/// share is pre-multiplied by λ(S)/λ(T) (operators) or 1/λ(T) (user). Σ_T λ(T) = 1 keeps the
-/// BIP341 tweak (added to every share by `sign_with_tweak`) correct.
+/// One parsed signing job: the FROST signing package over T = S ∪ {user}, the Lagrange sets
+/// behind the rescaling trick (DEPENDENCIES.md §2), and the BIP341 tweak.
+///
+/// Spark's signer (Lightspark's `nested-signing` fork of frost, spark-protocol §2.4) computes
+/// Lagrange coefficients within each group (operators over S, user coefficient 1), and only the
+/// operators add the taproot tweak t: operator i signs with λ_i(S)·(±s_i + t), the user with ±s_u
+/// (± = even-Y normalisation of Y), both against Q = ±Y + t·G. Stock FROST multiplies by λ over
+/// T, so each share handed to it is pre-scaled: operators λ(S)/λ(T)·(±s_i + t), the user
+/// ±s_u/λ(T), and round 2 runs untweaked against Q. Every share is then byte-identical to the
+/// SDK's (tests/interop.rs); an earlier version used `sign_with_tweak` for everyone, which spread
+/// t over all of T: the sum was right, but each share differed from Spark's, so a Spark user share
+/// did not aggregate with our operators' shares.
 struct Session {
     package: frost::SigningPackage,
     operators: BTreeSet<frost::Identifier>,
     participants: BTreeSet<frost::Identifier>,
+    /// Q = ±Y + t·G, the BIP341 output key.
     verifying_key: frost::VerifyingKey,
+    /// −1 if Y has an odd y coordinate, else 1 (frost's `into_even_y`).
+    parity: k256::Scalar,
+    /// t = H_TapTweak(x(Y)) (empty script tree).
+    tweak: k256::Scalar,
 }
 
 impl Session {
@@ -371,13 +379,18 @@ impl Session {
         let operators: BTreeSet<_> = commitments.keys().copied().collect();
         commitments.insert(user_identifier(), parse_commitment(&job.user_commitment)?);
         let participants: BTreeSet<_> = commitments.keys().copied().collect();
-        let verifying_key = frost::VerifyingKey::new(to_point(&job.verifying_key));
+        let (parity, tweak) = taproot_parity_and_tweak(&job.verifying_key);
+        let output_key =
+            to_point(&job.verifying_key) * parity + k256::ProjectivePoint::GENERATOR * tweak;
+        let verifying_key = frost::VerifyingKey::new(output_key);
         let package = frost::SigningPackage::new(commitments, &job.message);
         Ok(Session {
             package,
             operators,
             participants,
             verifying_key,
+            parity,
+            tweak,
         })
     }
 
@@ -392,6 +405,36 @@ impl Session {
         let in_s = lagrange(&self.operators, id)?;
         let in_t = lagrange(&self.participants, id)?;
         Ok(in_s * invert(in_t))
+    }
+
+    /// What operator `op` hands stock FROST for its secret share s: λ(S)/λ(T)·(±s + t).
+    fn operator_scalar(
+        &self,
+        op: OperatorId,
+        s: k256::Scalar,
+    ) -> Result<k256::Scalar, SigningError> {
+        Ok(self.operator_factor(op)? * (self.parity * s + self.tweak))
+    }
+
+    /// The matching verifying share: λ(S)/λ(T)·(±P + t·G).
+    fn operator_point(
+        &self,
+        op: OperatorId,
+        public: &PublicKey,
+    ) -> Result<k256::ProjectivePoint, SigningError> {
+        let tweaked =
+            to_point(public) * self.parity + k256::ProjectivePoint::GENERATOR * self.tweak;
+        Ok(tweaked * self.operator_factor(op)?)
+    }
+
+    /// What the user hands stock FROST for its key s_u: ±s_u / λ_u(T) (no tweak).
+    fn user_scalar(&self, s: k256::Scalar) -> k256::Scalar {
+        s * self.parity * self.user_factor()
+    }
+
+    /// The matching verifying share: ±P_u / λ_u(T).
+    fn user_point(&self, public: &PublicKey) -> k256::ProjectivePoint {
+        to_point(public) * (self.parity * self.user_factor())
     }
 
     /// 1 / λ_u(T).
@@ -416,7 +459,8 @@ impl Session {
             self.verifying_key,
             self.min_signers(),
         );
-        let share = frost::round2::sign_with_tweak(&self.package, &nonces, &key_package, None)
+        // The key package already holds the tweaked key and share: plain round 2 against Q.
+        let share = frost::round2::sign(&self.package, &nonces, &key_package)
             .map_err(|e| malformed("round 2", e.to_string()))?;
         let bytes: [u8; 32] = share
             .serialize()
@@ -446,6 +490,19 @@ fn signer_of(id: frost::Identifier, job: &SigningJob) -> Signer {
         .keys()
         .find(|op| operator_identifier(**op) == id)
         .map_or(Signer::User, |op| Signer::Operator(*op))
+}
+
+/// (±1, t) for Y: −1 if Y's y coordinate is odd, and the BIP341 key-path tweak of x(Y).
+fn taproot_parity_and_tweak(verifying_key: &PublicKey) -> (k256::Scalar, k256::Scalar) {
+    let (x_only, parity) = verifying_key.x_only_public_key();
+    let sign = match parity {
+        bitcoin::secp256k1::Parity::Even => k256::Scalar::ONE,
+        bitcoin::secp256k1::Parity::Odd => -k256::Scalar::ONE,
+    };
+    let t = bitcoin::taproot::TapTweakHash::from_key_and_tweak(x_only, None).to_scalar();
+    let t = Scalar::from_bytes(t.to_be_bytes())
+        .expect("invariant: a secp256k1 Scalar is below the group order");
+    (sign, t.to_k256())
 }
 
 fn lagrange(

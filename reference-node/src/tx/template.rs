@@ -123,6 +123,28 @@ pub fn try_refund_txs(
     })
 }
 
+/// The refunds a wallet builds for a leaf (SDK 0.8.8 `createRefundTxs`): spending output 0 of the
+/// node txs, direct sequence = `seq` + 50, and **no direct refund when the CPFP node tx has CSV 0**
+/// (a root or split node: its direct twin is not a leaf's exit path, spark-protocol §3.5
+/// "renew node-zero"). [`try_refund_txs`] always builds the direct refund when given a direct node.
+pub fn leaf_refund_txs(
+    cpfp_node: &Transaction,
+    direct_node: Option<&Transaction>,
+    receiver: &PublicKey,
+    seq: Sequence,
+) -> Result<RefundTxs, MissingNodeOutput> {
+    let zero_node = cpfp_node
+        .input
+        .first()
+        .is_none_or(|input| crate::tx::timelock::blocks(input.sequence).0 == 0);
+    let direct_node = direct_node.filter(|_| !zero_node);
+    let direct_seq = Sequence(
+        seq.0
+            .wrapping_add(u32::from(crate::tx::timelock::DIRECT_TIMELOCK_OFFSET)),
+    );
+    try_refund_txs(cpfp_node, direct_node, 0, receiver, seq, direct_seq)
+}
+
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[error(
     "transaction differs from the expected template in {field}: expected {expected}, found {found}"

@@ -91,6 +91,79 @@ pub fn direct_of(cpfp: Sequence) -> Sequence {
     with_low16(cpfp, direct_blocks)
 }
 
+/// BIP68-meaningless bit 30, the only upper bit the SDK carries from one sequence to the next.
+const BIT_30: u32 = 1 << 30;
+
+/// Offsets of a Lightning HTLC refund's sequences from the decremented timelock (SDK 0.8.8
+/// `HTLC_TIMELOCK_OFFSET` / `DIRECT_HTLC_TIMELOCK_OFFSET`; spark-protocol §3.3).
+pub const HTLC_TIMELOCK_OFFSET: u16 = 70;
+pub const DIRECT_HTLC_TIMELOCK_OFFSET: u16 = 85;
+
+/// The wallet's (SDK 0.8.8 `getNextTransactionSequence`) next sequences: low16 − 100 and
+/// low16 − 100 + 50, keeping **only bit 30** of the upper bits (the Go operator's
+/// [`next_sequences`] copies all 16; SDKs only ever send 0 or bit 30 there). A refund may not reach
+/// 0 (`node = false`), a node tx may (`node = true`).
+pub fn wallet_next_sequences(
+    current: Sequence,
+    node: bool,
+) -> Result<(Sequence, Sequence), TimelockError> {
+    wallet_offset_sequences(current, node, 0, DIRECT_TIMELOCK_OFFSET)
+}
+
+/// SDK 0.8.8 `getNextHTLCTransactionSequence`: the decremented timelock + 70 (CPFP) and + 85
+/// (direct), bit 30 kept, same exhaustion rule as [`wallet_next_sequences`].
+pub fn htlc_next_sequences(
+    current: Sequence,
+    node: bool,
+) -> Result<(Sequence, Sequence), TimelockError> {
+    wallet_offset_sequences(
+        current,
+        node,
+        HTLC_TIMELOCK_OFFSET,
+        DIRECT_HTLC_TIMELOCK_OFFSET,
+    )
+}
+
+fn wallet_offset_sequences(
+    current: Sequence,
+    node: bool,
+    offset: u16,
+    direct_offset: u16,
+) -> Result<(Sequence, Sequence), TimelockError> {
+    let current_blocks = low16(current.0);
+    // A node tx may go down to CSV 0, a refund must stay above it.
+    let floor = u16::from(!node);
+    let next = current_blocks
+        .checked_sub(TIME_LOCK_INTERVAL)
+        .filter(|next| *next >= floor)
+        .ok_or(TimelockError::Exhausted {
+            current: current_blocks,
+            interval: TIME_LOCK_INTERVAL,
+            floor,
+        })?;
+    let bit30 = current.0 & BIT_30;
+    // next ≤ 0xffff − 100, so adding at most 85 cannot carry out of the low 16 bits.
+    Ok((
+        Sequence(bit30 | u32::from(next + offset)),
+        Sequence(bit30 | u32::from(next + direct_offset)),
+    ))
+}
+
+/// SDK 0.8.8 `enforceTimelocks`: the low 16 bits rounded down to a multiple of 100, bit 30 kept,
+/// every other upper bit dropped (spark-protocol §3.3 "rounding (2026)").
+pub fn round_down_sequence(seq: Sequence) -> Sequence {
+    let blocks = low16(seq.0);
+    Sequence((seq.0 & BIT_30) | u32::from(blocks - blocks % TIME_LOCK_INTERVAL))
+}
+
+/// The refund sequence of a send (SDK 0.8.8 `createDecrementedTimelockRefundTxs`): decremented
+/// by [`wallet_next_sequences`], then rounded down to a multiple of 100.
+pub fn decremented_refund_sequence(current: Sequence) -> Result<Sequence, TimelockError> {
+    Ok(round_down_sequence(
+        wallet_next_sequences(current, false)?.0,
+    ))
+}
+
 /// The block count in the low 16 bits.
 fn low16(seq: u32) -> u16 {
     // Masked to 16 bits, so the cast is lossless.

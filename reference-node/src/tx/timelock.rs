@@ -226,6 +226,45 @@ mod tests {
         assert_eq!(direct_of(Sequence(0x4000_0000)), Sequence(0x4000_0032));
     }
 
+    #[test]
+    fn wallet_rules_keep_only_bit_30_and_round_down() {
+        // vectors §3: the Go rule copies 0xaaaa; the SDK keeps bit 30 only (here 0).
+        assert_eq!(
+            wallet_next_sequences(Sequence(0xaaaa_0500), false),
+            Ok((Sequence(0x049c), Sequence(0x04ce)))
+        );
+        assert_eq!(
+            wallet_next_sequences(Sequence(0x4000_03e8), false),
+            Ok((Sequence(0x4000_0384), Sequence(0x4000_03b6)))
+        );
+        // A node tx may reach CSV 0, a refund may not.
+        assert_eq!(
+            wallet_next_sequences(Sequence(100), true),
+            Ok((Sequence(0), Sequence(50)))
+        );
+        assert!(wallet_next_sequences(Sequence(100), false).is_err());
+        assert!(wallet_next_sequences(Sequence(99), true).is_err());
+        // HTLC: (t − 100) + 70 and + 85.
+        assert_eq!(
+            htlc_next_sequences(Sequence(2000), false),
+            Ok((Sequence(1970), Sequence(1985)))
+        );
+        // vectors (breez enforce_timelock): 1950 → 1900, 1900 → 1900, 1899 → 1800.
+        for (from, to) in [
+            (1950, 1900),
+            (1900, 1900),
+            (1899, 1800),
+            (0x4000_0226, 0x4000_0226 - 50),
+        ] {
+            assert_eq!(round_down_sequence(Sequence(from)), Sequence(to));
+        }
+        // SDK transaction-construction.test.ts: 550 → 400 (decrement, then round).
+        assert_eq!(
+            decremented_refund_sequence(Sequence(550)),
+            Ok(Sequence(400))
+        );
+    }
+
     proptest! {
         #[test]
         fn next_sequences_arithmetic(seq in any::<u32>(), floor in any::<u16>()) {

@@ -416,6 +416,8 @@ fn tx_ours(c: &TxCase, mutate: &dyn Fn(&mut Transaction)) -> Value {
     let (init_seq, init_direct) = timelock::initial_refund_sequences();
     let initial = template::node_txs(spend(0), &c.parent.output[0], init_seq, init_direct);
     out.insert("initial_node".into(), pair(&initial));
+    let zero_timelock = template::node_txs(spend(0), &c.parent.output[0], root_seq, root_direct);
+    out.insert("zero_timelock_node".into(), pair(&zero_timelock));
     // The SDK refuses a current tx whose sequence is 0 before decrementing.
     let decremented = match c.node_seq {
         0 => Err(()),
@@ -508,9 +510,10 @@ fn tx_ours(c: &TxCase, mutate: &dyn Fn(&mut Transaction)) -> Value {
 }
 
 /// Table rows of the transaction check, named after the SDK builders.
-const TX_ROWS: [(&str, &str); 14] = [
+const TX_ROWS: [(&str, &str); 15] = [
     ("root_node", "tx: createRootNodeTx (cpfp, direct)"),
     ("initial_node", "tx: createInitialTimelockNodeTx"),
+    ("zero_timelock_node", "tx: createZeroTimelockNodeTx"),
     ("decremented_node", "tx: createDecrementedTimelockNodeTx"),
     (
         "initial_refunds",
@@ -806,6 +809,7 @@ fn check_frost(table: &mut Table) {
         job: SigningJob,
         ours: bitcoin::secp256k1::schnorr::Signature,
         our_user_share: String,
+        ours_refuses: bool,
     }
     let mut cases = Vec::new();
     let mut json_cases = Vec::new();
@@ -856,6 +860,15 @@ fn check_frost(table: &mut Table) {
         let user_share = signing::sign_as_user(&job, &user_sk, &user_nonce).expect("user share");
         let ours = signing::aggregate(&job, &operator_shares, &user_share, &any.public_shares)
             .expect("our aggregate");
+        // One operator's share plus one: both aggregators must refuse it, ours naming the culprit.
+        let cheater = ids[below(&mut r, ids.len() as u64) as usize];
+        let mut tampered = operator_shares.clone();
+        let bumped = Scalar(tampered[&cheater].0).add(&Scalar::from_u32(1));
+        tampered.insert(cheater, signing::SignatureShare(bumped.0));
+        let ours_refuses = signing::aggregate(&job, &tampered, &user_share, &any.public_shares)
+            == Err(signing::SigningError::InvalidShare {
+                culprits: vec![signing::Signer::Operator(cheater)],
+            });
         let nonce =
             frost::round1::SigningNonces::deserialize(&user_nonce.0).expect("our nonce parses");
         json_cases.push(json!({
@@ -871,9 +884,11 @@ fn check_frost(table: &mut Table) {
             "operator_commitments": commitments.iter().map(|(op, c)| (identifier_hex(*op), commitment_json(c))).collect::<serde_json::Map<_, _>>(),
             "operator_shares": operator_shares.iter().map(|(op, s)| (identifier_hex(*op), json!(hex::encode(s.0)))).collect::<serde_json::Map<_, _>>(),
             "operator_public_shares": ids.iter().map(|op| (identifier_hex(*op), json!(hex::encode(any.public_shares[op].serialize())))).collect::<serde_json::Map<_, _>>(),
+            "operator_shares_tampered": tampered.iter().map(|(op, s)| (identifier_hex(*op), json!(hex::encode(s.0)))).collect::<serde_json::Map<_, _>>(),
             "our_user_share": hex::encode(user_share.0),
         }));
         cases.push(Case {
+            ours_refuses,
             job,
             ours,
             our_user_share: hex::encode(user_share.0),
@@ -905,6 +920,13 @@ fn check_frost(table: &mut Table) {
             i,
             &sdk["sdk_aggregate_of_ours"],
             &json!(hex::encode(c.ours.serialize())),
+        );
+        let sdk_refuses = sdk["sdk_aggregate_tampered"] == "error";
+        table.expect(
+            "FROST: a tampered operator share is refused by both aggregators",
+            i,
+            c.ours_refuses && sdk_refuses,
+            || format!("ours refuses {}, SDK refuses {sdk_refuses}", c.ours_refuses),
         );
     }
 }
@@ -1142,6 +1164,7 @@ fn interop_one_byte_change_in_a_template_is_caught() {
     for field in [
         "root_node",
         "initial_node",
+        "zero_timelock_node",
         "decremented_node",
         "initial_refunds",
         "zero_node_refunds",

@@ -53,6 +53,7 @@ async function txCase(c) {
   out.root_node = nodePairHex(root);
   const initial = await attempt(() => sdk.createInitialTimelockNodeTx(parent, net));
   out.initial_node = nodePairHex(initial);
+  out.zero_timelock_node = nodePairHex(await attempt(() => sdk.createZeroTimelockNodeTx(parent, net)));
   const current = new Transaction({ version: 3, allowUnknownOutputs: true });
   current.addInput({ txid: new Uint8Array(32).fill(1), index: 0, sequence: c.node_seq });
   out.decremented_node = nodePairHex(
@@ -221,14 +222,14 @@ async function frostCase(c) {
       }),
     ),
   );
-  const aggregate = (selfSignature) =>
+  const aggregate = (selfSignature, signatures = statechainSignatures) =>
     attempt(async () =>
       hex(
         await frost.aggregateFrost({
           message: hexToBytes(c.message),
           statechainCommitments,
           selfCommitment: commitment(c.user_commitment),
-          statechainSignatures,
+          statechainSignatures: signatures,
           selfSignature: hexToBytes(selfSignature),
           statechainPublicKeys,
           selfPublicKey: hexToBytes(c.user_pk),
@@ -241,6 +242,10 @@ async function frostCase(c) {
     sdk_user_share: userShare,
     sdk_aggregate_with_sdk_user: userShare === "error" ? "error" : await aggregate(userShare),
     sdk_aggregate_of_ours: await aggregate(c.our_user_share),
+    sdk_aggregate_tampered: await aggregate(
+      c.our_user_share,
+      mapValues(c.operator_shares_tampered, hexToBytes),
+    ),
   };
 }
 

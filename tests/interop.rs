@@ -1158,7 +1158,10 @@ fn interop_one_byte_change_in_a_template_is_caught() {
             }
         }
     });
-    println!("{}", table.render());
+    println!(
+        "\nSelf-test: anchor script 51024e73 -> 51024e74 in our templates (the tx rows must mismatch)\n\n{}",
+        table.render()
+    );
     let caught = table.mismatches();
     let (_, results) = tx_oracle();
     for field in [

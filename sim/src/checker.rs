@@ -1,5 +1,7 @@
-//! The invariant checker (spark-protocol §6): I-1, I-2, I-3, I-6, I-11 after every event, L-1 and
-//! the latency budget at the end of a run.
+//! The invariant checker (spark-protocol §6): the safety invariants that apply to the flows
+//! implemented after every event (I-1 … I-14, see [`table`]), the liveness properties (L-*) at the
+//! end of the liveness phase, sometimes-properties ([`properties`]) and per-operation latency
+//! budgets ([`latency`]).
 //!
 //! Cost model: the engine calls [`Checker::after_event`] after every event, so the checker only
 //! looks again at what changed. An operator's tables are re-read only when its `store_commits()`
@@ -26,6 +28,19 @@ use reference_node::tx::template::maybe_apply_fee;
 use reference_node::tx::timelock::{blocks, TIME_LOCK_INTERVAL};
 use reference_node::types::{KeyshareId, LeafId, Micros, OperatorId, TransferId};
 use std::collections::{BTreeMap, BTreeSet};
+
+// --- checker families (one file each) ---
+pub mod hygiene;
+pub mod latency;
+pub mod lifecycle;
+pub mod liveness;
+pub mod properties;
+pub mod table;
+pub mod timelocks;
+use crate::report::CheckerReport;
+use crate::scenario::{Budgets, LatencyOp};
+use hygiene::WalletView;
+use reference_node::types::NodeId;
 
 /// A broken invariant before it is stamped with the event: (invariant, dedupe subject, message).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +129,23 @@ pub struct Checker {
     /// Leaves whose deposit is confirmed on a majority: value and deposit outpoint.
     settled: BTreeMap<LeafId, (u64, OutPoint)>,
     last_height: Option<u32>,
+    // --- the full checker ---
+    /// Evaluations per invariant (the report's table).
+    counts: BTreeMap<&'static str, u64>,
+    /// Distinct violations per invariant.
+    fired: BTreeMap<String, u64>,
+    statuses: lifecycle::StatusLog,
+    coverage: properties::Coverage,
+    latencies: latency::Latencies,
+    budgets: Budgets,
+    /// Simulated time of the event being checked.
+    now: Micros,
+    /// The operators' transfer task period (L-3 grace after an expiry).
+    task_period: Micros,
+    /// Deposits given up because the keyshare pool was empty: (wallet, when) (L-8).
+    pool_skips: Vec<(String, Micros)>,
+    /// Set by the runner: the liveness phase report.
+    liveness: crate::report::LivenessPhase,
 }
 
 impl Checker {
@@ -140,6 +172,67 @@ impl Checker {
             leaf_value: BTreeMap::new(),
             settled: BTreeMap::new(),
             last_height: None,
+            counts: BTreeMap::new(),
+            fired: BTreeMap::new(),
+            statuses: lifecycle::StatusLog::default(),
+            coverage: properties::Coverage::default(),
+            latencies: latency::Latencies::default(),
+            budgets: Budgets::default(),
+            now: Micros::ZERO,
+            task_period: Micros::from_secs(60),
+            pool_skips: Vec::new(),
+            liveness: crate::report::LivenessPhase::default(),
+        }
+    }
+
+    /// The scenario's `[budgets]` (per-operation budgets; `transfer_p99` stays with `new`).
+    pub fn with_budgets(mut self, budgets: Budgets) -> Checker {
+        self.budgets = budgets;
+        self
+    }
+
+    /// The operators' transfer task period (L-3 allows one after an expiry).
+    pub fn with_task_period(mut self, period: Micros) -> Checker {
+        self.task_period = period;
+        self
+    }
+
+    /// Counts one evaluation of `inv`.
+    fn tick(&mut self, inv: &'static str) {
+        self.checks += 1;
+        *self.counts.entry(inv).or_insert(0) += 1;
+    }
+
+    /// Sometimes-property counts of this run.
+    pub fn coverage(&self) -> &properties::Coverage {
+        &self.coverage
+    }
+
+    /// Counts a sometimes-property (for checkers in other files).
+    pub fn sometimes(&mut self, name: &'static str) {
+        self.coverage.hit(name);
+    }
+
+    /// The runner records the liveness phase here for the report.
+    pub fn set_liveness(&mut self, phase: crate::report::LivenessPhase) {
+        self.liveness = phase;
+    }
+
+    /// The checker's section of the report.
+    pub fn report(&self) -> CheckerReport {
+        let mut latency = BTreeMap::new();
+        for op in LatencyOp::ALL {
+            let mut s = self.latencies.summary(op, &self.budgets);
+            if op == LatencyOp::Claim && s.budget_p99_s.is_none() {
+                s.budget_p99_s = self.budget_p99_s;
+            }
+            latency.insert(op.as_str().to_string(), s);
+        }
+        CheckerReport {
+            invariants: table::rows(&self.counts, &self.fired),
+            sometimes: self.coverage.counts().iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            latency,
+            liveness: self.liveness.clone(),
         }
     }
 
@@ -168,12 +261,7 @@ impl Checker {
 
     /// Claim time − send time of every transfer seen both sent and claimed, in seconds.
     pub fn latency_samples(&self) -> Vec<f64> {
-        self.sent_at
-            .iter()
-            .filter_map(|(t, sent)| {
-                self.claimed_at.get(t).map(|c| c.saturating_sub(*sent).as_secs_f64())
-            })
-            .collect()
+        self.latencies.samples(LatencyOp::Claim).to_vec()
     }
 
     pub fn transfer_latency(&self) -> LatencySummary {
@@ -182,11 +270,16 @@ impl Checker {
 
     /// Called after every engine event.
     pub fn after_event(&mut self, engine: &Engine<Actor, Chain>, rec: &StepRecord) -> Vec<Violation> {
-        let mut found = Vec::new();
+        self.now = rec.time;
+        let mut found = self.check_new_refunds(&rec.observations);
         for obs in &rec.observations {
             self.observe(obs, rec.time, &mut found);
         }
         let ops: Vec<_> = engine.nodes().filter_map(|(_, a)| a.as_operator()).collect();
+        {
+            let dbs: Vec<(OperatorId, &Db)> = ops.iter().map(|o| (o.id(), o.db())).collect();
+            self.on_event(rec, &dbs);
+        }
         let changed: Vec<OperatorId> = ops
             .iter()
             .filter(|o| self.last_commits.get(&o.id()) != Some(&o.store_commits()))
@@ -203,20 +296,43 @@ impl Checker {
         self.stamp(found, rec.index, rec.time)
     }
 
-    /// L-1, end-of-run conservation and the latency budget.
+    /// End of the liveness phase: L-1, end-of-run conservation, the latency budgets, and the
+    /// properties judged at quiescence (I-9, I-10, I-12, L-2, L-3, L-4, L-8).
     pub fn at_end(&mut self, engine: &Engine<Actor, Chain>, now_index: u64) -> Vec<Violation> {
         let ops: Vec<_> = engine.nodes().filter_map(|(_, a)| a.as_operator()).collect();
         let dbs: Vec<(OperatorId, &Db)> = ops.iter().map(|o| (o.id(), o.db())).collect();
         let mut found = self.check_dbs(&dbs, &[]);
         found.extend(self.end_findings(&dbs));
+        let up: Vec<(OperatorId, &Db)> = dbs.iter().filter(|(o, _)| engine.is_up(NodeId::Operator(*o))).copied().collect();
+        let down: Vec<String> = dbs.iter().filter(|(o, _)| !engine.is_up(NodeId::Operator(*o))).map(|(o, _)| o.to_string()).collect();
+        let wallets = wallet_views(engine);
+        found.extend(self.quiescence_findings(&up, &wallets, &down, engine.now()));
         self.stamp(found, now_index, engine.now())
+    }
+
+    /// The properties judged once the liveness phase is over, over plain data (for tests).
+    pub fn quiescence_findings(&mut self, up: &[(OperatorId, &Db)], wallets: &[WalletView<'_>], down: &[String], now: Micros) -> Vec<Finding> {
+        for inv in ["I-9", "I-10", "I-12", "L-2", "L-3", "L-4", "L-8"] {
+            self.tick(inv);
+        }
+        let mut found = hygiene::check_exit_completeness(up, wallets);
+        found.extend(hygiene::check_old_shares(up, self.threshold));
+        found.extend(hygiene::check_gossip_converged(up));
+        found.extend(liveness::check_healed(up, wallets, down));
+        found.extend(liveness::check_expired(up, now, self.task_period));
+        found.extend(liveness::check_exits(wallets));
+        found.extend(liveness::check_pool(&self.pool_skips));
+        found
     }
 
     /// The end-of-run checks over plain tables (no engine), for tests and `at_end`.
     pub fn end_findings(&mut self, dbs: &[(OperatorId, &Db)]) -> Vec<Finding> {
-        self.checks += 3;
+        self.tick("L-1");
+        self.tick("I-1");
+        self.tick("budget");
         let mut found = check_claimed(&self.sent_at, &self.claimed_at, dbs);
         found.extend(check_conservation(&self.deposits, &self.settled));
+        found.extend(self.latencies.budget_findings(&self.budgets));
         let lat = self.transfer_latency();
         if let (Some(p99), Some(budget)) = (lat.p99_s, self.budget_p99_s) {
             if p99 > budget {
@@ -236,9 +352,13 @@ impl Checker {
 
     /// Turns findings into violations, each (invariant, subject) once.
     fn stamp(&mut self, found: Vec<Finding>, index: u64, time: Micros) -> Vec<Violation> {
-        found
+        let fresh: Vec<Finding> =
+            found.into_iter().filter(|f| self.reported.insert((f.invariant.to_string(), f.subject.clone()))).collect();
+        for f in &fresh {
+            *self.fired.entry(f.invariant.to_string()).or_insert(0) += 1;
+        }
+        fresh
             .into_iter()
-            .filter(|f| self.reported.insert((f.invariant.to_string(), f.subject.clone())))
             .map(|f| Violation {
                 invariant: f.invariant.to_string(),
                 sim_time_s: time.as_secs_f64(),
@@ -252,7 +372,7 @@ impl Checker {
     pub fn observe(&mut self, obs: &Observation, time: Micros, found: &mut Vec<Finding>) {
         match obs {
             Observation::NonceUsed { signer, commitment, message } => {
-                self.checks += 1;
+                self.tick("I-11");
                 found.extend(self.nonces.record(signer, commitment, message));
             }
             Observation::RefundSigned { leaf, owner, tx } => {
@@ -262,22 +382,149 @@ impl Checker {
                     }
                 }
             }
-            Observation::TransferSent { transfer, .. } => {
+            Observation::TransferSent { transfer, sender, .. } => {
+                if !self.sent_at.contains_key(transfer) {
+                    self.latencies.finish(*sender, LatencyOp::Send, time, true);
+                }
                 self.sent_at.entry(*transfer).or_insert(time);
             }
             Observation::TransferClaimed { transfer, .. } => {
+                if !self.claimed_at.contains_key(transfer) {
+                    self.coverage.hit("transfer-claimed");
+                    if let Some(sent) = self.sent_at.get(transfer) {
+                        self.latencies.sample(LatencyOp::Claim, time.saturating_sub(*sent));
+                    }
+                }
                 self.claimed_at.entry(*transfer).or_insert(time);
             }
-            Observation::TransferReturned { transfer, .. } => {
-                self.returned.insert(*transfer);
+            Observation::TransferReturned { transfer, sender } => {
+                if self.returned.insert(*transfer) {
+                    self.coverage.hit("transfer-returned");
+                    // A send that failed after its acknowledgement was already matched.
+                    if !self.sent_at.contains_key(transfer) {
+                        self.latencies.finish(*sender, LatencyOp::Send, time, false);
+                    }
+                }
             }
-            Observation::DepositConfirmed { leaf, value_sats, .. } => {
+            Observation::DepositConfirmed { wallet, leaf, value_sats } => {
+                if !self.deposits.contains_key(leaf) {
+                    self.coverage.hit("deposit-confirmed");
+                    self.latencies.finish(*wallet, LatencyOp::Deposit, time, true);
+                }
                 self.deposits.entry(*leaf).or_insert(*value_sats);
             }
-            Observation::ExitConfirmed { leaf, value_sats, .. } => {
+            Observation::ExitConfirmed { wallet, leaf, value_sats } => {
+                if !self.exits.contains_key(leaf) {
+                    self.coverage.hit("exit-confirmed");
+                    self.latencies.finish(*wallet, LatencyOp::Exit, time, true);
+                }
                 self.exits.entry(*leaf).or_insert(*value_sats);
             }
-            _ => {}
+            Observation::DepositBroadcast { wallet, leaf, holds_signed_exit } => {
+                self.tick("I-14");
+                let signed = self.history.get(leaf).map_or(0, |h| h.len());
+                found.extend(hygiene::check_deposit_broadcast(*wallet, leaf, *holds_signed_exit, signed));
+            }
+            Observation::CommandSkipped { wallet, reason } => {
+                self.coverage.hit("command-skipped");
+                // Which command gave up: the wallet names it first in every reason.
+                let op = if reason.starts_with("send") {
+                    Some(LatencyOp::Send)
+                } else if reason.starts_with("exit") {
+                    Some(LatencyOp::Exit)
+                } else if reason.contains("deposit") || reason.contains("pool") {
+                    Some(LatencyOp::Deposit)
+                } else {
+                    None
+                };
+                if let Some(op) = op {
+                    self.latencies.finish(*wallet, op, time, false);
+                }
+                if reason.contains("pool empty") {
+                    self.pool_skips.push((wallet.to_string(), time));
+                }
+            }
+            Observation::Rejected { what, reason } => {
+                if what.contains(" claim ") && reason.contains("retry") {
+                    self.coverage.hit("claim-retried");
+                }
+                if what.contains("DKG") || reason.contains("abort") {
+                    self.coverage.hit("identifiable-abort");
+                }
+            }
+        }
+    }
+
+    /// I-6 at signing time: the refunds each wallet obtained in this event, grouped by (leaf,
+    /// owner), against the leaf's history before it (breez #314 fires at the claim itself).
+    fn check_new_refunds(&mut self, observations: &[Observation]) -> Vec<Finding> {
+        let mut groups: BTreeMap<(LeafId, [u8; 33]), Vec<RefundEntry>> = BTreeMap::new();
+        for obs in observations {
+            if let Observation::RefundSigned { leaf, owner, tx } = obs {
+                if let Some(e) = RefundEntry::of(tx, owner) {
+                    groups.entry((*leaf, e.owner)).or_default().push(e);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for ((leaf, _), entries) in groups {
+            self.tick("I-6");
+            self.tick("I-8");
+            for e in &entries {
+                if !(timelocks::REFUND_MIN..=reference_node::tx::timelock::INITIAL_TIMELOCK.0 + 50).contains(&e.csv) {
+                    found.push(finding(
+                        "I-8",
+                        format!("leaf {leaf} signed {}", e.txid),
+                        format!("leaf {leaf}: a wallet obtained a signed refund {} with CSV {} outside [100, 2050]", e.txid, e.csv),
+                    ));
+                }
+            }
+            let Some(history) = self.history.get(&leaf) else { continue };
+            for m in timelocks::check_new_refunds(history, &entries) {
+                found.push(finding("I-6", format!("leaf {leaf} signed {}", short_key(&entries[0].owner)), format!("leaf {leaf}: {m}")));
+            }
+        }
+        found
+    }
+
+    /// Per-event bookkeeping that reads the event itself: operation start times (latency) and
+    /// the sometimes-properties tied to crashes, restarts and gossip retries.
+    fn on_event(&mut self, rec: &StepRecord, dbs: &[(OperatorId, &Db)]) {
+        let d = rec.description.as_str();
+        if d.starts_with("command ") && !d.contains("(dropped") {
+            if let Some(NodeId::Wallet(w)) = rec.node {
+                let op = if d.contains(" Deposit") {
+                    Some(LatencyOp::Deposit)
+                } else if d.contains(" Send") {
+                    Some(LatencyOp::Send)
+                } else if d.contains(" Exit") {
+                    Some(LatencyOp::Exit)
+                } else {
+                    None
+                };
+                if let Some(op) = op {
+                    self.latencies.start(w, op, rec.time);
+                }
+            }
+        }
+        let any = |f: &dyn Fn(TransferStatus) -> bool| dbs.iter().any(|(_, db)| db.transfers.values().any(|t| f(t.status)));
+        if d.starts_with("crash operator:") && !d.contains("(ignored") {
+            if any(&|s| !s.is_terminal() && !s.is_sent()) {
+                self.coverage.hit("crash-during-send");
+            }
+            if any(&|s| matches!(s, TransferStatus::ReceiverKeyTweakLocked | TransferStatus::ReceiverKeyTweakApplied)) {
+                self.coverage.hit("crash-during-two-phase-settle");
+            }
+        }
+        if d.starts_with("restart operator:") && !d.contains("(ignored") && any(&|s| !s.is_terminal()) {
+            self.coverage.hit("restart-with-transfer-in-flight");
+        }
+        if d.starts_with("timer operator:") && d.contains("GossipRetry") && !d.contains("(discarded") {
+            if let Some(NodeId::Operator(op)) = rec.node {
+                if dbs.iter().any(|(o, db)| *o == op && !db.gossip_out.is_empty()) {
+                    self.coverage.hit("gossip-retry");
+                }
+            }
         }
     }
 
@@ -287,7 +534,7 @@ impl Checker {
             return Vec::new();
         }
         self.last_height = Some(chain.height());
-        self.checks += 1;
+        self.tick("I-1");
         let funded = chain.funded_total();
         let utxos = chain.confirmed_utxo_total();
         let fees = chain.confirmed_fees_total();
@@ -313,13 +560,42 @@ impl Checker {
         let mut found = Vec::new();
         let mut leaves = std::mem::take(&mut self.dirty);
         for (op, db) in dbs.iter().filter(|(op, _)| changed.contains(op)) {
+            let mut moved = false;
             for leaf in self.refresh_operator(*op, db) {
                 found.extend(self.check_op_leaf(*op, db, &leaf));
                 leaves.insert(leaf);
+                moved = true;
+            }
+            // Every transfer status change moves the fingerprint of a leaf it touches.
+            if moved {
+                found.extend(self.check_lifecycle(*op, db, dbs));
             }
         }
         for leaf in leaves {
             found.extend(self.check_leaf(dbs, &leaf));
+        }
+        found
+    }
+
+    /// I-4 and I-5 on one operator whose tables changed, plus the sometimes-properties its
+    /// status moves reveal.
+    fn check_lifecycle(&mut self, op: OperatorId, db: &Db, dbs: &[(OperatorId, &Db)]) -> Vec<Finding> {
+        self.tick("I-4");
+        self.tick("I-5");
+        let idx = self.inflight.get(&op).cloned().unwrap_or_default();
+        let mut found = lifecycle::check_lock_exclusivity(op, db, &idx);
+        let (moves, bad) = self.statuses.record(op, db);
+        found.extend(bad);
+        for m in moves {
+            if m.to == TransferStatus::Returned && db.transfers.get(&m.transfer).is_some_and(|t| t.expiry > Micros::ZERO && self.now > t.expiry) {
+                self.coverage.hit("transfer-cancelled-after-expiry");
+            }
+            if m.from.is_some_and(|f| lifecycle::is_rollback(f, m.to)) {
+                self.coverage.hit("settle-rolled-back");
+            }
+            let statuses: Vec<(OperatorId, TransferStatus)> =
+                dbs.iter().filter_map(|(o, d)| d.transfers.get(&m.transfer).map(|t| (*o, t.status))).collect();
+            found.extend(lifecycle::check_cross_status(&m.transfer, &statuses));
         }
         found
     }
@@ -345,7 +621,12 @@ impl Checker {
     fn check_op_leaf(&mut self, op: OperatorId, db: &Db, leaf: &LeafId) -> Vec<Finding> {
         let Some(row) = db.leaves.get(leaf) else { return Vec::new() };
         let mut found = Vec::new();
-        self.checks += 2;
+        self.tick("I-1");
+        self.tick("I-3");
+        self.tick("I-8");
+        if let Some(m) = timelocks::check_timelock_bounds(Some(&row.nodes), &row.refunds) {
+            found.push(finding("I-8", format!("leaf {leaf} bounds {op}"), format!("leaf {leaf} on {op}: {m}")));
+        }
         let first = *self.leaf_value.entry(*leaf).or_insert((op, row.value_sats));
         if first.1 != row.value_sats {
             found.push(finding(
@@ -366,6 +647,14 @@ impl Checker {
                 found.push(finding(
                     "I-1",
                     format!("leaf {leaf} transfer {tid} txs {op}"),
+                    format!("leaf {leaf} transfer {tid} intermediate refunds on {op}: {m}"),
+                ));
+            }
+            let prev = &t.leaves[leaf].previous_refunds;
+            if let Some(m) = timelocks::check_timelock_bounds(None, ir).or_else(|| timelocks::check_decrement(prev, ir)) {
+                found.push(finding(
+                    "I-8",
+                    format!("leaf {leaf} transfer {tid} csv {op}"),
                     format!("leaf {leaf} transfer {tid} intermediate refunds on {op}: {m}"),
                 ));
             }
@@ -398,7 +687,7 @@ impl Checker {
         let result = match cached {
             Some(r) => r,
             None => {
-                self.checks += 1;
+                self.tick("I-3");
                 let r = check_key_consistency(op, &ks.share);
                 self.key_cache.insert(key, (digest, r.clone()));
                 r
@@ -435,7 +724,8 @@ impl Checker {
             .copied()
             .collect();
         let mut found = Vec::new();
-        self.checks += 2;
+        self.tick("I-2");
+        self.tick("I-6");
         found.extend(self.check_owner(dbs, leaf, &rows, &inflight));
         self.record_history(dbs, leaf, &rows);
         found.extend(self.check_ordering(dbs, leaf, &rows, &inflight));
@@ -529,6 +819,26 @@ impl Checker {
             ),
         ))
     }
+}
+
+/// What the quiescence checks read of every wallet.
+pub fn wallet_views(engine: &Engine<Actor, Chain>) -> Vec<WalletView<'_>> {
+    engine
+        .nodes()
+        .filter_map(|(_, a)| a.as_wallet())
+        .map(|w| WalletView { id: w.id(), identity: w.identity_public().serialize(), leaves: w.leaves(), pending_work: w.pending_work() })
+        .collect()
+}
+
+/// True when every pending operation is terminal (the liveness phase may end early).
+pub fn is_quiet(engine: &Engine<Actor, Chain>) -> bool {
+    let dbs: Vec<(OperatorId, &Db)> = engine
+        .nodes()
+        .filter_map(|(_, a)| a.as_operator())
+        .filter(|o| engine.is_up(NodeId::Operator(o.id())))
+        .map(|o| (o.id(), o.db()))
+        .collect();
+    liveness::is_quiet(&dbs, &wallet_views(engine))
 }
 
 /// Strictly more than half of all `n` operators.
@@ -1148,6 +1458,8 @@ mod tests {
             leaves: [(LEAF, leaf)].into(),
             receiver_commit_decided: false,
         });
+        // The operators lock the leaf with the transfer row (I-4).
+        db.leaves.get_mut(&LEAF).unwrap().status = if status.is_terminal() { LeafStatus::Available } else { LeafStatus::TransferLocked(T) };
     }
 
     fn run(c: &mut Checker, dbs: &[Db], changed: &[u16]) -> Vec<Finding> {
@@ -1176,10 +1488,13 @@ mod tests {
             // One operator tweaked: ownership in transition, nothing to compare yet.
             with_transfer(&mut dbs[0], TransferStatus::SenderKeyTweaked, csv);
             with_transfer(&mut dbs[1], TransferStatus::SenderInitiatedCoordinator, csv);
-            assert_eq!(run(&mut c, &dbs, &[0, 1]), vec![]);
+            // I-8 sees the missing decrement on each operator's own tables right away.
+            let (i8, rest): (Vec<_>, Vec<_>) = run(&mut c, &dbs, &[0, 1]).into_iter().partition(|f| f.invariant == "I-8");
+            assert_eq!(rest, vec![]);
+            assert_eq!(!i8.is_empty(), bad, "csv {csv}: {i8:?}");
             // A majority tweaked: the receiver's intermediate refunds are current.
             with_transfer(&mut dbs[1], TransferStatus::SenderKeyTweaked, csv);
-            let found = run(&mut c, &dbs, &[1]);
+            let found: Vec<_> = run(&mut c, &dbs, &[1]).into_iter().filter(|f| f.invariant != "I-8").collect();
             assert_eq!(found.iter().any(|f| f.invariant == "I-6"), bad, "csv {csv}: {found:?}");
             if bad {
                 assert!(found[0].message.contains("CSV 2000"), "{}", found[0].message);

@@ -1,0 +1,71 @@
+//! `sometimes` properties: named states a fault mix is meant to reach. Each run counts how often
+//! each one fired; a campaign fails a property that never fired on any seed, so a fault mix that
+//! never reaches the interesting states cannot pass silently. (`always` are the I-* invariants,
+//! `eventually` the L-* checks of the liveness phase.)
+use std::collections::BTreeMap;
+
+/// Every registered sometimes-property: (name, what it means).
+pub const SOMETIMES: &[(&str, &str)] = &[
+    ("deposit-confirmed", "a wallet saw its deposit confirm on L1"),
+    ("transfer-claimed", "a receiver claimed a transfer"),
+    ("transfer-returned", "a send failed and its leaf went back to the sender"),
+    ("transfer-cancelled-after-expiry", "an operator moved a transfer to RETURNED after its expiry"),
+    ("claim-retried", "a claim attempt failed and the wallet retried it"),
+    ("settle-rolled-back", "a receiver two-phase settle was rolled back to SENDER_KEY_TWEAKED"),
+    ("gossip-retry", "a gossip retry pass ran with a row still undelivered"),
+    ("crash-during-send", "an operator crashed while a transfer was before SENDER_KEY_TWEAKED somewhere"),
+    ("crash-during-two-phase-settle", "an operator crashed while a receiver settle was between phase 1 and phase 2"),
+    ("restart-with-transfer-in-flight", "an operator restarted while a transfer was not terminal somewhere"),
+    ("identifiable-abort", "a DKG or signing round was abandoned with a named culprit or reason"),
+    ("exit-confirmed", "a unilateral exit confirmed its refund on L1"),
+    ("command-skipped", "a workload command could not be carried out"),
+];
+
+/// Per-run counts of every sometimes-property (registered ones start at 0, so a report shows
+/// which never fired).
+#[derive(Clone, Debug)]
+pub struct Coverage {
+    counts: BTreeMap<&'static str, u64>,
+}
+
+impl Default for Coverage {
+    fn default() -> Self {
+        Coverage { counts: SOMETIMES.iter().map(|(n, _)| (*n, 0)).collect() }
+    }
+}
+
+impl Coverage {
+    /// Counts one firing of `name` (a name outside [`SOMETIMES`] is added: other checkers may
+    /// register their own).
+    pub fn hit(&mut self, name: &'static str) {
+        *self.counts.entry(name).or_insert(0) += 1;
+    }
+    pub fn count(&self, name: &str) -> u64 {
+        self.counts.get(name).copied().unwrap_or(0)
+    }
+    pub fn counts(&self) -> &BTreeMap<&'static str, u64> {
+        &self.counts
+    }
+    /// The registered properties that never fired in this run.
+    pub fn never_fired(&self) -> Vec<&'static str> {
+        self.counts.iter().filter(|(_, c)| **c == 0).map(|(n, _)| *n).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_start_at_zero_and_count() {
+        let mut c = Coverage::default();
+        assert_eq!(c.never_fired().len(), SOMETIMES.len());
+        c.hit("claim-retried");
+        c.hit("claim-retried");
+        c.hit("theft-attempted");
+        assert_eq!(c.count("claim-retried"), 2);
+        assert_eq!(c.count("theft-attempted"), 1);
+        assert!(!c.never_fired().contains(&"claim-retried"));
+        assert!(c.never_fired().contains(&"gossip-retry"));
+    }
+}

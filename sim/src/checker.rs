@@ -146,6 +146,8 @@ pub struct Checker {
     pool_skips: Vec<(String, Micros)>,
     /// Set by the runner: the liveness phase report.
     liveness: crate::report::LivenessPhase,
+    /// Leaves newly settled on a majority whose L1 backing is still to check (I-1 per event).
+    to_back: BTreeSet<LeafId>,
 }
 
 impl Checker {
@@ -182,6 +184,7 @@ impl Checker {
             task_period: Micros::from_secs(60),
             pool_skips: Vec::new(),
             liveness: crate::report::LivenessPhase::default(),
+            to_back: BTreeSet::new(),
         }
     }
 
@@ -293,6 +296,7 @@ impl Checker {
             found.extend(self.check_dbs(&dbs, &changed));
         }
         found.extend(self.audit_chain(engine.chain()));
+        found.extend(self.check_backing(engine.chain()));
         self.stamp(found, rec.index, rec.time)
     }
 
@@ -304,21 +308,22 @@ impl Checker {
         let mut found = self.check_dbs(&dbs, &[]);
         found.extend(self.end_findings(&dbs));
         let up: Vec<(OperatorId, &Db)> = dbs.iter().filter(|(o, _)| engine.is_up(NodeId::Operator(*o))).copied().collect();
-        let down: Vec<String> = dbs.iter().filter(|(o, _)| !engine.is_up(NodeId::Operator(*o))).map(|(o, _)| o.to_string()).collect();
+        let down: BTreeSet<OperatorId> = dbs.iter().filter(|(o, _)| !engine.is_up(NodeId::Operator(*o))).map(|(o, _)| *o).collect();
         let wallets = wallet_views(engine);
         found.extend(self.quiescence_findings(&up, &wallets, &down, engine.now()));
         self.stamp(found, now_index, engine.now())
     }
 
     /// The properties judged once the liveness phase is over, over plain data (for tests).
-    pub fn quiescence_findings(&mut self, up: &[(OperatorId, &Db)], wallets: &[WalletView<'_>], down: &[String], now: Micros) -> Vec<Finding> {
+    pub fn quiescence_findings(&mut self, up: &[(OperatorId, &Db)], wallets: &[WalletView<'_>], down: &BTreeSet<OperatorId>, now: Micros) -> Vec<Finding> {
         for inv in ["I-9", "I-10", "I-12", "L-2", "L-3", "L-4", "L-8"] {
             self.tick(inv);
         }
         let mut found = hygiene::check_exit_completeness(up, wallets);
         found.extend(hygiene::check_old_shares(up, self.threshold));
-        found.extend(hygiene::check_gossip_converged(up));
-        found.extend(liveness::check_healed(up, wallets, down));
+        found.extend(hygiene::check_gossip_converged(up, down));
+        let down_names: Vec<String> = down.iter().map(|o| o.to_string()).collect();
+        found.extend(liveness::check_healed(up, wallets, &down_names));
         found.extend(liveness::check_expired(up, now, self.task_period));
         found.extend(liveness::check_exits(wallets));
         found.extend(liveness::check_pool(&self.pool_skips));
@@ -414,6 +419,14 @@ impl Checker {
                 self.deposits.entry(*leaf).or_insert(*value_sats);
             }
             Observation::ExitConfirmed { wallet, leaf, value_sats } => {
+                self.tick("I-1");
+                if let Some((op, v)) = self.leaf_value.get(leaf).filter(|(_, v)| v != value_sats) {
+                    found.push(finding(
+                        "I-1",
+                        format!("exit {leaf}"),
+                        format!("{wallet} exited leaf {leaf} for {value_sats} sat but {op} holds it at {v} sat"),
+                    ));
+                }
                 if !self.exits.contains_key(leaf) {
                     self.coverage.hit("exit-confirmed");
                     self.latencies.finish(*wallet, LatencyOp::Exit, time, true);
@@ -526,6 +539,33 @@ impl Checker {
                 }
             }
         }
+    }
+
+    /// I-1 per event: a leaf that just became live on a majority is backed by a confirmed L1
+    /// deposit output of exactly its value (so Σ live leaves never exceeds Σ confirmed deposits
+    /// at any event, not only at the end).
+    fn check_backing(&mut self, chain: &Chain) -> Vec<Finding> {
+        let mut found = Vec::new();
+        for leaf in std::mem::take(&mut self.to_back) {
+            let Some((value, outpoint)) = self.settled.get(&leaf).copied() else { continue };
+            self.tick("I-1");
+            let problem = match chain.utxo(&outpoint) {
+                Some(u) if u.height.is_none() => Some("is only in the mempool".to_string()),
+                Some(u) if u.output.value.to_sat() != value => Some(format!("holds {} sat", u.output.value.to_sat())),
+                Some(_) => None,
+                // Already spent (an exit): it confirmed if its tx did.
+                None if chain.confirmation_height(&outpoint.txid).is_some() => None,
+                None => Some("does not exist on L1".to_string()),
+            };
+            if let Some(p) = problem {
+                found.push(finding(
+                    "I-1",
+                    format!("leaf {leaf} backing"),
+                    format!("leaf {leaf} ({value} sat) is live on a majority but its deposit {outpoint} {p}"),
+                ));
+            }
+        }
+        found
     }
 
     /// I-1 chain audit, only when a block changed the confirmed set (the sum walks every UTXO).
@@ -804,7 +844,9 @@ impl Checker {
             return None;
         }
         let (_, row) = rows.iter().find(|(_, r)| r.status != LeafStatus::Creating)?;
-        self.settled.insert(*leaf, (row.value_sats, row.deposit_outpoint));
+        if self.settled.insert(*leaf, (row.value_sats, row.deposit_outpoint)).is_none() {
+            self.to_back.insert(*leaf);
+        }
         let other = self
             .settled
             .iter()
@@ -1526,5 +1568,171 @@ mod tests {
         dbs[0].leaves.get_mut(&LEAF).unwrap().value_sats = 20_000;
         let found = run(&mut c, &dbs, &[0]);
         assert!(found.iter().any(|f| f.invariant == "I-1" && f.message.contains("20000")), "{found:?}");
+    }
+
+    // --- the full checker: each invariant fires on a violating state and stays quiet otherwise ---
+
+    fn views(dbs: &[Db]) -> Vec<(OperatorId, &Db)> {
+        dbs.iter().enumerate().map(|(i, d)| (OperatorId(i as u16), d)).collect()
+    }
+
+    #[test]
+    fn lock_without_transfer_is_i4_and_a_locked_transfer_is_quiet() {
+        let mut c = Checker::new(3, 2, None);
+        let mut dbs = tables();
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        with_transfer(&mut dbs[0], TransferStatus::SenderKeyTweakPending, 1900);
+        assert_eq!(run(&mut c, &dbs, &[0]), vec![], "locked by its in-flight transfer");
+        // Operator 1 locks the leaf for a transfer it has no row for.
+        dbs[1].leaves.get_mut(&LEAF).unwrap().status = LeafStatus::TransferLocked(TransferId([8; 16]));
+        let found = run(&mut c, &dbs, &[1]);
+        assert!(found.iter().any(|f| f.invariant == "I-4" && f.message.contains("operator:1")), "{found:?}");
+        // Operator 2 has the transfer in flight but left the leaf Available.
+        with_transfer(&mut dbs[2], TransferStatus::SenderKeyTweakPending, 1900);
+        dbs[2].leaves.get_mut(&LEAF).unwrap().status = LeafStatus::Available;
+        let found = run(&mut c, &dbs, &[2]);
+        assert!(found.iter().any(|f| f.invariant == "I-4" && f.message.contains("in flight")), "{found:?}");
+    }
+
+    #[test]
+    fn status_going_backwards_or_split_across_operators_is_i5() {
+        let mut c = Checker::new(3, 2, None);
+        let mut dbs = tables();
+        for (i, db) in dbs.iter_mut().enumerate() {
+            with_transfer(db, if i == 2 { TransferStatus::SenderKeyTweakPending } else { TransferStatus::SenderKeyTweaked }, 1900);
+        }
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        // Operator 0 goes back toward the sender.
+        dbs[0].transfers.get_mut(&T).unwrap().status = TransferStatus::SenderInitiatedCoordinator;
+        let found = run(&mut c, &dbs, &[0]);
+        assert!(found.iter().any(|f| f.invariant == "I-5" && f.message.contains("SenderKeyTweaked -> SenderInitiatedCoordinator")), "{found:?}");
+        // Operator 2 returns it while operator 1 already tweaked: legal locally, split across.
+        with_transfer(&mut dbs[2], TransferStatus::Returned, 1900);
+        let found = run(&mut c, &dbs, &[2]);
+        assert!(found.iter().any(|f| f.invariant == "I-5" && f.message.contains("RETURNED on operator:2")), "{found:?}");
+    }
+
+    #[test]
+    fn stale_epoch_at_quiescence_is_i10() {
+        let mut c = Checker::new(3, 2, None);
+        let mut dbs = tables();
+        let down = BTreeSet::new();
+        assert!(c.quiescence_findings(&views(&dbs), &[], &down, Micros::ZERO).iter().all(|f| f.invariant != "I-10"));
+        dbs[0].keyshares.get_mut(&KS).unwrap().epoch = 1;
+        dbs[1].keyshares.get_mut(&KS).unwrap().epoch = 1;
+        let found = c.quiescence_findings(&views(&dbs), &[], &down, Micros::ZERO);
+        let f = found.iter().find(|f| f.invariant == "I-10").expect("I-10");
+        assert!(f.message.contains("1 operator(s) still hold epoch 0 < 1") && f.message.contains("operator:2"), "{}", f.message);
+    }
+
+    #[test]
+    fn undelivered_gossip_is_i12_to_an_up_operator_and_l2_to_a_down_one() {
+        let mut c = Checker::new(3, 2, None);
+        let mut dbs = tables();
+        let body = reference_node::msg::GossipBody::CancelTransfer { transfer: T };
+        dbs[0].gossip_out.insert(4, reference_node::operator::store::GossipRow { body, participants: [OperatorId(1), OperatorId(2)].into(), receipts: [OperatorId(1)].into() });
+        let found = c.quiescence_findings(&views(&dbs), &[], &BTreeSet::new(), Micros::ZERO);
+        assert!(found.iter().any(|f| f.invariant == "I-12" && f.message.contains("operator:2")), "{found:?}");
+        let found = c.quiescence_findings(&views(&dbs), &[], &[OperatorId(2)].into(), Micros::ZERO);
+        assert!(found.iter().all(|f| f.invariant != "I-12"), "{found:?}");
+        assert!(found.iter().any(|f| f.invariant == "L-2" && f.message.contains("still down")), "{found:?}");
+        // Delivered everywhere but applied differently: a status divergence is I-12 too.
+        dbs[0].gossip_out.clear();
+        with_transfer(&mut dbs[0], TransferStatus::Completed, 1900);
+        with_transfer(&mut dbs[1], TransferStatus::Completed, 1900);
+        with_transfer(&mut dbs[2], TransferStatus::ReceiverKeyTweakApplied, 1900);
+        let found = c.quiescence_findings(&views(&dbs), &[], &BTreeSet::new(), Micros::ZERO);
+        assert!(found.iter().any(|f| f.invariant == "I-12" && f.message.contains("diverged")), "{found:?}");
+        assert!(found.iter().any(|f| f.invariant == "L-2" && f.message.contains("not terminal")), "{found:?}");
+        with_transfer(&mut dbs[2], TransferStatus::Completed, 1900);
+        let found = c.quiescence_findings(&views(&dbs), &[], &BTreeSet::new(), Micros::ZERO);
+        assert_eq!(found, vec![], "converged");
+    }
+
+    #[test]
+    fn expired_transfer_not_returned_is_l3() {
+        let mut c = Checker::new(3, 2, None).with_task_period(Micros::from_secs(60));
+        let mut dbs = tables();
+        with_transfer(&mut dbs[0], TransferStatus::SenderInitiatedCoordinator, 1900);
+        dbs[0].transfers.get_mut(&T).unwrap().expiry = Micros::from_secs(100);
+        let l3 = |c: &mut Checker, dbs: &[Db], now| c.quiescence_findings(&views(dbs), &[], &BTreeSet::new(), Micros::from_secs(now)).into_iter().filter(|f| f.invariant == "L-3").count();
+        assert_eq!(l3(&mut c, &dbs, 150), 0, "within one task period of the expiry");
+        assert_eq!(l3(&mut c, &dbs, 200), 1);
+        dbs[0].transfers.get_mut(&T).unwrap().status = TransferStatus::SenderKeyTweaked;
+        assert_eq!(l3(&mut c, &dbs, 200), 0, "no expiry applies after SENDER_KEY_TWEAKED");
+    }
+
+    #[test]
+    fn wallet_missing_its_leaf_is_i9() {
+        let mut c = Checker::new(3, 2, None);
+        let dbs = tables();
+        let empty = BTreeMap::new();
+        let owner = WalletView { id: reference_node::types::WalletId(1), identity: key(1).serialize(), leaves: &empty, pending_work: 0 };
+        let found = c.quiescence_findings(&views(&dbs), &[owner], &BTreeSet::new(), Micros::ZERO);
+        assert!(found.iter().any(|f| f.invariant == "I-9" && f.message.contains("does not hold it")), "{found:?}");
+        let stranger = WalletView { id: reference_node::types::WalletId(2), identity: key(2).serialize(), leaves: &empty, pending_work: 0 };
+        let found = c.quiescence_findings(&views(&dbs), &[stranger], &BTreeSet::new(), Micros::ZERO);
+        assert!(found.iter().all(|f| f.invariant != "I-9"), "{found:?}");
+    }
+
+    #[test]
+    fn key_spend_verification_needs_a_real_signature() {
+        use bitcoin::secp256k1::Keypair;
+        let secp = reference_node::crypto::secp();
+        let sk = reference_node::crypto::SecretKey::from_slice(&[7; 32]).unwrap();
+        let pk = sk.public_key(secp);
+        let prevout = TxOut { value: Amount::from_sat(10_000), script_pubkey: reference_node::tx::template::p2tr_script(&pk) };
+        let mut t = tx(outpoint(1), 2000, 10_000);
+        assert!(hygiene::verify_key_spend(&t, &prevout).unwrap_err().contains("unsigned"));
+        let sig = reference_node::tx::sighash::sign_single_key(&t, 0, std::slice::from_ref(&prevout), &Keypair::from_secret_key(secp, &sk), &[0; 32]).unwrap();
+        t.input[0].witness = reference_node::tx::sighash::key_spend_witness(&sig);
+        assert_eq!(hygiene::verify_key_spend(&t, &prevout), Ok(()));
+        t.output[0].value = Amount::from_sat(9_999);
+        assert!(hygiene::verify_key_spend(&t, &prevout).unwrap_err().contains("does not verify"));
+    }
+
+    #[test]
+    fn leaf_live_without_a_confirmed_deposit_is_i1_per_event() {
+        let mut chain = Chain::new();
+        let mut c = Checker::new(3, 2, None);
+        let dbs = tables();
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        let found = c.check_backing(&chain);
+        assert!(found.iter().any(|f| f.invariant == "I-1" && f.message.contains("does not exist on L1")), "{found:?}");
+        // Backed by a confirmed output of exactly its value: quiet.
+        let mut c = Checker::new(3, 2, None);
+        let mut dbs = tables();
+        let good = chain.fund(bitcoin::ScriptBuf::new(), Amount::from_sat(10_000));
+        let short = chain.fund(bitcoin::ScriptBuf::new(), Amount::from_sat(9_000));
+        for db in dbs.iter_mut() {
+            db.leaves.get_mut(&LEAF).unwrap().deposit_outpoint = good;
+        }
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        assert_eq!(c.check_backing(&chain), vec![]);
+        let mut c = Checker::new(3, 2, None);
+        for db in dbs.iter_mut() {
+            db.leaves.get_mut(&LEAF).unwrap().deposit_outpoint = short;
+        }
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        assert!(c.check_backing(&chain).iter().any(|f| f.message.contains("holds 9000 sat")));
+    }
+
+    #[test]
+    fn sometimes_and_latency_follow_observations() {
+        let mut c = Checker::new(3, 2, None);
+        let mut found = Vec::new();
+        let w = reference_node::types::WalletId(0);
+        c.observe(&Observation::Rejected { what: "wallet:0 claim 01020304".into(), reason: "timed out; will retry".into() }, Micros::from_secs(1), &mut found);
+        c.observe(&Observation::CommandSkipped { wallet: w, reason: "send: no available leaf with timelock left".into() }, Micros::from_secs(2), &mut found);
+        assert_eq!(c.coverage().count("claim-retried"), 1);
+        assert_eq!(c.coverage().count("command-skipped"), 1);
+        assert_eq!(c.coverage().count("gossip-retry"), 0);
+        c.latencies.start(w, LatencyOp::Exit, Micros::from_secs(10));
+        c.observe(&Observation::ExitConfirmed { wallet: w, leaf: LEAF, value_sats: 1 }, Micros::from_secs(70), &mut found);
+        assert_eq!(c.latencies.samples(LatencyOp::Exit), &[60.0]);
+        assert_eq!(found, vec![]);
+        let r = c.report();
+        assert_eq!(r.latency["exit"].samples, 1);
+        assert_eq!(r.sometimes["claim-retried"], 1);
     }
 }

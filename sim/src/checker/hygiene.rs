@@ -123,17 +123,29 @@ pub fn check_old_shares(dbs: &[(OperatorId, &Db)], threshold: u16) -> Vec<Findin
     found
 }
 
-/// I-12 at quiescence: no gossip row still undelivered, and every transfer has one status on
-/// all up operators that know it (delivered ≠ applied must not hide a divergence).
-pub fn check_gossip_converged(dbs: &[(OperatorId, &Db)]) -> Vec<Finding> {
+/// I-12 at quiescence: no gossip row still undelivered to an up operator, and every transfer has
+/// one status on all up operators that know it (delivered ≠ applied must not hide a
+/// divergence). Rows waiting only for operators that are still down are not I-12 (the fault never
+/// healed) but pending work: L-2. One finding per origin operator and kind.
+pub fn check_gossip_converged(dbs: &[(OperatorId, &Db)], down: &BTreeSet<OperatorId>) -> Vec<Finding> {
     let mut found = Vec::new();
     for (op, db) in dbs {
+        // (invariant) → (row count, first seq, the operators missing)
+        let mut stuck: BTreeMap<&'static str, (usize, u64, BTreeSet<OperatorId>)> = BTreeMap::new();
         for (seq, row) in &db.gossip_out {
-            let missing: Vec<String> = row.participants.difference(&row.receipts).map(|o| o.to_string()).collect();
+            let missing: BTreeSet<OperatorId> = row.participants.difference(&row.receipts).copied().collect();
+            let inv = if missing.iter().all(|m| down.contains(m)) { "L-2" } else { "I-12" };
+            let e = stuck.entry(inv).or_insert((0, *seq, BTreeSet::new()));
+            e.0 += 1;
+            e.2.extend(missing);
+        }
+        for (inv, (rows, first, missing)) in stuck {
+            let who: Vec<String> = missing.iter().map(|o| o.to_string()).collect();
+            let why = if inv == "L-2" { " (all of them still down)" } else { "" };
             found.push(finding(
-                "I-12",
-                format!("gossip {op}/{seq}"),
-                format!("{op} gossip #{seq} {} never delivered to {} at quiescence", row.body.kind(), missing.join(", ")),
+                inv,
+                format!("gossip {op}"),
+                format!("{op} has {rows} gossip row(s) (first #{first}) never delivered to {}{why} at the end of the liveness phase", who.join(", ")),
             ));
         }
     }

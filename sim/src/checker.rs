@@ -872,15 +872,19 @@ pub fn wallet_views(engine: &Engine<Actor, Chain>) -> Vec<WalletView<'_>> {
         .collect()
 }
 
-/// True when every pending operation is terminal (the liveness phase may end early).
+/// True when every pending operation is terminal (the liveness phase may end early). Runs after
+/// every event of the liveness phase, so it reads no key material (a wallet's identity costs an
+/// EC multiplication).
 pub fn is_quiet(engine: &Engine<Actor, Chain>) -> bool {
-    let dbs: Vec<(OperatorId, &Db)> = engine
-        .nodes()
-        .filter_map(|(_, a)| a.as_operator())
-        .filter(|o| engine.is_up(NodeId::Operator(o.id())))
-        .map(|o| (o.id(), o.db()))
-        .collect();
-    liveness::is_quiet(&dbs, &wallet_views(engine))
+    let wallets_idle = engine.nodes().filter_map(|(_, a)| a.as_wallet()).all(|w| {
+        w.pending_work() == 0 && !w.leaves().values().any(|l| matches!(l.state, reference_node::wallet::LeafState::Exiting(_)))
+    });
+    wallets_idle
+        && engine
+            .nodes()
+            .filter_map(|(_, a)| a.as_operator())
+            .filter(|o| engine.is_up(NodeId::Operator(o.id())))
+            .all(|o| liveness::operator_quiet(o.db()))
 }
 
 /// Strictly more than half of all `n` operators.

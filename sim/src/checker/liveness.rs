@@ -11,13 +11,15 @@ use std::collections::BTreeMap;
 /// True when nothing is left to do: every transfer terminal on every up operator, no pending
 /// send unfinished, no gossip undelivered, every wallet idle and no exit in progress.
 pub fn is_quiet(dbs: &[(OperatorId, &Db)], wallets: &[WalletView<'_>]) -> bool {
-    let ops_quiet = dbs.iter().all(|(_, db)| {
-        db.transfers.values().all(|t| t.status.is_terminal())
-            && db.pending_sends.values().all(|p| p.status == PendingSendStatus::Finished)
-            && db.gossip_out.is_empty()
-    });
-    ops_quiet
+    dbs.iter().all(|(_, db)| operator_quiet(db))
         && wallets.iter().all(|w| w.pending_work == 0 && !w.leaves.values().any(|l| matches!(l.state, LeafState::Exiting(_))))
+}
+
+/// One operator has nothing left to finish.
+pub fn operator_quiet(db: &Db) -> bool {
+    db.gossip_out.is_empty()
+        && db.transfers.values().all(|t| t.status.is_terminal())
+        && db.pending_sends.values().all(|p| p.status == PendingSendStatus::Finished)
 }
 
 /// L-2: after healing, every transfer is COMPLETED or RETURNED with one status on every up

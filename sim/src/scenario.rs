@@ -1948,4 +1948,36 @@ settle_s = 600.0
             let _ = Scenario::parse("fuzz.toml", &lines.join("\n"));
         }
     }
+
+    // --- checker keys ---
+
+    #[test]
+    fn per_operation_budgets_liveness_and_budget_expectations_parse() {
+        let text = format!("{HEAD}[budgets]\ntransfer_p99_s = 10.0\nclaim_p99_s = 2.5\nexit_max_s = 1e6\nliveness_s = 1200\n[expect]\noutcome = \"violation\"\ninvariant = \"budget:claim.p99\"\n");
+        let s = Scenario::parse("scenarios/x.toml", &text).expect("parses");
+        assert_eq!(s.budgets.transfer_p99, Some(Micros::from_secs(10)));
+        assert_eq!(s.budgets.op(LatencyOp::Claim, Stat::P99), Some(Micros(2_500_000)));
+        assert_eq!(s.budgets.op(LatencyOp::Exit, Stat::Max), Some(Micros::from_secs(1_000_000)));
+        assert_eq!(s.budgets.op(LatencyOp::Deposit, Stat::P50), None);
+        assert_eq!(s.budgets.liveness, Some(Micros::from_secs(1200)));
+        assert_eq!(s.expect, Expectation::Violation(Invariant::OpBudget(LatencyOp::Claim, Stat::P99)));
+        for name in ["I-4", "I-5", "I-8", "I-9", "I-10", "I-12", "I-14", "L-2", "L-3", "L-4", "L-8", "budget:deposit.max"] {
+            let text = format!("{HEAD}[expect]\noutcome = \"violation\"\ninvariant = \"{name}\"\n");
+            let s = Scenario::parse("scenarios/x.toml", &text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(matches!(s.expect, Expectation::Violation(i) if i.as_str() == name));
+        }
+    }
+
+    #[test]
+    fn bad_checker_keys_are_located() {
+        assert_error(&format!("{HEAD}[budgets]\nsend_p50_s = 0\n"), 4, 14, "budgets.send_p50_s", "a duration > 0");
+        assert_error(&format!("{HEAD}[budgets]\nliveness_s = -1.0\n"), 4, 14, "budgets.liveness_s", "a duration > 0");
+        assert_error(
+            &format!("{HEAD}[expect]\noutcome = \"violation\"\ninvariant = \"budget:claim.p95\"\n"),
+            5,
+            13,
+            "expect.invariant",
+            "budget:claim.p99",
+        );
+    }
 }

@@ -23,7 +23,7 @@ use reference_node::crypto::vss::lagrange_at_zero;
 use reference_node::crypto::PublicKey;
 use reference_node::msg::{NodeSet, RefundSet};
 use reference_node::observe::Observation;
-use reference_node::operator::store::{Db, LeafRow, LeafStatus, TransferRow, TransferStatus};
+use reference_node::operator::store::{Db, KeyshareRow, LeafRow, LeafStatus, TransferRow, TransferStatus};
 use reference_node::tx::template::maybe_apply_fee;
 use reference_node::tx::timelock::{blocks, TIME_LOCK_INTERVAL};
 use reference_node::types::{KeyshareId, LeafId, Micros, OperatorId, TransferId};
@@ -148,6 +148,9 @@ pub struct Checker {
     liveness: crate::report::LivenessPhase,
     /// Leaves newly settled on a majority whose L1 backing is still to check (I-1 per event).
     to_back: BTreeSet<LeafId>,
+    /// Keyshare rows per operator when last looked at (new DKG output → I-3 on it).
+    keyshares_seen: BTreeMap<OperatorId, usize>,
+    keyshares_checked: BTreeSet<(OperatorId, KeyshareId)>,
 }
 
 impl Checker {
@@ -185,6 +188,8 @@ impl Checker {
             pool_skips: Vec::new(),
             liveness: crate::report::LivenessPhase::default(),
             to_back: BTreeSet::new(),
+            keyshares_seen: BTreeMap::new(),
+            keyshares_checked: BTreeSet::new(),
         }
     }
 
@@ -402,13 +407,11 @@ impl Checker {
                 }
                 self.claimed_at.entry(*transfer).or_insert(time);
             }
-            Observation::TransferReturned { transfer, sender } => {
+            Observation::TransferReturned { transfer, .. } => {
+                // Not the end of the send command: the wallet retries it (a new transfer) or
+                // gives up with CommandSkipped, which ends its latency measurement.
                 if self.returned.insert(*transfer) {
                     self.coverage.hit("transfer-returned");
-                    // A send that failed after its acknowledgement was already matched.
-                    if !self.sent_at.contains_key(transfer) {
-                        self.latencies.finish(*sender, LatencyOp::Send, time, false);
-                    }
                 }
             }
             Observation::DepositConfirmed { wallet, leaf, value_sats } => {
@@ -606,6 +609,7 @@ impl Checker {
                 leaves.insert(leaf);
                 moved = true;
             }
+            found.extend(self.check_new_keyshares(*op, db));
             // Every transfer status change moves the fingerprint of a leaf it touches.
             if moved {
                 found.extend(self.check_lifecycle(*op, db, dbs));
@@ -721,8 +725,16 @@ impl Checker {
         if let Some(m) = check_leaf_key(&row.owner_signing_key, &ks.share.public_key, &row.verifying_key) {
             found.push(finding("I-3", format!("leaf {leaf} Y {op}"), format!("leaf {leaf} on {op}: {m}")));
         }
+        found.extend(self.check_keyshare(op, row.keyshare, ks, &format!(" (leaf {leaf})")));
+        found
+    }
+
+    /// I-3 on one operator's keyshare row (cached by digest), and agreement of its public parts
+    /// with the other operators at the same epoch.
+    fn check_keyshare(&mut self, op: OperatorId, id: KeyshareId, ks: &KeyshareRow, context: &str) -> Vec<Finding> {
+        let mut found = Vec::new();
         let digest = digest_of(&ks.share);
-        let key = (op, row.keyshare, ks.epoch);
+        let key = (op, id, ks.epoch);
         let cached = self.key_cache.get(&key).filter(|(d, _)| *d == digest).map(|(_, r)| r.clone());
         let result = match cached {
             Some(r) => r,
@@ -736,19 +748,34 @@ impl Checker {
         if let Some(m) = result {
             found.push(finding(
                 "I-3",
-                format!("keyshare {} epoch {} {op}", row.keyshare, ks.epoch),
-                format!("keyshare {} (leaf {leaf}) epoch {} on {op}: {m}", row.keyshare, ks.epoch),
+                format!("keyshare {id} epoch {} {op}", ks.epoch),
+                format!("keyshare {id}{context} epoch {} on {op}: {m}", ks.epoch),
             ));
         }
         let public = (ks.share.public_key.serialize(), digest_of(&ks.share.public_shares));
-        let views = self.key_public.entry((row.keyshare, ks.epoch)).or_default();
+        let views = self.key_public.entry((id, ks.epoch)).or_default();
         views.insert(op, public);
         if let Some(m) = check_public_agreement(views) {
             found.push(finding(
                 "I-3",
-                format!("keyshare {} epoch {} agreement", row.keyshare, ks.epoch),
-                format!("keyshare {} (leaf {leaf}) epoch {}: {m}", row.keyshare, ks.epoch),
+                format!("keyshare {id} epoch {} agreement", ks.epoch),
+                format!("keyshare {id}{context} epoch {}: {m}", ks.epoch),
             ));
+        }
+        found
+    }
+
+    /// I-3 on keyshares a DKG just produced (before any leaf uses them): each new (operator,
+    /// keyshare) is checked once; later changes come with a leaf and are checked there.
+    fn check_new_keyshares(&mut self, op: OperatorId, db: &Db) -> Vec<Finding> {
+        if self.keyshares_seen.get(&op) == Some(&db.keyshares.len()) {
+            return Vec::new();
+        }
+        self.keyshares_seen.insert(op, db.keyshares.len());
+        let fresh: Vec<KeyshareId> = db.keyshares.keys().filter(|id| self.keyshares_checked.insert((op, **id))).copied().collect();
+        let mut found = Vec::new();
+        for id in fresh {
+            found.extend(self.check_keyshare(op, id, &db.keyshares[&id], " (fresh from DKG)"));
         }
         found
     }
@@ -1738,5 +1765,25 @@ mod tests {
         let r = c.report();
         assert_eq!(r.latency["exit"].samples, 1);
         assert_eq!(r.sometimes["claim-retried"], 1);
+    }
+
+    #[test]
+    fn keyshare_fresh_from_dkg_is_checked_before_any_leaf_uses_it() {
+        let mut c = Checker::new(3, 2, None);
+        let mut dbs = tables();
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        let fresh = KeyshareId([9; 16]);
+        for (i, share) in dealt(3, 2).into_iter().enumerate() {
+            dbs[i].keyshares.insert(fresh, KeyshareRow { status: KeyshareStatus::Available, share, coordinator: OperatorId(0), epoch: 0 });
+        }
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![], "a consistent DKG output");
+        let other = KeyshareId([10; 16]);
+        let mut bad = dealt(3, 2);
+        bad[1].public_shares.insert(OperatorId(0), key(77));
+        for (i, share) in bad.into_iter().enumerate() {
+            dbs[i].keyshares.insert(other, KeyshareRow { status: KeyshareStatus::Available, share, coordinator: OperatorId(0), epoch: 0 });
+        }
+        let found = run(&mut c, &dbs, &[0, 1, 2]);
+        assert!(found.iter().any(|f| f.invariant == "I-3" && f.message.contains("fresh from DKG") && f.message.contains("operator:1")), "{found:?}");
     }
 }

@@ -151,6 +151,8 @@ pub struct Checker {
     /// Keyshare rows per operator when last looked at (new DKG output → I-3 on it).
     keyshares_seen: BTreeMap<OperatorId, usize>,
     keyshares_checked: BTreeSet<(OperatorId, KeyshareId)>,
+    /// (origin, gossip seq) → the last reason a receiver refused to apply it (I-12 evidence).
+    gossip_refusals: BTreeMap<(OperatorId, u64), String>,
 }
 
 impl Checker {
@@ -190,6 +192,7 @@ impl Checker {
             to_back: BTreeSet::new(),
             keyshares_seen: BTreeMap::new(),
             keyshares_checked: BTreeSet::new(),
+            gossip_refusals: BTreeMap::new(),
         }
     }
 
@@ -326,7 +329,7 @@ impl Checker {
         }
         let mut found = hygiene::check_exit_completeness(up, wallets);
         found.extend(hygiene::check_old_shares(up, self.threshold));
-        found.extend(hygiene::check_gossip_converged(up, down));
+        found.extend(hygiene::check_gossip_converged(up, down, &self.gossip_refusals));
         let down_names: Vec<String> = down.iter().map(|o| o.to_string()).collect();
         found.extend(liveness::check_healed(up, wallets, &down_names));
         found.extend(liveness::check_expired(up, now, self.task_period));
@@ -507,6 +510,14 @@ impl Checker {
     /// the sometimes-properties tied to crashes, restarts and gossip retries.
     fn on_event(&mut self, rec: &StepRecord, dbs: &[(OperatorId, &Db)]) {
         let d = rec.description.as_str();
+        if let Some(NodeId::Operator(origin)) = rec.node {
+            for obs in &rec.observations {
+                // The origin reports "<receiver> could not apply gossip <seq>" with the reason.
+                let Observation::Rejected { what, reason } = obs else { continue };
+                let Some(seq) = what.split(" could not apply gossip ").nth(1).and_then(|s| s.parse::<u64>().ok()) else { continue };
+                self.gossip_refusals.insert((origin, seq), format!("{}: {reason}", what.split(' ').next().unwrap_or("?")));
+            }
+        }
         if d.starts_with("command ") && !d.contains("(dropped") {
             if let Some(NodeId::Wallet(w)) = rec.node {
                 let op = if d.contains(" Deposit") {

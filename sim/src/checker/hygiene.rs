@@ -127,25 +127,31 @@ pub fn check_old_shares(dbs: &[(OperatorId, &Db)], threshold: u16) -> Vec<Findin
 /// one status on all up operators that know it (delivered ≠ applied must not hide a
 /// divergence). Rows waiting only for operators that are still down are not I-12 (the fault never
 /// healed) but pending work: L-2. One finding per origin operator and kind.
-pub fn check_gossip_converged(dbs: &[(OperatorId, &Db)], down: &BTreeSet<OperatorId>) -> Vec<Finding> {
+///
+/// `refusals` holds the last reason a receiver gave for not applying a row, by (origin, seq).
+pub fn check_gossip_converged(dbs: &[(OperatorId, &Db)], down: &BTreeSet<OperatorId>, refusals: &BTreeMap<(OperatorId, u64), String>) -> Vec<Finding> {
     let mut found = Vec::new();
     for (op, db) in dbs {
-        // (invariant) → (row count, first seq, the operators missing)
-        let mut stuck: BTreeMap<&'static str, (usize, u64, BTreeSet<OperatorId>)> = BTreeMap::new();
+        // (invariant) → (row count, first seq and kind, the operators missing)
+        let mut stuck: BTreeMap<&'static str, (usize, u64, &'static str, BTreeSet<OperatorId>)> = BTreeMap::new();
         for (seq, row) in &db.gossip_out {
             let missing: BTreeSet<OperatorId> = row.participants.difference(&row.receipts).copied().collect();
             let inv = if missing.iter().all(|m| down.contains(m)) { "L-2" } else { "I-12" };
-            let e = stuck.entry(inv).or_insert((0, *seq, BTreeSet::new()));
+            let e = stuck.entry(inv).or_insert((0, *seq, row.body.kind(), BTreeSet::new()));
             e.0 += 1;
-            e.2.extend(missing);
+            e.3.extend(missing);
         }
-        for (inv, (rows, first, missing)) in stuck {
+        for (inv, (rows, first, kind, missing)) in stuck {
             let who: Vec<String> = missing.iter().map(|o| o.to_string()).collect();
-            let why = if inv == "L-2" { " (all of them still down)" } else { "" };
+            let why = if inv == "L-2" { " (all of them still down)".to_string() } else { String::new() };
+            let refusal = refusals.get(&(*op, first)).map(|r| format!("; last refusal: {r}")).unwrap_or_default();
             found.push(finding(
                 inv,
                 format!("gossip {op}"),
-                format!("{op} has {rows} gossip row(s) (first #{first}) never delivered to {}{why} at the end of the liveness phase", who.join(", ")),
+                format!(
+                    "{op} has {rows} gossip row(s) never delivered to {}{why} at the end of the liveness phase (first #{first} {kind}{refusal})",
+                    who.join(", ")
+                ),
             ));
         }
     }

@@ -358,3 +358,15 @@ fn operator_down_forever_is_reported_by_the_liveness_phase() {
     assert_eq!(live["quiet"], false);
     assert!(live["end_s"].as_f64().unwrap() >= live["deadline_s"].as_f64().unwrap(), "{live:#}");
 }
+
+#[test]
+fn stuck_rollback_gossip_is_caught_as_i12() {
+    let (exit, report) = run_json("regressions/stuck-rollback-gossip.toml", 2, &temp_dir("i12"));
+    let v = report["violations"].as_array().expect("violations");
+    assert!(
+        v.iter().any(|v| v["invariant"] == "I-12" && v["message"].as_str().unwrap_or("").contains("SettleReceiverRollback")),
+        "{report:#}"
+    );
+    assert_eq!(report["matched_expectation"], true);
+    assert_eq!(exit, 0);
+}

@@ -96,6 +96,8 @@ pub struct InvariantRow {
     /// "I-1" … "I-14", "L-1" … "L-8".
     pub id: String,
     pub name: String,
+    /// "always" (a safety invariant, I-*) or "eventually" (a liveness property, L-*).
+    pub kind: String,
     /// "checked" (after every event), "at-quiescence" (end of the liveness phase) or
     /// "not-applicable-yet" (the flows it needs are not implemented).
     pub status: String,

@@ -52,9 +52,32 @@ impl Coverage {
     }
 }
 
+/// Across a campaign: the sometimes-properties that never fired in any of `runs` (each run's
+/// `checker.sometimes` map). A campaign fails on any of them, so a fault mix that never reaches
+/// the interesting states cannot pass silently.
+pub fn never_fired_across<'a>(runs: impl IntoIterator<Item = &'a BTreeMap<String, u64>>) -> Vec<String> {
+    let mut total: BTreeMap<String, u64> = SOMETIMES.iter().map(|(n, _)| (n.to_string(), 0)).collect();
+    for run in runs {
+        for (name, count) in run {
+            *total.entry(name.clone()).or_insert(0) += count;
+        }
+    }
+    total.into_iter().filter(|(_, c)| *c == 0).map(|(n, _)| n).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn campaign_fails_what_no_seed_reached() {
+        let a: BTreeMap<String, u64> = [("claim-retried".to_string(), 1)].into();
+        let b: BTreeMap<String, u64> = [("gossip-retry".to_string(), 2), ("claim-retried".to_string(), 0)].into();
+        let never = never_fired_across([&a, &b]);
+        assert!(!never.contains(&"claim-retried".to_string()) && !never.contains(&"gossip-retry".to_string()));
+        assert!(never.contains(&"crash-during-two-phase-settle".to_string()));
+        assert_eq!(never.len(), SOMETIMES.len() - 2);
+    }
 
     #[test]
     fn registered_start_at_zero_and_count() {

@@ -47,6 +47,7 @@ pub fn rows(counts: &BTreeMap<&'static str, u64>, fired: &BTreeMap<String, u64>)
         .map(|(id, name, when, note)| InvariantRow {
             id: id.to_string(),
             name: name.to_string(),
+            kind: if id.starts_with('L') { "eventually" } else { "always" }.to_string(),
             status: match when {
                 When::Always => "checked",
                 When::AtQuiescence => "at-quiescence",

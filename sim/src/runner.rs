@@ -204,6 +204,9 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
             break;
         }
     }
+    if !panicked {
+        quiet = checker::is_quiet(&engine);
+    }
     checker.set_liveness(LivenessPhase { start_s: horizon.as_secs_f64(), deadline_s: deadline.as_secs_f64(), end_s: engine.now().as_secs_f64(), quiet });
     if !panicked {
         violations.extend(checker.at_end(&engine, last_index));
@@ -275,6 +278,15 @@ mod tests {
         engine.add_node(NodeId::Operator(OperatorId(0)), Panicky);
         let outcome = step_or_finding(&mut engine);
         assert_eq!(outcome.err().as_deref(), Some("deliberate bug in a node"));
+    }
+
+    #[test]
+    fn liveness_deadline_is_the_budget_after_the_horizon_capped_by_max_sim_time() {
+        let parse = |extra: &str| Scenario::parse("t.toml", &format!("name = \"t\"\ndescription = \"d\"\n{extra}")).expect("parses");
+        let h = Micros::from_secs(1000);
+        assert_eq!(liveness_deadline(&parse(""), h), Micros::from_secs(2_000_000), "no budget: max_sim_time");
+        assert_eq!(liveness_deadline(&parse("[budgets]\nliveness_s = 300\n"), h), Micros::from_secs(1300));
+        assert_eq!(liveness_deadline(&parse("[budgets]\nliveness_s = 300\n[run]\nmax_sim_time_s = 1100\n"), h), Micros::from_secs(1100));
     }
 
     #[test]

@@ -467,8 +467,12 @@ impl Checker {
                 if what.contains(" claim ") && reason.contains("retry") {
                     self.coverage.hit("claim-retried");
                 }
-                if what.contains("DKG") || reason.contains("abort") {
+                // SigningError::InvalidShare names its culprits (FROST identifiable abort).
+                if reason.contains("invalid signature share from") {
                     self.coverage.hit("identifiable-abort");
+                }
+                if what.contains("DKG") {
+                    self.coverage.hit("dkg-round-abandoned");
                 }
             }
         }
@@ -1796,5 +1800,15 @@ mod tests {
         }
         let found = run(&mut c, &dbs, &[0, 1, 2]);
         assert!(found.iter().any(|f| f.invariant == "I-3" && f.message.contains("fresh from DKG") && f.message.contains("operator:1")), "{found:?}");
+    }
+
+    #[test]
+    fn identifiable_abort_needs_named_culprits() {
+        let mut c = Checker::new(3, 2, None);
+        let mut found = Vec::new();
+        c.observe(&Observation::Rejected { what: "operator:0 session".into(), reason: "timed out".into() }, Micros::ZERO, &mut found);
+        assert_eq!(c.coverage().count("identifiable-abort"), 0);
+        c.observe(&Observation::Rejected { what: "operator:0 send".into(), reason: "invalid signature share from [Operator(OperatorId(2))]".into() }, Micros::ZERO, &mut found);
+        assert_eq!(c.coverage().count("identifiable-abort"), 1);
     }
 }

@@ -16,7 +16,8 @@ pub const SOMETIMES: &[(&str, &str)] = &[
     ("crash-during-send", "an operator crashed while a transfer was before SENDER_KEY_TWEAKED somewhere"),
     ("crash-during-two-phase-settle", "an operator crashed while a receiver settle was between phase 1 and phase 2"),
     ("restart-with-transfer-in-flight", "an operator restarted while a transfer was not terminal somewhere"),
-    ("identifiable-abort", "a DKG or signing round was abandoned with a named culprit or reason"),
+    ("identifiable-abort", "a signing round aborted naming the culprits of invalid signature shares"),
+    ("dkg-round-abandoned", "a DKG round was rejected or abandoned by an operator"),
     ("exit-confirmed", "a unilateral exit confirmed its refund on L1"),
     ("command-skipped", "a workload command could not be carried out"),
 ];

@@ -343,6 +343,8 @@ fn liveness_phase_ends_quiet_once_a_partition_heals() {
     assert!(row("I-5")["checks"].as_u64().unwrap() > 0);
     assert_eq!(row("L-6")["status"], "not-applicable-yet");
     assert!(c["sometimes"]["transfer-returned"].as_u64().is_some(), "registered sometimes-properties are listed");
+    assert_eq!(c["sometimes"]["deposit-confirmed"], report["deposits_confirmed"]);
+    assert_eq!(c["latency"]["claim"]["samples"], report["transfers_claimed"]);
     assert!(c["latency"]["claim"]["histogram"].as_array().is_some_and(|h| !h.is_empty()));
 }
 

@@ -327,3 +327,48 @@ fn demo_summarises_and_writes_a_replayable_report() {
     let replay = sparksim(&["replay", report.to_str().expect("utf-8")]);
     assert_eq!(code(&replay), 0, "{}{}", stdout(&replay), stderr(&replay));
 }
+
+// --- checker: the liveness phase and the checker's report section ---------------------------
+
+#[test]
+fn liveness_phase_ends_quiet_once_a_partition_heals() {
+    let report = assert_passes("partition-coordinator.toml", 1);
+    let c = &report["checker"];
+    assert_eq!(c["liveness"]["quiet"], true, "{c:#}");
+    let (end, deadline) = (c["liveness"]["end_s"].as_f64().unwrap(), c["liveness"]["deadline_s"].as_f64().unwrap());
+    assert!(end < deadline, "ended at quiescence ({end}), before the deadline ({deadline})");
+    let rows = c["invariants"].as_array().expect("invariant table");
+    assert_eq!(rows.len(), 22, "I-1..I-14 and L-1..L-8");
+    let row = |id: &str| rows.iter().find(|r| r["id"] == id).unwrap_or_else(|| panic!("{id} in the table"));
+    assert!(row("I-5")["checks"].as_u64().unwrap() > 0);
+    assert_eq!(row("L-6")["status"], "not-applicable-yet");
+    assert!(c["sometimes"]["transfer-returned"].as_u64().is_some(), "registered sometimes-properties are listed");
+    assert_eq!(c["sometimes"]["deposit-confirmed"], report["deposits_confirmed"]);
+    assert_eq!(c["latency"]["claim"]["samples"], report["transfers_claimed"]);
+    assert!(c["latency"]["claim"]["histogram"].as_array().is_some_and(|h| !h.is_empty()));
+}
+
+#[test]
+fn operator_down_forever_is_reported_by_the_liveness_phase() {
+    let (exit, report) = run_json("liveness-operator-down.toml", 1, &temp_dir("live"));
+    let found = invariants(&report);
+    assert!(found.iter().all(|i| i.starts_with("L-")), "safety holds: {found:?}");
+    assert!(found.iter().any(|i| i == "L-2"), "{report:#}");
+    assert_eq!(report["matched_expectation"], true);
+    assert_eq!(exit, 0);
+    let live = &report["checker"]["liveness"];
+    assert_eq!(live["quiet"], false);
+    assert!(live["end_s"].as_f64().unwrap() >= live["deadline_s"].as_f64().unwrap(), "{live:#}");
+}
+
+#[test]
+fn stuck_rollback_gossip_is_caught_as_i12() {
+    let (exit, report) = run_json("regressions/stuck-rollback-gossip.toml", 2, &temp_dir("i12"));
+    let v = report["violations"].as_array().expect("violations");
+    assert!(
+        v.iter().any(|v| v["invariant"] == "I-12" && v["message"].as_str().unwrap_or("").contains("SettleReceiverRollback")),
+        "{report:#}"
+    );
+    assert_eq!(report["matched_expectation"], true);
+    assert_eq!(exit, 0);
+}

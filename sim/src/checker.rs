@@ -1,5 +1,7 @@
-//! The invariant checker (spark-protocol §6): I-1, I-2, I-3, I-6, I-11 after every event, L-1 and
-//! the latency budget at the end of a run.
+//! The invariant checker (spark-protocol §6): the safety invariants that apply to the flows
+//! implemented after every event (I-1 … I-14, see [`table`]), the liveness properties (L-*) at the
+//! end of the liveness phase, sometimes-properties ([`properties`]) and per-operation latency
+//! budgets ([`latency`]).
 //!
 //! Cost model: the engine calls [`Checker::after_event`] after every event, so the checker only
 //! looks again at what changed. An operator's tables are re-read only when its `store_commits()`
@@ -21,11 +23,24 @@ use reference_node::crypto::vss::lagrange_at_zero;
 use reference_node::crypto::PublicKey;
 use reference_node::msg::{NodeSet, RefundSet};
 use reference_node::observe::Observation;
-use reference_node::operator::store::{Db, LeafRow, LeafStatus, TransferRow, TransferStatus};
+use reference_node::operator::store::{Db, KeyshareRow, LeafRow, LeafStatus, TransferRow, TransferStatus};
 use reference_node::tx::template::maybe_apply_fee;
 use reference_node::tx::timelock::{blocks, TIME_LOCK_INTERVAL};
 use reference_node::types::{KeyshareId, LeafId, Micros, OperatorId, TransferId};
 use std::collections::{BTreeMap, BTreeSet};
+
+// --- checker families (one file each) ---
+pub mod hygiene;
+pub mod latency;
+pub mod lifecycle;
+pub mod liveness;
+pub mod properties;
+pub mod table;
+pub mod timelocks;
+use crate::report::CheckerReport;
+use crate::scenario::{Budgets, LatencyOp};
+use hygiene::WalletView;
+use reference_node::types::NodeId;
 
 /// A broken invariant before it is stamped with the event: (invariant, dedupe subject, message).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +129,30 @@ pub struct Checker {
     /// Leaves whose deposit is confirmed on a majority: value and deposit outpoint.
     settled: BTreeMap<LeafId, (u64, OutPoint)>,
     last_height: Option<u32>,
+    // --- the full checker ---
+    /// Evaluations per invariant (the report's table).
+    counts: BTreeMap<&'static str, u64>,
+    /// Distinct violations per invariant.
+    fired: BTreeMap<String, u64>,
+    statuses: lifecycle::StatusLog,
+    coverage: properties::Coverage,
+    latencies: latency::Latencies,
+    budgets: Budgets,
+    /// Simulated time of the event being checked.
+    now: Micros,
+    /// The operators' transfer task period (L-3 grace after an expiry).
+    task_period: Micros,
+    /// Deposits given up because the keyshare pool was empty: (wallet, when) (L-8).
+    pool_skips: Vec<(String, Micros)>,
+    /// Set by the runner: the liveness phase report.
+    liveness: crate::report::LivenessPhase,
+    /// Leaves newly settled on a majority whose L1 backing is still to check (I-1 per event).
+    to_back: BTreeSet<LeafId>,
+    /// Keyshare rows per operator when last looked at (new DKG output → I-3 on it).
+    keyshares_seen: BTreeMap<OperatorId, usize>,
+    keyshares_checked: BTreeSet<(OperatorId, KeyshareId)>,
+    /// (origin, gossip seq) → the last reason a receiver refused to apply it (I-12 evidence).
+    gossip_refusals: BTreeMap<(OperatorId, u64), String>,
 }
 
 impl Checker {
@@ -140,6 +179,71 @@ impl Checker {
             leaf_value: BTreeMap::new(),
             settled: BTreeMap::new(),
             last_height: None,
+            counts: BTreeMap::new(),
+            fired: BTreeMap::new(),
+            statuses: lifecycle::StatusLog::default(),
+            coverage: properties::Coverage::default(),
+            latencies: latency::Latencies::default(),
+            budgets: Budgets::default(),
+            now: Micros::ZERO,
+            task_period: Micros::from_secs(60),
+            pool_skips: Vec::new(),
+            liveness: crate::report::LivenessPhase::default(),
+            to_back: BTreeSet::new(),
+            keyshares_seen: BTreeMap::new(),
+            keyshares_checked: BTreeSet::new(),
+            gossip_refusals: BTreeMap::new(),
+        }
+    }
+
+    /// The scenario's `[budgets]` (per-operation budgets; `transfer_p99` stays with `new`).
+    pub fn with_budgets(mut self, budgets: Budgets) -> Checker {
+        self.budgets = budgets;
+        self
+    }
+
+    /// The operators' transfer task period (L-3 allows one after an expiry).
+    pub fn with_task_period(mut self, period: Micros) -> Checker {
+        self.task_period = period;
+        self
+    }
+
+    /// Counts one evaluation of `inv`.
+    fn tick(&mut self, inv: &'static str) {
+        self.checks += 1;
+        *self.counts.entry(inv).or_insert(0) += 1;
+    }
+
+    /// Sometimes-property counts of this run.
+    pub fn coverage(&self) -> &properties::Coverage {
+        &self.coverage
+    }
+
+    /// Counts a sometimes-property (for checkers in other files).
+    pub fn sometimes(&mut self, name: &'static str) {
+        self.coverage.hit(name);
+    }
+
+    /// The runner records the liveness phase here for the report.
+    pub fn set_liveness(&mut self, phase: crate::report::LivenessPhase) {
+        self.liveness = phase;
+    }
+
+    /// The checker's section of the report.
+    pub fn report(&self) -> CheckerReport {
+        let mut latency = BTreeMap::new();
+        for op in LatencyOp::ALL {
+            let mut s = self.latencies.summary(op, &self.budgets);
+            if op == LatencyOp::Claim && s.budget_p99_s.is_none() {
+                s.budget_p99_s = self.budget_p99_s;
+            }
+            latency.insert(op.as_str().to_string(), s);
+        }
+        CheckerReport {
+            invariants: table::rows(&self.counts, &self.fired),
+            sometimes: self.coverage.counts().iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            latency,
+            liveness: self.liveness.clone(),
         }
     }
 
@@ -168,12 +272,7 @@ impl Checker {
 
     /// Claim time − send time of every transfer seen both sent and claimed, in seconds.
     pub fn latency_samples(&self) -> Vec<f64> {
-        self.sent_at
-            .iter()
-            .filter_map(|(t, sent)| {
-                self.claimed_at.get(t).map(|c| c.saturating_sub(*sent).as_secs_f64())
-            })
-            .collect()
+        self.latencies.samples(LatencyOp::Claim).to_vec()
     }
 
     pub fn transfer_latency(&self) -> LatencySummary {
@@ -182,11 +281,16 @@ impl Checker {
 
     /// Called after every engine event.
     pub fn after_event(&mut self, engine: &Engine<Actor, Chain>, rec: &StepRecord) -> Vec<Violation> {
-        let mut found = Vec::new();
+        self.now = rec.time;
+        let mut found = self.check_new_refunds(&rec.observations);
         for obs in &rec.observations {
             self.observe(obs, rec.time, &mut found);
         }
         let ops: Vec<_> = engine.nodes().filter_map(|(_, a)| a.as_operator()).collect();
+        {
+            let dbs: Vec<(OperatorId, &Db)> = ops.iter().map(|o| (o.id(), o.db())).collect();
+            self.on_event(rec, &dbs);
+        }
         let changed: Vec<OperatorId> = ops
             .iter()
             .filter(|o| self.last_commits.get(&o.id()) != Some(&o.store_commits()))
@@ -200,23 +304,48 @@ impl Checker {
             found.extend(self.check_dbs(&dbs, &changed));
         }
         found.extend(self.audit_chain(engine.chain()));
+        found.extend(self.check_backing(engine.chain()));
         self.stamp(found, rec.index, rec.time)
     }
 
-    /// L-1, end-of-run conservation and the latency budget.
+    /// End of the liveness phase: L-1, end-of-run conservation, the latency budgets, and the
+    /// properties judged at quiescence (I-9, I-10, I-12, L-2, L-3, L-4, L-8).
     pub fn at_end(&mut self, engine: &Engine<Actor, Chain>, now_index: u64) -> Vec<Violation> {
         let ops: Vec<_> = engine.nodes().filter_map(|(_, a)| a.as_operator()).collect();
         let dbs: Vec<(OperatorId, &Db)> = ops.iter().map(|o| (o.id(), o.db())).collect();
         let mut found = self.check_dbs(&dbs, &[]);
         found.extend(self.end_findings(&dbs));
+        let up: Vec<(OperatorId, &Db)> = dbs.iter().filter(|(o, _)| engine.is_up(NodeId::Operator(*o))).copied().collect();
+        let down: BTreeSet<OperatorId> = dbs.iter().filter(|(o, _)| !engine.is_up(NodeId::Operator(*o))).map(|(o, _)| *o).collect();
+        let wallets = wallet_views(engine);
+        found.extend(self.quiescence_findings(&up, &wallets, &down, engine.now()));
         self.stamp(found, now_index, engine.now())
+    }
+
+    /// The properties judged once the liveness phase is over, over plain data (for tests).
+    pub fn quiescence_findings(&mut self, up: &[(OperatorId, &Db)], wallets: &[WalletView<'_>], down: &BTreeSet<OperatorId>, now: Micros) -> Vec<Finding> {
+        for inv in ["I-9", "I-10", "I-12", "L-2", "L-3", "L-4", "L-8"] {
+            self.tick(inv);
+        }
+        let mut found = hygiene::check_exit_completeness(up, wallets);
+        found.extend(hygiene::check_old_shares(up, self.threshold));
+        found.extend(hygiene::check_gossip_converged(up, down, &self.gossip_refusals));
+        let down_names: Vec<String> = down.iter().map(|o| o.to_string()).collect();
+        found.extend(liveness::check_healed(up, wallets, &down_names));
+        found.extend(liveness::check_expired(up, now, self.task_period));
+        found.extend(liveness::check_exits(wallets));
+        found.extend(liveness::check_pool(&self.pool_skips));
+        found
     }
 
     /// The end-of-run checks over plain tables (no engine), for tests and `at_end`.
     pub fn end_findings(&mut self, dbs: &[(OperatorId, &Db)]) -> Vec<Finding> {
-        self.checks += 3;
+        self.tick("L-1");
+        self.tick("I-1");
+        self.tick("budget");
         let mut found = check_claimed(&self.sent_at, &self.claimed_at, dbs);
         found.extend(check_conservation(&self.deposits, &self.settled));
+        found.extend(self.latencies.budget_findings(&self.budgets));
         let lat = self.transfer_latency();
         if let (Some(p99), Some(budget)) = (lat.p99_s, self.budget_p99_s) {
             if p99 > budget {
@@ -236,9 +365,13 @@ impl Checker {
 
     /// Turns findings into violations, each (invariant, subject) once.
     fn stamp(&mut self, found: Vec<Finding>, index: u64, time: Micros) -> Vec<Violation> {
-        found
+        let fresh: Vec<Finding> =
+            found.into_iter().filter(|f| self.reported.insert((f.invariant.to_string(), f.subject.clone()))).collect();
+        for f in &fresh {
+            *self.fired.entry(f.invariant.to_string()).or_insert(0) += 1;
+        }
+        fresh
             .into_iter()
-            .filter(|f| self.reported.insert((f.invariant.to_string(), f.subject.clone())))
             .map(|f| Violation {
                 invariant: f.invariant.to_string(),
                 sim_time_s: time.as_secs_f64(),
@@ -252,7 +385,7 @@ impl Checker {
     pub fn observe(&mut self, obs: &Observation, time: Micros, found: &mut Vec<Finding>) {
         match obs {
             Observation::NonceUsed { signer, commitment, message } => {
-                self.checks += 1;
+                self.tick("I-11");
                 found.extend(self.nonces.record(signer, commitment, message));
             }
             Observation::RefundSigned { leaf, owner, tx } => {
@@ -262,23 +395,195 @@ impl Checker {
                     }
                 }
             }
-            Observation::TransferSent { transfer, .. } => {
+            Observation::TransferSent { transfer, sender, .. } => {
+                if !self.sent_at.contains_key(transfer) {
+                    self.latencies.finish(*sender, LatencyOp::Send, time, true);
+                }
                 self.sent_at.entry(*transfer).or_insert(time);
             }
             Observation::TransferClaimed { transfer, .. } => {
+                if !self.claimed_at.contains_key(transfer) {
+                    self.coverage.hit("transfer-claimed");
+                    if let Some(sent) = self.sent_at.get(transfer) {
+                        self.latencies.sample(LatencyOp::Claim, time.saturating_sub(*sent));
+                    }
+                }
                 self.claimed_at.entry(*transfer).or_insert(time);
             }
             Observation::TransferReturned { transfer, .. } => {
-                self.returned.insert(*transfer);
+                // Not the end of the send command: the wallet retries it (a new transfer) or
+                // gives up with CommandSkipped, which ends its latency measurement.
+                if self.returned.insert(*transfer) {
+                    self.coverage.hit("transfer-returned");
+                }
             }
-            Observation::DepositConfirmed { leaf, value_sats, .. } => {
+            Observation::DepositConfirmed { wallet, leaf, value_sats } => {
+                if !self.deposits.contains_key(leaf) {
+                    self.coverage.hit("deposit-confirmed");
+                    self.latencies.finish(*wallet, LatencyOp::Deposit, time, true);
+                }
                 self.deposits.entry(*leaf).or_insert(*value_sats);
             }
-            Observation::ExitConfirmed { leaf, value_sats, .. } => {
+            Observation::ExitConfirmed { wallet, leaf, value_sats } => {
+                self.tick("I-1");
+                if let Some((op, v)) = self.leaf_value.get(leaf).filter(|(_, v)| v != value_sats) {
+                    found.push(finding(
+                        "I-1",
+                        format!("exit {leaf}"),
+                        format!("{wallet} exited leaf {leaf} for {value_sats} sat but {op} holds it at {v} sat"),
+                    ));
+                }
+                if !self.exits.contains_key(leaf) {
+                    self.coverage.hit("exit-confirmed");
+                    self.latencies.finish(*wallet, LatencyOp::Exit, time, true);
+                }
                 self.exits.entry(*leaf).or_insert(*value_sats);
             }
-            _ => {}
+            Observation::DepositBroadcast { wallet, leaf, holds_signed_exit } => {
+                self.tick("I-14");
+                let signed = self.history.get(leaf).map_or(0, |h| h.len());
+                found.extend(hygiene::check_deposit_broadcast(*wallet, leaf, *holds_signed_exit, signed));
+            }
+            Observation::CommandSkipped { wallet, reason } => {
+                self.coverage.hit("command-skipped");
+                // Which command gave up: the wallet names it first in every reason.
+                let op = if reason.starts_with("send") {
+                    Some(LatencyOp::Send)
+                } else if reason.starts_with("exit") {
+                    Some(LatencyOp::Exit)
+                } else if reason.contains("deposit") || reason.contains("pool") {
+                    Some(LatencyOp::Deposit)
+                } else {
+                    None
+                };
+                if let Some(op) = op {
+                    self.latencies.finish(*wallet, op, time, false);
+                }
+                if reason.contains("pool empty") {
+                    self.pool_skips.push((wallet.to_string(), time));
+                }
+            }
+            Observation::Rejected { what, reason } => {
+                if what.contains(" claim ") && reason.contains("retry") {
+                    self.coverage.hit("claim-retried");
+                }
+                // SigningError::InvalidShare names its culprits (FROST identifiable abort).
+                if reason.contains("invalid signature share from") {
+                    self.coverage.hit("identifiable-abort");
+                }
+                if what.contains("DKG") {
+                    self.coverage.hit("dkg-round-abandoned");
+                }
+            }
         }
+    }
+
+    /// I-6 at signing time: the refunds each wallet obtained in this event, grouped by (leaf,
+    /// owner), against the leaf's history before it (breez #314 fires at the claim itself).
+    fn check_new_refunds(&mut self, observations: &[Observation]) -> Vec<Finding> {
+        let mut groups: BTreeMap<(LeafId, [u8; 33]), Vec<RefundEntry>> = BTreeMap::new();
+        for obs in observations {
+            if let Observation::RefundSigned { leaf, owner, tx } = obs {
+                if let Some(e) = RefundEntry::of(tx, owner) {
+                    groups.entry((*leaf, e.owner)).or_default().push(e);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for ((leaf, _), entries) in groups {
+            self.tick("I-6");
+            self.tick("I-8");
+            for e in &entries {
+                if !(timelocks::REFUND_MIN..=reference_node::tx::timelock::INITIAL_TIMELOCK.0 + 50).contains(&e.csv) {
+                    found.push(finding(
+                        "I-8",
+                        format!("leaf {leaf} signed {}", e.txid),
+                        format!("leaf {leaf}: a wallet obtained a signed refund {} with CSV {} outside [100, 2050]", e.txid, e.csv),
+                    ));
+                }
+            }
+            let Some(history) = self.history.get(&leaf) else { continue };
+            for m in timelocks::check_new_refunds(history, &entries) {
+                found.push(finding("I-6", format!("leaf {leaf} signed {}", short_key(&entries[0].owner)), format!("leaf {leaf}: {m}")));
+            }
+        }
+        found
+    }
+
+    /// Per-event bookkeeping that reads the event itself: operation start times (latency) and
+    /// the sometimes-properties tied to crashes, restarts and gossip retries.
+    fn on_event(&mut self, rec: &StepRecord, dbs: &[(OperatorId, &Db)]) {
+        let d = rec.description.as_str();
+        if let Some(NodeId::Operator(origin)) = rec.node {
+            for obs in &rec.observations {
+                // The origin reports "<receiver> could not apply gossip <seq>" with the reason.
+                let Observation::Rejected { what, reason } = obs else { continue };
+                let Some(seq) = what.split(" could not apply gossip ").nth(1).and_then(|s| s.parse::<u64>().ok()) else { continue };
+                self.gossip_refusals.insert((origin, seq), format!("{}: {reason}", what.split(' ').next().unwrap_or("?")));
+            }
+        }
+        if d.starts_with("command ") && !d.contains("(dropped") {
+            if let Some(NodeId::Wallet(w)) = rec.node {
+                let op = if d.contains(" Deposit") {
+                    Some(LatencyOp::Deposit)
+                } else if d.contains(" Send") {
+                    Some(LatencyOp::Send)
+                } else if d.contains(" Exit") {
+                    Some(LatencyOp::Exit)
+                } else {
+                    None
+                };
+                if let Some(op) = op {
+                    self.latencies.start(w, op, rec.time);
+                }
+            }
+        }
+        let any = |f: &dyn Fn(TransferStatus) -> bool| dbs.iter().any(|(_, db)| db.transfers.values().any(|t| f(t.status)));
+        if d.starts_with("crash operator:") && !d.contains("(ignored") {
+            if any(&|s| !s.is_terminal() && !s.is_sent()) {
+                self.coverage.hit("crash-during-send");
+            }
+            if any(&|s| matches!(s, TransferStatus::ReceiverKeyTweakLocked | TransferStatus::ReceiverKeyTweakApplied)) {
+                self.coverage.hit("crash-during-two-phase-settle");
+            }
+        }
+        if d.starts_with("restart operator:") && !d.contains("(ignored") && any(&|s| !s.is_terminal()) {
+            self.coverage.hit("restart-with-transfer-in-flight");
+        }
+        if d.starts_with("timer operator:") && d.contains("GossipRetry") && !d.contains("(discarded") {
+            if let Some(NodeId::Operator(op)) = rec.node {
+                if dbs.iter().any(|(o, db)| *o == op && !db.gossip_out.is_empty()) {
+                    self.coverage.hit("gossip-retry");
+                }
+            }
+        }
+    }
+
+    /// I-1 per event: a leaf that just became live on a majority is backed by a confirmed L1
+    /// deposit output of exactly its value (so Σ live leaves never exceeds Σ confirmed deposits
+    /// at any event, not only at the end).
+    fn check_backing(&mut self, chain: &Chain) -> Vec<Finding> {
+        let mut found = Vec::new();
+        for leaf in std::mem::take(&mut self.to_back) {
+            let Some((value, outpoint)) = self.settled.get(&leaf).copied() else { continue };
+            self.tick("I-1");
+            let problem = match chain.utxo(&outpoint) {
+                Some(u) if u.height.is_none() => Some("is only in the mempool".to_string()),
+                Some(u) if u.output.value.to_sat() != value => Some(format!("holds {} sat", u.output.value.to_sat())),
+                Some(_) => None,
+                // Already spent (an exit): it confirmed if its tx did.
+                None if chain.confirmation_height(&outpoint.txid).is_some() => None,
+                None => Some("does not exist on L1".to_string()),
+            };
+            if let Some(p) = problem {
+                found.push(finding(
+                    "I-1",
+                    format!("leaf {leaf} backing"),
+                    format!("leaf {leaf} ({value} sat) is live on a majority but its deposit {outpoint} {p}"),
+                ));
+            }
+        }
+        found
     }
 
     /// I-1 chain audit, only when a block changed the confirmed set (the sum walks every UTXO).
@@ -287,7 +592,7 @@ impl Checker {
             return Vec::new();
         }
         self.last_height = Some(chain.height());
-        self.checks += 1;
+        self.tick("I-1");
         let funded = chain.funded_total();
         let utxos = chain.confirmed_utxo_total();
         let fees = chain.confirmed_fees_total();
@@ -313,13 +618,43 @@ impl Checker {
         let mut found = Vec::new();
         let mut leaves = std::mem::take(&mut self.dirty);
         for (op, db) in dbs.iter().filter(|(op, _)| changed.contains(op)) {
+            let mut moved = false;
             for leaf in self.refresh_operator(*op, db) {
                 found.extend(self.check_op_leaf(*op, db, &leaf));
                 leaves.insert(leaf);
+                moved = true;
+            }
+            found.extend(self.check_new_keyshares(*op, db));
+            // Every transfer status change moves the fingerprint of a leaf it touches.
+            if moved {
+                found.extend(self.check_lifecycle(*op, db, dbs));
             }
         }
         for leaf in leaves {
             found.extend(self.check_leaf(dbs, &leaf));
+        }
+        found
+    }
+
+    /// I-4 and I-5 on one operator whose tables changed, plus the sometimes-properties its
+    /// status moves reveal.
+    fn check_lifecycle(&mut self, op: OperatorId, db: &Db, dbs: &[(OperatorId, &Db)]) -> Vec<Finding> {
+        self.tick("I-4");
+        self.tick("I-5");
+        let idx = self.inflight.get(&op).cloned().unwrap_or_default();
+        let mut found = lifecycle::check_lock_exclusivity(op, db, &idx);
+        let (moves, bad) = self.statuses.record(op, db);
+        found.extend(bad);
+        for m in moves {
+            if m.to == TransferStatus::Returned && db.transfers.get(&m.transfer).is_some_and(|t| t.expiry > Micros::ZERO && self.now > t.expiry) {
+                self.coverage.hit("transfer-cancelled-after-expiry");
+            }
+            if m.from.is_some_and(|f| lifecycle::is_rollback(f, m.to)) {
+                self.coverage.hit("settle-rolled-back");
+            }
+            let statuses: Vec<(OperatorId, TransferStatus)> =
+                dbs.iter().filter_map(|(o, d)| d.transfers.get(&m.transfer).map(|t| (*o, t.status))).collect();
+            found.extend(lifecycle::check_cross_status(&m.transfer, &statuses));
         }
         found
     }
@@ -345,7 +680,12 @@ impl Checker {
     fn check_op_leaf(&mut self, op: OperatorId, db: &Db, leaf: &LeafId) -> Vec<Finding> {
         let Some(row) = db.leaves.get(leaf) else { return Vec::new() };
         let mut found = Vec::new();
-        self.checks += 2;
+        self.tick("I-1");
+        self.tick("I-3");
+        self.tick("I-8");
+        if let Some(m) = timelocks::check_timelock_bounds(Some(&row.nodes), &row.refunds) {
+            found.push(finding("I-8", format!("leaf {leaf} bounds {op}"), format!("leaf {leaf} on {op}: {m}")));
+        }
         let first = *self.leaf_value.entry(*leaf).or_insert((op, row.value_sats));
         if first.1 != row.value_sats {
             found.push(finding(
@@ -366,6 +706,14 @@ impl Checker {
                 found.push(finding(
                     "I-1",
                     format!("leaf {leaf} transfer {tid} txs {op}"),
+                    format!("leaf {leaf} transfer {tid} intermediate refunds on {op}: {m}"),
+                ));
+            }
+            let prev = &t.leaves[leaf].previous_refunds;
+            if let Some(m) = timelocks::check_timelock_bounds(None, ir).or_else(|| timelocks::check_decrement(prev, ir)) {
+                found.push(finding(
+                    "I-8",
+                    format!("leaf {leaf} transfer {tid} csv {op}"),
                     format!("leaf {leaf} transfer {tid} intermediate refunds on {op}: {m}"),
                 ));
             }
@@ -392,13 +740,21 @@ impl Checker {
         if let Some(m) = check_leaf_key(&row.owner_signing_key, &ks.share.public_key, &row.verifying_key) {
             found.push(finding("I-3", format!("leaf {leaf} Y {op}"), format!("leaf {leaf} on {op}: {m}")));
         }
+        found.extend(self.check_keyshare(op, row.keyshare, ks, &format!(" (leaf {leaf})")));
+        found
+    }
+
+    /// I-3 on one operator's keyshare row (cached by digest), and agreement of its public parts
+    /// with the other operators at the same epoch.
+    fn check_keyshare(&mut self, op: OperatorId, id: KeyshareId, ks: &KeyshareRow, context: &str) -> Vec<Finding> {
+        let mut found = Vec::new();
         let digest = digest_of(&ks.share);
-        let key = (op, row.keyshare, ks.epoch);
+        let key = (op, id, ks.epoch);
         let cached = self.key_cache.get(&key).filter(|(d, _)| *d == digest).map(|(_, r)| r.clone());
         let result = match cached {
             Some(r) => r,
             None => {
-                self.checks += 1;
+                self.tick("I-3");
                 let r = check_key_consistency(op, &ks.share);
                 self.key_cache.insert(key, (digest, r.clone()));
                 r
@@ -407,19 +763,34 @@ impl Checker {
         if let Some(m) = result {
             found.push(finding(
                 "I-3",
-                format!("keyshare {} epoch {} {op}", row.keyshare, ks.epoch),
-                format!("keyshare {} (leaf {leaf}) epoch {} on {op}: {m}", row.keyshare, ks.epoch),
+                format!("keyshare {id} epoch {} {op}", ks.epoch),
+                format!("keyshare {id}{context} epoch {} on {op}: {m}", ks.epoch),
             ));
         }
         let public = (ks.share.public_key.serialize(), digest_of(&ks.share.public_shares));
-        let views = self.key_public.entry((row.keyshare, ks.epoch)).or_default();
+        let views = self.key_public.entry((id, ks.epoch)).or_default();
         views.insert(op, public);
         if let Some(m) = check_public_agreement(views) {
             found.push(finding(
                 "I-3",
-                format!("keyshare {} epoch {} agreement", row.keyshare, ks.epoch),
-                format!("keyshare {} (leaf {leaf}) epoch {}: {m}", row.keyshare, ks.epoch),
+                format!("keyshare {id} epoch {} agreement", ks.epoch),
+                format!("keyshare {id}{context} epoch {}: {m}", ks.epoch),
             ));
+        }
+        found
+    }
+
+    /// I-3 on keyshares a DKG just produced (before any leaf uses them): each new (operator,
+    /// keyshare) is checked once; later changes come with a leaf and are checked there.
+    fn check_new_keyshares(&mut self, op: OperatorId, db: &Db) -> Vec<Finding> {
+        if self.keyshares_seen.get(&op) == Some(&db.keyshares.len()) {
+            return Vec::new();
+        }
+        self.keyshares_seen.insert(op, db.keyshares.len());
+        let fresh: Vec<KeyshareId> = db.keyshares.keys().filter(|id| self.keyshares_checked.insert((op, **id))).copied().collect();
+        let mut found = Vec::new();
+        for id in fresh {
+            found.extend(self.check_keyshare(op, id, &db.keyshares[&id], " (fresh from DKG)"));
         }
         found
     }
@@ -435,7 +806,8 @@ impl Checker {
             .copied()
             .collect();
         let mut found = Vec::new();
-        self.checks += 2;
+        self.tick("I-2");
+        self.tick("I-6");
         found.extend(self.check_owner(dbs, leaf, &rows, &inflight));
         self.record_history(dbs, leaf, &rows);
         found.extend(self.check_ordering(dbs, leaf, &rows, &inflight));
@@ -514,7 +886,9 @@ impl Checker {
             return None;
         }
         let (_, row) = rows.iter().find(|(_, r)| r.status != LeafStatus::Creating)?;
-        self.settled.insert(*leaf, (row.value_sats, row.deposit_outpoint));
+        if self.settled.insert(*leaf, (row.value_sats, row.deposit_outpoint)).is_none() {
+            self.to_back.insert(*leaf);
+        }
         let other = self
             .settled
             .iter()
@@ -529,6 +903,30 @@ impl Checker {
             ),
         ))
     }
+}
+
+/// What the quiescence checks read of every wallet.
+pub fn wallet_views(engine: &Engine<Actor, Chain>) -> Vec<WalletView<'_>> {
+    engine
+        .nodes()
+        .filter_map(|(_, a)| a.as_wallet())
+        .map(|w| WalletView { id: w.id(), identity: w.identity_public().serialize(), leaves: w.leaves(), pending_work: w.pending_work() })
+        .collect()
+}
+
+/// True when every pending operation is terminal (the liveness phase may end early). Runs after
+/// every event of the liveness phase, so it reads no key material (a wallet's identity costs an
+/// EC multiplication).
+pub fn is_quiet(engine: &Engine<Actor, Chain>) -> bool {
+    let wallets_idle = engine.nodes().filter_map(|(_, a)| a.as_wallet()).all(|w| {
+        w.pending_work() == 0 && !w.leaves().values().any(|l| matches!(l.state, reference_node::wallet::LeafState::Exiting(_)))
+    });
+    wallets_idle
+        && engine
+            .nodes()
+            .filter_map(|(_, a)| a.as_operator())
+            .filter(|o| engine.is_up(NodeId::Operator(o.id())))
+            .all(|o| liveness::operator_quiet(o.db()))
 }
 
 /// Strictly more than half of all `n` operators.
@@ -1148,6 +1546,8 @@ mod tests {
             leaves: [(LEAF, leaf)].into(),
             receiver_commit_decided: false,
         });
+        // The operators lock the leaf with the transfer row (I-4).
+        db.leaves.get_mut(&LEAF).unwrap().status = if status.is_terminal() { LeafStatus::Available } else { LeafStatus::TransferLocked(T) };
     }
 
     fn run(c: &mut Checker, dbs: &[Db], changed: &[u16]) -> Vec<Finding> {
@@ -1176,10 +1576,13 @@ mod tests {
             // One operator tweaked: ownership in transition, nothing to compare yet.
             with_transfer(&mut dbs[0], TransferStatus::SenderKeyTweaked, csv);
             with_transfer(&mut dbs[1], TransferStatus::SenderInitiatedCoordinator, csv);
-            assert_eq!(run(&mut c, &dbs, &[0, 1]), vec![]);
+            // I-8 sees the missing decrement on each operator's own tables right away.
+            let (i8, rest): (Vec<_>, Vec<_>) = run(&mut c, &dbs, &[0, 1]).into_iter().partition(|f| f.invariant == "I-8");
+            assert_eq!(rest, vec![]);
+            assert_eq!(!i8.is_empty(), bad, "csv {csv}: {i8:?}");
             // A majority tweaked: the receiver's intermediate refunds are current.
             with_transfer(&mut dbs[1], TransferStatus::SenderKeyTweaked, csv);
-            let found = run(&mut c, &dbs, &[1]);
+            let found: Vec<_> = run(&mut c, &dbs, &[1]).into_iter().filter(|f| f.invariant != "I-8").collect();
             assert_eq!(found.iter().any(|f| f.invariant == "I-6"), bad, "csv {csv}: {found:?}");
             if bad {
                 assert!(found[0].message.contains("CSV 2000"), "{}", found[0].message);
@@ -1211,5 +1614,201 @@ mod tests {
         dbs[0].leaves.get_mut(&LEAF).unwrap().value_sats = 20_000;
         let found = run(&mut c, &dbs, &[0]);
         assert!(found.iter().any(|f| f.invariant == "I-1" && f.message.contains("20000")), "{found:?}");
+    }
+
+    // --- the full checker: each invariant fires on a violating state and stays quiet otherwise ---
+
+    fn views(dbs: &[Db]) -> Vec<(OperatorId, &Db)> {
+        dbs.iter().enumerate().map(|(i, d)| (OperatorId(i as u16), d)).collect()
+    }
+
+    #[test]
+    fn lock_without_transfer_is_i4_and_a_locked_transfer_is_quiet() {
+        let mut c = Checker::new(3, 2, None);
+        let mut dbs = tables();
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        with_transfer(&mut dbs[0], TransferStatus::SenderKeyTweakPending, 1900);
+        assert_eq!(run(&mut c, &dbs, &[0]), vec![], "locked by its in-flight transfer");
+        // Operator 1 locks the leaf for a transfer it has no row for.
+        dbs[1].leaves.get_mut(&LEAF).unwrap().status = LeafStatus::TransferLocked(TransferId([8; 16]));
+        let found = run(&mut c, &dbs, &[1]);
+        assert!(found.iter().any(|f| f.invariant == "I-4" && f.message.contains("operator:1")), "{found:?}");
+        // Operator 2 has the transfer in flight but left the leaf Available.
+        with_transfer(&mut dbs[2], TransferStatus::SenderKeyTweakPending, 1900);
+        dbs[2].leaves.get_mut(&LEAF).unwrap().status = LeafStatus::Available;
+        let found = run(&mut c, &dbs, &[2]);
+        assert!(found.iter().any(|f| f.invariant == "I-4" && f.message.contains("in flight")), "{found:?}");
+    }
+
+    #[test]
+    fn status_going_backwards_or_split_across_operators_is_i5() {
+        let mut c = Checker::new(3, 2, None);
+        let mut dbs = tables();
+        for (i, db) in dbs.iter_mut().enumerate() {
+            with_transfer(db, if i == 2 { TransferStatus::SenderKeyTweakPending } else { TransferStatus::SenderKeyTweaked }, 1900);
+        }
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        // Operator 0 goes back toward the sender.
+        dbs[0].transfers.get_mut(&T).unwrap().status = TransferStatus::SenderInitiatedCoordinator;
+        let found = run(&mut c, &dbs, &[0]);
+        assert!(found.iter().any(|f| f.invariant == "I-5" && f.message.contains("SenderKeyTweaked -> SenderInitiatedCoordinator")), "{found:?}");
+        // Operator 2 returns it while operator 1 already tweaked: legal locally, split across.
+        with_transfer(&mut dbs[2], TransferStatus::Returned, 1900);
+        let found = run(&mut c, &dbs, &[2]);
+        assert!(found.iter().any(|f| f.invariant == "I-5" && f.message.contains("RETURNED on operator:2")), "{found:?}");
+    }
+
+    #[test]
+    fn stale_epoch_at_quiescence_is_i10() {
+        let mut c = Checker::new(3, 2, None);
+        let mut dbs = tables();
+        let down = BTreeSet::new();
+        assert!(c.quiescence_findings(&views(&dbs), &[], &down, Micros::ZERO).iter().all(|f| f.invariant != "I-10"));
+        dbs[0].keyshares.get_mut(&KS).unwrap().epoch = 1;
+        dbs[1].keyshares.get_mut(&KS).unwrap().epoch = 1;
+        let found = c.quiescence_findings(&views(&dbs), &[], &down, Micros::ZERO);
+        let f = found.iter().find(|f| f.invariant == "I-10").expect("I-10");
+        assert!(f.message.contains("1 operator(s) still hold epoch 0 < 1") && f.message.contains("operator:2"), "{}", f.message);
+    }
+
+    #[test]
+    fn undelivered_gossip_is_i12_to_an_up_operator_and_l2_to_a_down_one() {
+        let mut c = Checker::new(3, 2, None);
+        let mut dbs = tables();
+        let body = reference_node::msg::GossipBody::CancelTransfer { transfer: T };
+        dbs[0].gossip_out.insert(4, reference_node::operator::store::GossipRow { body, participants: [OperatorId(1), OperatorId(2)].into(), receipts: [OperatorId(1)].into() });
+        let found = c.quiescence_findings(&views(&dbs), &[], &BTreeSet::new(), Micros::ZERO);
+        assert!(found.iter().any(|f| f.invariant == "I-12" && f.message.contains("operator:2")), "{found:?}");
+        let found = c.quiescence_findings(&views(&dbs), &[], &[OperatorId(2)].into(), Micros::ZERO);
+        assert!(found.iter().all(|f| f.invariant != "I-12"), "{found:?}");
+        assert!(found.iter().any(|f| f.invariant == "L-2" && f.message.contains("still down")), "{found:?}");
+        // Delivered everywhere but applied differently: a status divergence is I-12 too.
+        dbs[0].gossip_out.clear();
+        with_transfer(&mut dbs[0], TransferStatus::Completed, 1900);
+        with_transfer(&mut dbs[1], TransferStatus::Completed, 1900);
+        with_transfer(&mut dbs[2], TransferStatus::ReceiverKeyTweakApplied, 1900);
+        let found = c.quiescence_findings(&views(&dbs), &[], &BTreeSet::new(), Micros::ZERO);
+        assert!(found.iter().any(|f| f.invariant == "I-12" && f.message.contains("diverged")), "{found:?}");
+        assert!(found.iter().any(|f| f.invariant == "L-2" && f.message.contains("not terminal")), "{found:?}");
+        with_transfer(&mut dbs[2], TransferStatus::Completed, 1900);
+        let found = c.quiescence_findings(&views(&dbs), &[], &BTreeSet::new(), Micros::ZERO);
+        assert_eq!(found, vec![], "converged");
+    }
+
+    #[test]
+    fn expired_transfer_not_returned_is_l3() {
+        let mut c = Checker::new(3, 2, None).with_task_period(Micros::from_secs(60));
+        let mut dbs = tables();
+        with_transfer(&mut dbs[0], TransferStatus::SenderInitiatedCoordinator, 1900);
+        dbs[0].transfers.get_mut(&T).unwrap().expiry = Micros::from_secs(100);
+        let l3 = |c: &mut Checker, dbs: &[Db], now| c.quiescence_findings(&views(dbs), &[], &BTreeSet::new(), Micros::from_secs(now)).into_iter().filter(|f| f.invariant == "L-3").count();
+        assert_eq!(l3(&mut c, &dbs, 150), 0, "within one task period of the expiry");
+        assert_eq!(l3(&mut c, &dbs, 200), 1);
+        dbs[0].transfers.get_mut(&T).unwrap().status = TransferStatus::SenderKeyTweaked;
+        assert_eq!(l3(&mut c, &dbs, 200), 0, "no expiry applies after SENDER_KEY_TWEAKED");
+    }
+
+    #[test]
+    fn wallet_missing_its_leaf_is_i9() {
+        let mut c = Checker::new(3, 2, None);
+        let dbs = tables();
+        let empty = BTreeMap::new();
+        let owner = WalletView { id: reference_node::types::WalletId(1), identity: key(1).serialize(), leaves: &empty, pending_work: 0 };
+        let found = c.quiescence_findings(&views(&dbs), &[owner], &BTreeSet::new(), Micros::ZERO);
+        assert!(found.iter().any(|f| f.invariant == "I-9" && f.message.contains("does not hold it")), "{found:?}");
+        let stranger = WalletView { id: reference_node::types::WalletId(2), identity: key(2).serialize(), leaves: &empty, pending_work: 0 };
+        let found = c.quiescence_findings(&views(&dbs), &[stranger], &BTreeSet::new(), Micros::ZERO);
+        assert!(found.iter().all(|f| f.invariant != "I-9"), "{found:?}");
+    }
+
+    #[test]
+    fn key_spend_verification_needs_a_real_signature() {
+        use bitcoin::secp256k1::Keypair;
+        let secp = reference_node::crypto::secp();
+        let sk = reference_node::crypto::SecretKey::from_slice(&[7; 32]).unwrap();
+        let pk = sk.public_key(secp);
+        let prevout = TxOut { value: Amount::from_sat(10_000), script_pubkey: reference_node::tx::template::p2tr_script(&pk) };
+        let mut t = tx(outpoint(1), 2000, 10_000);
+        assert!(hygiene::verify_key_spend(&t, &prevout).unwrap_err().contains("unsigned"));
+        let sig = reference_node::tx::sighash::sign_single_key(&t, 0, std::slice::from_ref(&prevout), &Keypair::from_secret_key(secp, &sk), &[0; 32]).unwrap();
+        t.input[0].witness = reference_node::tx::sighash::key_spend_witness(&sig);
+        assert_eq!(hygiene::verify_key_spend(&t, &prevout), Ok(()));
+        t.output[0].value = Amount::from_sat(9_999);
+        assert!(hygiene::verify_key_spend(&t, &prevout).unwrap_err().contains("does not verify"));
+    }
+
+    #[test]
+    fn leaf_live_without_a_confirmed_deposit_is_i1_per_event() {
+        let mut chain = Chain::new();
+        let mut c = Checker::new(3, 2, None);
+        let dbs = tables();
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        let found = c.check_backing(&chain);
+        assert!(found.iter().any(|f| f.invariant == "I-1" && f.message.contains("does not exist on L1")), "{found:?}");
+        // Backed by a confirmed output of exactly its value: quiet.
+        let mut c = Checker::new(3, 2, None);
+        let mut dbs = tables();
+        let good = chain.fund(bitcoin::ScriptBuf::new(), Amount::from_sat(10_000));
+        let short = chain.fund(bitcoin::ScriptBuf::new(), Amount::from_sat(9_000));
+        for db in dbs.iter_mut() {
+            db.leaves.get_mut(&LEAF).unwrap().deposit_outpoint = good;
+        }
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        assert_eq!(c.check_backing(&chain), vec![]);
+        let mut c = Checker::new(3, 2, None);
+        for db in dbs.iter_mut() {
+            db.leaves.get_mut(&LEAF).unwrap().deposit_outpoint = short;
+        }
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        assert!(c.check_backing(&chain).iter().any(|f| f.message.contains("holds 9000 sat")));
+    }
+
+    #[test]
+    fn sometimes_and_latency_follow_observations() {
+        let mut c = Checker::new(3, 2, None);
+        let mut found = Vec::new();
+        let w = reference_node::types::WalletId(0);
+        c.observe(&Observation::Rejected { what: "wallet:0 claim 01020304".into(), reason: "timed out; will retry".into() }, Micros::from_secs(1), &mut found);
+        c.observe(&Observation::CommandSkipped { wallet: w, reason: "send: no available leaf with timelock left".into() }, Micros::from_secs(2), &mut found);
+        assert_eq!(c.coverage().count("claim-retried"), 1);
+        assert_eq!(c.coverage().count("command-skipped"), 1);
+        assert_eq!(c.coverage().count("gossip-retry"), 0);
+        c.latencies.start(w, LatencyOp::Exit, Micros::from_secs(10));
+        c.observe(&Observation::ExitConfirmed { wallet: w, leaf: LEAF, value_sats: 1 }, Micros::from_secs(70), &mut found);
+        assert_eq!(c.latencies.samples(LatencyOp::Exit), &[60.0]);
+        assert_eq!(found, vec![]);
+        let r = c.report();
+        assert_eq!(r.latency["exit"].samples, 1);
+        assert_eq!(r.sometimes["claim-retried"], 1);
+    }
+
+    #[test]
+    fn keyshare_fresh_from_dkg_is_checked_before_any_leaf_uses_it() {
+        let mut c = Checker::new(3, 2, None);
+        let mut dbs = tables();
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
+        let fresh = KeyshareId([9; 16]);
+        for (i, share) in dealt(3, 2).into_iter().enumerate() {
+            dbs[i].keyshares.insert(fresh, KeyshareRow { status: KeyshareStatus::Available, share, coordinator: OperatorId(0), epoch: 0 });
+        }
+        assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![], "a consistent DKG output");
+        let other = KeyshareId([10; 16]);
+        let mut bad = dealt(3, 2);
+        bad[1].public_shares.insert(OperatorId(0), key(77));
+        for (i, share) in bad.into_iter().enumerate() {
+            dbs[i].keyshares.insert(other, KeyshareRow { status: KeyshareStatus::Available, share, coordinator: OperatorId(0), epoch: 0 });
+        }
+        let found = run(&mut c, &dbs, &[0, 1, 2]);
+        assert!(found.iter().any(|f| f.invariant == "I-3" && f.message.contains("fresh from DKG") && f.message.contains("operator:1")), "{found:?}");
+    }
+
+    #[test]
+    fn identifiable_abort_needs_named_culprits() {
+        let mut c = Checker::new(3, 2, None);
+        let mut found = Vec::new();
+        c.observe(&Observation::Rejected { what: "operator:0 session".into(), reason: "timed out".into() }, Micros::ZERO, &mut found);
+        assert_eq!(c.coverage().count("identifiable-abort"), 0);
+        c.observe(&Observation::Rejected { what: "operator:0 send".into(), reason: "invalid signature share from [Operator(OperatorId(2))]".into() }, Micros::ZERO, &mut found);
+        assert_eq!(c.coverage().count("identifiable-abort"), 1);
     }
 }

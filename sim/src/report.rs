@@ -71,4 +71,70 @@ pub struct RunReport {
     pub wall_time_s: f64,
     /// The command that replays this exact run.
     pub replay_command: String,
+    /// The full checker's tables (optional: absent in reports written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checker: Option<CheckerReport>,
+}
+
+// --- checker: invariant table, sometimes coverage, per-operation latency -------------------------
+
+/// What the checker checked, how often, what fired, and how long operations took.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckerReport {
+    /// Every invariant and liveness property of spark-protocol §6, in spec order.
+    pub invariants: Vec<InvariantRow>,
+    /// Sometimes-property → how often it fired in this run (registered ones appear with 0).
+    pub sometimes: std::collections::BTreeMap<String, u64>,
+    /// deposit, send, claim, exit → latency in simulated seconds.
+    pub latency: std::collections::BTreeMap<String, OpLatency>,
+    /// The liveness phase: when it started and ended, and whether the system went quiet.
+    pub liveness: LivenessPhase,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvariantRow {
+    /// "I-1" … "I-14", "L-1" … "L-8".
+    pub id: String,
+    pub name: String,
+    /// "always" (a safety invariant, I-*) or "eventually" (a liveness property, L-*).
+    pub kind: String,
+    /// "checked" (after every event), "at-quiescence" (end of the liveness phase) or
+    /// "not-applicable-yet" (the flows it needs are not implemented).
+    pub status: String,
+    /// Evaluations run.
+    pub checks: u64,
+    /// Distinct violations reported.
+    pub violations: u64,
+    /// How it is checked, or what is missing.
+    pub note: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpLatency {
+    pub samples: u64,
+    pub p50_s: Option<f64>,
+    pub p99_s: Option<f64>,
+    pub max_s: Option<f64>,
+    pub budget_p50_s: Option<f64>,
+    pub budget_p99_s: Option<f64>,
+    pub budget_max_s: Option<f64>,
+    pub histogram: Vec<HistogramBucket>,
+}
+
+/// Samples ≤ `le_s` and above the previous bucket's bound; `le_s` None is the open last bucket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistogramBucket {
+    pub le_s: Option<f64>,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LivenessPhase {
+    /// Workload ended and the last fault healed, plus `run.settle_s`.
+    pub start_s: f64,
+    /// The latest the phase may run (`budgets.liveness_s`, else `run.max_sim_time_s`).
+    pub deadline_s: f64,
+    pub end_s: f64,
+    /// Every pending operation reached a terminal state.
+    pub quiet: bool,
 }

@@ -2,9 +2,9 @@
 //! with the checker after every event, and produces the report. A panic inside a node is caught
 //! and becomes a "panic" violation: a finding with its seed, never a crash of the harness.
 use crate::actor::Actor;
-use crate::checker::Checker;
+use crate::checker::{self, Checker};
 use crate::engine::{Engine, StepRecord, L1};
-use crate::report::{MessageCounts, Outcome, RunReport, Violation, SCHEMA_VERSION};
+use crate::report::{LivenessPhase, MessageCounts, Outcome, RunReport, Violation, SCHEMA_VERSION};
 use crate::rng;
 use crate::scenario::{Expectation, FaultSpec, Scenario, TestFault};
 use crate::trace::EventDigest;
@@ -17,7 +17,7 @@ use reference_node::operator::{Operator, OperatorConfig};
 use reference_node::params::{Directory, Params, TestFaults};
 use reference_node::tx::template;
 use reference_node::types::{Micros, NodeId, OperatorId, WalletId};
-use reference_node::wallet::{Command, LeafState, Wallet, WalletConfig};
+use reference_node::wallet::{Command, Wallet, WalletConfig};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -155,8 +155,11 @@ fn horizon(s: &Scenario, last_command: Micros) -> Micros {
     faults_end.fold(last_command, Micros::max) + s.run.settle
 }
 
-fn exits_in_progress(engine: &SimEngine) -> bool {
-    engine.nodes().any(|(_, a)| a.as_wallet().is_some_and(|w| w.leaves().values().any(|l| matches!(l.state, LeafState::Exiting(_)))))
+/// The liveness phase: it starts at the horizon and ends as soon as every pending operation is
+/// terminal ([`checker::is_quiet`]), or at `budgets.liveness_s` after its start (else
+/// `run.max_sim_time_s`); whatever is still pending then is an L-* finding.
+fn liveness_deadline(s: &Scenario, horizon: Micros) -> Micros {
+    s.budgets.liveness.map_or(s.run.max_sim_time, |b| (horizon + b).min(s.run.max_sim_time))
 }
 
 /// One engine step, with a panic inside a node turned into an error carrying its message (a
@@ -172,9 +175,13 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
     #[allow(clippy::disallowed_methods)]
     let wall_start = std::time::Instant::now();
     let Built { mut engine, last_command } = build(scenario, seed, opts.keep_digest_log);
-    let mut checker = Checker::new(scenario.topology.operators, scenario.topology.threshold, scenario.budgets.transfer_p99.map(|m| m.as_secs_f64()));
+    let mut checker = Checker::new(scenario.topology.operators, scenario.topology.threshold, scenario.budgets.transfer_p99.map(|m| m.as_secs_f64()))
+        .with_budgets(scenario.budgets)
+        .with_task_period(params_of(scenario).transfer_tasks_period);
     let mut violations: Vec<Violation> = Vec::new();
     let horizon = horizon(scenario, last_command);
+    let deadline = liveness_deadline(scenario, horizon);
+    let mut quiet = false;
     let mut last_index = 0;
     let mut panicked = false;
     loop {
@@ -190,10 +197,17 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
         last_index = rec.index;
         violations.extend(checker.after_event(&engine, &rec));
         let now = engine.now();
-        if now >= scenario.run.max_sim_time || (now >= horizon && !exits_in_progress(&engine)) {
+        if now >= horizon {
+            quiet = checker::is_quiet(&engine);
+        }
+        if now >= scenario.run.max_sim_time || (now >= horizon && (quiet || now >= deadline)) {
             break;
         }
     }
+    if !panicked {
+        quiet = checker::is_quiet(&engine);
+    }
+    checker.set_liveness(LivenessPhase { start_s: horizon.as_secs_f64(), deadline_s: deadline.as_secs_f64(), end_s: engine.now().as_secs_f64(), quiet });
     if !panicked {
         violations.extend(checker.at_end(&engine, last_index));
     }
@@ -236,6 +250,7 @@ fn make_report(s: &Scenario, path: &str, seed: u64, engine: &SimEngine, checker:
         sim_time_s: engine.now().as_secs_f64(),
         wall_time_s,
         replay_command: format!("sparksim run {path} --seed {seed}"),
+        checker: Some(checker.report()),
     }
 }
 
@@ -263,6 +278,15 @@ mod tests {
         engine.add_node(NodeId::Operator(OperatorId(0)), Panicky);
         let outcome = step_or_finding(&mut engine);
         assert_eq!(outcome.err().as_deref(), Some("deliberate bug in a node"));
+    }
+
+    #[test]
+    fn liveness_deadline_is_the_budget_after_the_horizon_capped_by_max_sim_time() {
+        let parse = |extra: &str| Scenario::parse("t.toml", &format!("name = \"t\"\ndescription = \"d\"\n{extra}")).expect("parses");
+        let h = Micros::from_secs(1000);
+        assert_eq!(liveness_deadline(&parse(""), h), Micros::from_secs(2_000_000), "no budget: max_sim_time");
+        assert_eq!(liveness_deadline(&parse("[budgets]\nliveness_s = 300\n"), h), Micros::from_secs(1300));
+        assert_eq!(liveness_deadline(&parse("[budgets]\nliveness_s = 300\n[run]\nmax_sim_time_s = 1100\n"), h), Micros::from_secs(1100));
     }
 
     #[test]

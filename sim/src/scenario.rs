@@ -295,10 +295,72 @@ impl FaultSpec {
 }
 
 /// `[budgets]`: latency budgets, all optional.
-/// - `transfer_p99_s`: p99 of send → claimed in simulated seconds, > 0.
+/// - `transfer_p99_s`: p99 of send → claimed in simulated seconds, > 0 (a `budget` violation).
+/// - `{deposit,send,claim,exit}_{p50,p99,max}_s`: per-operation budgets, durations in simulated
+///   seconds (positive); an overrun is a violation named `budget:<op>.<stat>` (`budget:claim.p99`).
+///   deposit = command → deposit confirmed, send = command → transfer acknowledged,
+///   claim = acknowledged → claimed, exit = command → refund confirmed on L1.
+/// - `liveness_s`: the liveness phase: once the workload ended and the last fault healed (plus
+///   `run.settle_s`), every pending operation must be terminal within this many simulated
+///   seconds, or the run ends and the pending ones are reported (L-2/L-3/L-4). Default: no cap
+///   but `run.max_sim_time_s`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Budgets {
     pub transfer_p99: Option<Micros>,
+    // --- checker: per-operation budgets and the liveness phase ---
+    /// Indexed by [`LatencyOp`] then [`Stat`].
+    pub ops: [[Option<Micros>; 3]; 4],
+    pub liveness: Option<Micros>,
+}
+
+impl Budgets {
+    pub fn op(&self, op: LatencyOp, stat: Stat) -> Option<Micros> {
+        self.ops[op as usize][stat as usize]
+    }
+}
+
+/// An operation whose latency the checker measures (simulated time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LatencyOp {
+    Deposit = 0,
+    Send = 1,
+    Claim = 2,
+    Exit = 3,
+}
+
+impl LatencyOp {
+    pub const ALL: [LatencyOp; 4] = [LatencyOp::Deposit, LatencyOp::Send, LatencyOp::Claim, LatencyOp::Exit];
+    pub fn as_str(self) -> &'static str {
+        ["deposit", "send", "claim", "exit"][self as usize]
+    }
+}
+
+/// A latency statistic a budget bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stat {
+    P50 = 0,
+    P99 = 1,
+    Max = 2,
+}
+
+impl Stat {
+    pub const ALL: [Stat; 3] = [Stat::P50, Stat::P99, Stat::Max];
+    pub fn as_str(self) -> &'static str {
+        ["p50", "p99", "max"][self as usize]
+    }
+}
+
+/// Names of the per-operation budget violations, indexed by [`LatencyOp`] then [`Stat`].
+const BUDGET_NAMES: [[&str; 3]; 4] = [
+    ["budget:deposit.p50", "budget:deposit.p99", "budget:deposit.max"],
+    ["budget:send.p50", "budget:send.p99", "budget:send.max"],
+    ["budget:claim.p50", "budget:claim.p99", "budget:claim.max"],
+    ["budget:exit.p50", "budget:exit.p99", "budget:exit.max"],
+];
+
+/// `budget:<op>.<stat>`: the violation an overrun of that budget reports.
+pub fn budget_name(op: LatencyOp, stat: Stat) -> &'static str {
+    BUDGET_NAMES[op as usize][stat as usize]
 }
 
 /// An invariant (spark-protocol §6) or check a scenario may expect to be violated.
@@ -311,6 +373,19 @@ pub enum Invariant {
     I11,
     L1,
     Budget,
+    // --- checker: the rest of spark-protocol §6 for the flows implemented ---
+    I4,
+    I5,
+    I8,
+    I9,
+    I10,
+    I12,
+    I14,
+    L2,
+    L3,
+    L4,
+    L8,
+    OpBudget(LatencyOp, Stat),
 }
 
 impl Invariant {
@@ -333,7 +408,43 @@ impl Invariant {
             Invariant::I11 => "I-11",
             Invariant::L1 => "L-1",
             Invariant::Budget => "budget",
+            // --- checker ---
+            Invariant::I4 => "I-4",
+            Invariant::I5 => "I-5",
+            Invariant::I8 => "I-8",
+            Invariant::I9 => "I-9",
+            Invariant::I10 => "I-10",
+            Invariant::I12 => "I-12",
+            Invariant::I14 => "I-14",
+            Invariant::L2 => "L-2",
+            Invariant::L3 => "L-3",
+            Invariant::L4 => "L-4",
+            Invariant::L8 => "L-8",
+            Invariant::OpBudget(op, stat) => budget_name(op, stat),
         }
+    }
+
+    /// Every name `[expect] invariant` accepts.
+    pub fn every() -> Vec<Invariant> {
+        let checker = [
+            Invariant::I4,
+            Invariant::I5,
+            Invariant::I8,
+            Invariant::I9,
+            Invariant::I10,
+            Invariant::I12,
+            Invariant::I14,
+            Invariant::L2,
+            Invariant::L3,
+            Invariant::L4,
+            Invariant::L8,
+        ];
+        let budgets = LatencyOp::ALL.into_iter().flat_map(|op| Stat::ALL.map(|s| Invariant::OpBudget(op, s)));
+        Invariant::ALL.into_iter().chain(checker).chain(budgets).collect()
+    }
+
+    fn names() -> String {
+        Invariant::every().iter().map(|i| i.as_str()).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -345,7 +456,8 @@ impl std::fmt::Display for Invariant {
 
 /// `[expect]`: the expected outcome (default: pass).
 /// - `outcome` = "pass" | "violation".
-/// - `invariant`: required iff outcome is "violation"; one of I-1 I-2 I-3 I-6 I-11 L-1 budget.
+/// - `invariant`: required iff outcome is "violation"; one of I-1 I-2 I-3 I-4 I-5 I-6 I-8 I-9
+///   I-10 I-11 I-12 I-14 L-1 L-2 L-3 L-4 L-8 budget budget:<op>.<stat> (see [`Invariant::every`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Expectation {
     #[default]
@@ -562,6 +674,20 @@ struct RawFault {
 #[serde(deny_unknown_fields)]
 struct RawBudgets {
     transfer_p99_s: S<f64>,
+    // --- checker ---
+    deposit_p50_s: S<f64>,
+    deposit_p99_s: S<f64>,
+    deposit_max_s: S<f64>,
+    send_p50_s: S<f64>,
+    send_p99_s: S<f64>,
+    send_max_s: S<f64>,
+    claim_p50_s: S<f64>,
+    claim_p99_s: S<f64>,
+    claim_max_s: S<f64>,
+    exit_p50_s: S<f64>,
+    exit_p99_s: S<f64>,
+    exit_max_s: S<f64>,
+    liveness_s: S<f64>,
 }
 
 #[derive(Deserialize)]
@@ -685,13 +811,7 @@ impl Validator<'_> {
             .collect::<R<Vec<_>>>()?;
         let budgets = match &raw.budgets {
             None => Budgets::default(),
-            Some(b) => Budgets {
-                transfer_p99: self.secs(
-                    &b.transfer_p99_s,
-                    "budgets.transfer_p99_s",
-                    Zero::Forbidden,
-                )?,
-            },
+            Some(b) => self.budgets(b)?,
         };
         let expect = match &raw.expect {
             None => Expectation::Pass,
@@ -1199,6 +1319,28 @@ impl Validator<'_> {
         Ok(())
     }
 
+    /// `[budgets]` (checker): every key a duration > 0.
+    fn budgets(&self, b: &RawBudgets) -> R<Budgets> {
+        let raw = [
+            [&b.deposit_p50_s, &b.deposit_p99_s, &b.deposit_max_s],
+            [&b.send_p50_s, &b.send_p99_s, &b.send_max_s],
+            [&b.claim_p50_s, &b.claim_p99_s, &b.claim_max_s],
+            [&b.exit_p50_s, &b.exit_p99_s, &b.exit_max_s],
+        ];
+        let mut ops = [[None; 3]; 4];
+        for op in LatencyOp::ALL {
+            for stat in Stat::ALL {
+                let field = format!("budgets.{}_{}_s", op.as_str(), stat.as_str());
+                ops[op as usize][stat as usize] = self.secs(raw[op as usize][stat as usize], &field, Zero::Forbidden)?;
+            }
+        }
+        Ok(Budgets {
+            transfer_p99: self.secs(&b.transfer_p99_s, "budgets.transfer_p99_s", Zero::Forbidden)?,
+            ops,
+            liveness: self.secs(&b.liveness_s, "budgets.liveness_s", Zero::Forbidden)?,
+        })
+    }
+
     fn expect(&self, e: &Spanned<RawExpect>) -> R<Expectation> {
         let raw = e.get_ref();
         match (raw.outcome.get_ref().as_str(), &raw.invariant) {
@@ -1209,14 +1351,14 @@ impl Validator<'_> {
             ("violation", None) => Err(self.err(
                 e.span(),
                 "expect.invariant",
-                "outcome = \"violation\" needs `invariant` (one of I-1 I-2 I-3 I-6 I-11 L-1 budget)",
+                format!("outcome = \"violation\" needs `invariant` (one of {})", Invariant::names()),
             )),
-            ("violation", Some(inv)) => match Invariant::ALL.iter().find(|i| i.as_str() == inv.get_ref()) {
-                Some(i) => Ok(Expectation::Violation(*i)),
+            ("violation", Some(inv)) => match Invariant::every().into_iter().find(|i| i.as_str() == inv.get_ref()) {
+                Some(i) => Ok(Expectation::Violation(i)),
                 None => Err(self.err(
                     inv.span(),
                     "expect.invariant",
-                    format!("unknown invariant `{}`: expected one of I-1 I-2 I-3 I-6 I-11 L-1 budget", inv.get_ref()),
+                    format!("unknown invariant `{}`: expected one of {}", inv.get_ref(), Invariant::names()),
                 )),
             },
             (other, _) => Err(self.err(
@@ -1705,7 +1847,7 @@ settle_s = 600.0
             "needs `invariant`",
         );
         assert_error(
-            &format!("{HEAD}[expect]\noutcome = \"violation\"\ninvariant = \"I-9\"\n"),
+            &format!("{HEAD}[expect]\noutcome = \"violation\"\ninvariant = \"I-99\"\n"),
             5,
             13,
             "expect.invariant",
@@ -1805,5 +1947,37 @@ settle_s = 600.0
             }
             let _ = Scenario::parse("fuzz.toml", &lines.join("\n"));
         }
+    }
+
+    // --- checker keys ---
+
+    #[test]
+    fn per_operation_budgets_liveness_and_budget_expectations_parse() {
+        let text = format!("{HEAD}[budgets]\ntransfer_p99_s = 10.0\nclaim_p99_s = 2.5\nexit_max_s = 1e6\nliveness_s = 1200\n[expect]\noutcome = \"violation\"\ninvariant = \"budget:claim.p99\"\n");
+        let s = Scenario::parse("scenarios/x.toml", &text).expect("parses");
+        assert_eq!(s.budgets.transfer_p99, Some(Micros::from_secs(10)));
+        assert_eq!(s.budgets.op(LatencyOp::Claim, Stat::P99), Some(Micros(2_500_000)));
+        assert_eq!(s.budgets.op(LatencyOp::Exit, Stat::Max), Some(Micros::from_secs(1_000_000)));
+        assert_eq!(s.budgets.op(LatencyOp::Deposit, Stat::P50), None);
+        assert_eq!(s.budgets.liveness, Some(Micros::from_secs(1200)));
+        assert_eq!(s.expect, Expectation::Violation(Invariant::OpBudget(LatencyOp::Claim, Stat::P99)));
+        for name in ["I-4", "I-5", "I-8", "I-9", "I-10", "I-12", "I-14", "L-2", "L-3", "L-4", "L-8", "budget:deposit.max"] {
+            let text = format!("{HEAD}[expect]\noutcome = \"violation\"\ninvariant = \"{name}\"\n");
+            let s = Scenario::parse("scenarios/x.toml", &text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(matches!(s.expect, Expectation::Violation(i) if i.as_str() == name));
+        }
+    }
+
+    #[test]
+    fn bad_checker_keys_are_located() {
+        assert_error(&format!("{HEAD}[budgets]\nsend_p50_s = 0\n"), 4, 14, "budgets.send_p50_s", "a duration > 0");
+        assert_error(&format!("{HEAD}[budgets]\nliveness_s = -1.0\n"), 4, 14, "budgets.liveness_s", "a duration > 0");
+        assert_error(
+            &format!("{HEAD}[expect]\noutcome = \"violation\"\ninvariant = \"budget:claim.p95\"\n"),
+            5,
+            13,
+            "expect.invariant",
+            "budget:claim.p99",
+        );
     }
 }

@@ -130,6 +130,11 @@ impl Wallet {
     pub fn l1_key_public(&self) -> PublicKey {
         self.cfg.l1_key.public_key(crate::crypto::secp())
     }
+    /// Work the wallet still owes (queued commands, the operation in flight but a poll, claims
+    /// not finished): the checker's liveness phase waits for 0.
+    pub fn pending_work(&self) -> usize {
+        self.queue.len() + self.op.iter().filter(|(_, o)| !matches!(o, Op::Poll)).count() + self.claims.len()
+    }
     /// A claim attempt failed: back off before the next one (its state is kept for the retry).
     fn claim_failed(&mut self, ctx: &mut Ctx<'_>) {
         self.claim_retry_at = ctx.now + RETRY_DELAY;

@@ -27,6 +27,12 @@ use reference_node::tx::timelock::{blocks, TIME_LOCK_INTERVAL};
 use reference_node::types::{KeyshareId, LeafId, Micros, OperatorId, TransferId};
 use std::collections::{BTreeMap, BTreeSet};
 
+// Byzantine operators and restored hazards (issue 4): their own files, hooked below.
+mod hazards;
+mod theft;
+pub use hazards::DetectionSummary;
+pub use theft::TheftSummary;
+
 /// A broken invariant before it is stamped with the event: (invariant, dedupe subject, message).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
@@ -114,6 +120,8 @@ pub struct Checker {
     /// Leaves whose deposit is confirmed on a majority: value and deposit outpoint.
     settled: BTreeMap<LeafId, (u64, OutPoint)>,
     last_height: Option<u32>,
+    theft: theft::TheftCheck,
+    hazards: hazards::HazardChecks,
 }
 
 impl Checker {
@@ -140,6 +148,8 @@ impl Checker {
             leaf_value: BTreeMap::new(),
             settled: BTreeMap::new(),
             last_height: None,
+            theft: theft::TheftCheck::default(),
+            hazards: hazards::HazardChecks::default(),
         }
     }
 
@@ -164,6 +174,10 @@ impl Checker {
     }
     pub fn threshold(&self) -> u16 {
         self.threshold
+    }
+    /// Byzantine detections and theft attempts (issue 4), for the report.
+    pub fn adversary(&self) -> (DetectionSummary, TheftSummary) {
+        (self.hazards.summary(), self.theft.summary())
     }
 
     /// Claim time − send time of every transfer seen both sent and claimed, in seconds.
@@ -200,6 +214,8 @@ impl Checker {
             found.extend(self.check_dbs(&dbs, &changed));
         }
         found.extend(self.audit_chain(engine.chain()));
+        found.extend(self.theft.after_event(engine, rec, self.threshold));
+        found.extend(self.hazards.after_event(engine, rec));
         self.stamp(found, rec.index, rec.time)
     }
 
@@ -209,6 +225,7 @@ impl Checker {
         let dbs: Vec<(OperatorId, &Db)> = ops.iter().map(|o| (o.id(), o.db())).collect();
         let mut found = self.check_dbs(&dbs, &[]);
         found.extend(self.end_findings(&dbs));
+        found.extend(self.hazards.at_end(&dbs));
         self.stamp(found, now_index, engine.now())
     }
 

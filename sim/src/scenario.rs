@@ -46,6 +46,10 @@ pub struct Scenario {
     pub budgets: Budgets,
     pub expect: Expectation,
     pub run: RunSpec,
+    /// `[[byzantine]]` entries: which operators misbehave and how.
+    pub byzantine: Vec<ByzantineSpec>,
+    /// `[[theft]]` entries: former owners who try to spend a leaf they sent away.
+    pub thefts: Vec<TheftSpec>,
 }
 
 /// `[topology]`: who takes part.
@@ -190,6 +194,8 @@ impl TestFault {
 /// - `dkg_batch` = 4: keyshares generated per DKG round, ≥ 1.
 /// - `wallet_poll_s` = 5.0: wallets poll for incoming transfers this often, > 0.
 /// - `test_faults` = []: deliberate bugs; allowed: "skip_send_timelock_decrement".
+/// - `hazards` = []: known Spark hazards (spark-protocol §8.2) restored on purpose; allowed:
+///   "gossip_ack_unapplied", "claim_settle_split", "claim_skip_timelock_decrement" (see [`Hazard`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtocolSpec {
     pub gossip_retry: Micros,
@@ -199,6 +205,8 @@ pub struct ProtocolSpec {
     pub dkg_batch: u32,
     pub wallet_poll: Micros,
     pub test_faults: BTreeSet<TestFault>,
+    /// Known Spark hazards switched back on (see [`Hazard`]).
+    pub hazards: BTreeSet<Hazard>,
 }
 
 impl Default for ProtocolSpec {
@@ -211,6 +219,7 @@ impl Default for ProtocolSpec {
             dkg_batch: 4,
             wallet_poll: Micros::from_secs(5),
             test_faults: BTreeSet::new(),
+            hazards: BTreeSet::new(),
         }
     }
 }
@@ -311,10 +320,18 @@ pub enum Invariant {
     I11,
     L1,
     Budget,
+    // --- Byzantine operators and hazards (sim/src/checker/{theft,hazards}.rs) ---
+    /// I-12: operators left disagreeing on a transfer with no gossip pending to reconcile them.
+    I12,
+    /// A leaf spent on chain without its owner by fewer than t colluders: a real bug.
+    Theft,
+    /// A leaf spent on chain by a former owner with ≥ t colluding operators: the documented
+    /// trust limit (spark-protocol §5.1) was crossed, not a protocol bug.
+    TrustAssumptionBroken,
 }
 
 impl Invariant {
-    const ALL: [Invariant; 7] = [
+    const ALL: [Invariant; 10] = [
         Invariant::I1,
         Invariant::I2,
         Invariant::I3,
@@ -322,6 +339,9 @@ impl Invariant {
         Invariant::I11,
         Invariant::L1,
         Invariant::Budget,
+        Invariant::I12,
+        Invariant::Theft,
+        Invariant::TrustAssumptionBroken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -333,6 +353,9 @@ impl Invariant {
             Invariant::I11 => "I-11",
             Invariant::L1 => "L-1",
             Invariant::Budget => "budget",
+            Invariant::I12 => "I-12",
+            Invariant::Theft => "theft",
+            Invariant::TrustAssumptionBroken => "trust-assumption-broken",
         }
     }
 }
@@ -345,7 +368,8 @@ impl std::fmt::Display for Invariant {
 
 /// `[expect]`: the expected outcome (default: pass).
 /// - `outcome` = "pass" | "violation".
-/// - `invariant`: required iff outcome is "violation"; one of I-1 I-2 I-3 I-6 I-11 L-1 budget.
+/// - `invariant`: required iff outcome is "violation"; one of I-1 I-2 I-3 I-6 I-11 L-1 budget
+///   I-12 theft trust-assumption-broken.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Expectation {
     #[default]
@@ -484,6 +508,10 @@ struct RawScenario {
     budgets: Option<RawBudgets>,
     expect: Option<Spanned<RawExpect>>,
     run: Option<RawRun>,
+    #[serde(default)]
+    byzantine: Vec<Spanned<RawByzantine>>,
+    #[serde(default)]
+    theft: Vec<Spanned<RawTheft>>,
 }
 
 #[derive(Deserialize)]
@@ -530,6 +558,7 @@ struct RawProtocol {
     dkg_batch: S<i64>,
     wallet_poll_s: S<f64>,
     test_faults: Option<Vec<Spanned<String>>>,
+    hazards: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -711,7 +740,16 @@ impl Validator<'_> {
                 }
             }
         };
+        let byzantine = self.byzantine(&raw.byzantine, &topology)?;
+        let thefts = raw
+            .theft
+            .iter()
+            .enumerate()
+            .map(|(i, t)| self.theft(i, t, &topology))
+            .collect::<R<Vec<_>>>()?;
         Ok(Scenario {
+            byzantine,
+            thefts,
             file: self.file.to_owned(),
             name,
             description,
@@ -1004,6 +1042,7 @@ impl Validator<'_> {
                 .secs(&p.wallet_poll_s, "protocol.wallet_poll_s", Zero::Forbidden)?
                 .unwrap_or(d.wallet_poll),
             test_faults,
+            hazards: self.hazards(p.hazards.as_deref().unwrap_or_default())?,
         })
     }
 
@@ -1263,6 +1302,121 @@ fn parse_node(s: &str, topo: &Topology) -> Result<NodePattern, String> {
             "{s} does not exist: topology has {count} {kind}s ({kind}:0..{kind}:{})",
             count.saturating_sub(1)
         )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byzantine operators, thefts and hazards (spark-protocol §5.1, §8.2)
+// ---------------------------------------------------------------------------------------------
+
+/// A known Spark hazard (spark-protocol §8.2), switched back on in `protocol.hazards` to prove the
+/// simulator finds it (`scenarios/regressions/`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Hazard {
+    /// Gossip receivers acknowledge a message they failed to apply (I-12).
+    GossipAckUnapplied,
+    /// buildonspark/spark#24: a failed claim is rolled back after COMMIT was decided (I-3).
+    ClaimSettleSplit,
+    /// breez/spark-sdk#314: claim refunds keep the old refund's timelock (I-6).
+    ClaimSkipTimelockDecrement,
+}
+
+impl Hazard {
+    pub const ALL: [(&'static str, Hazard); 3] = [
+        ("gossip_ack_unapplied", Hazard::GossipAckUnapplied),
+        ("claim_settle_split", Hazard::ClaimSettleSplit),
+        ("claim_skip_timelock_decrement", Hazard::ClaimSkipTimelockDecrement),
+    ];
+}
+
+/// One `[[byzantine]]` entry: an operator that does not follow the protocol.
+/// - `operator` (required): `operator:N`, each operator at most once.
+/// - `behaviours` (required, non-empty): any of "wrong_share", "nonce_reuse", "equivocation",
+///   "withhold", "replay_stale", "forged_tweak", "keep_old_shares"
+///   (`reference_node::params::Behaviour`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ByzantineSpec {
+    pub operator: OperatorId,
+    pub behaviours: BTreeSet<reference_node::params::Behaviour>,
+}
+
+/// One `[[theft]]` entry: at `at_s` the wallet tries to spend the first leaf it sent away, asking
+/// every operator to co-sign with old key shares (only `keep_old_shares` operators answer).
+/// - `wallet` (required): `wallet:N`.
+/// - `at_s` (required): when, in simulated seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TheftSpec {
+    pub wallet: WalletId,
+    pub at: Micros,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawByzantine {
+    operator: Spanned<String>,
+    behaviours: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTheft {
+    wallet: Spanned<String>,
+    at_s: Spanned<f64>,
+}
+
+impl Validator<'_> {
+    fn hazards(&self, raw: &[Spanned<String>]) -> R<BTreeSet<Hazard>> {
+        let mut out = BTreeSet::new();
+        for (i, h) in raw.iter().enumerate() {
+            let Some((_, hz)) = Hazard::ALL.iter().find(|(n, _)| *n == h.get_ref()) else {
+                let allowed: Vec<&str> = Hazard::ALL.iter().map(|(n, _)| *n).collect();
+                return Err(self.err(h.span(), format!("protocol.hazards[{i}]"), format!("unknown hazard `{}`: allowed: {}", h.get_ref(), allowed.join(", "))));
+            };
+            out.insert(*hz);
+        }
+        Ok(out)
+    }
+
+    fn byzantine(&self, raw: &[Spanned<RawByzantine>], topo: &Topology) -> R<Vec<ByzantineSpec>> {
+        use reference_node::params::Behaviour;
+        let mut out: Vec<ByzantineSpec> = Vec::new();
+        for (i, entry) in raw.iter().enumerate() {
+            let b = entry.get_ref();
+            let field = format!("byzantine[{i}].operator");
+            let operator = match parse_node(b.operator.get_ref(), topo) {
+                Ok(NodePattern::Node(NodeId::Operator(o))) => o,
+                Ok(_) => return Err(self.err(b.operator.span(), field, format!("expected one operator (operator:N), found `{}`", b.operator.get_ref()))),
+                Err(e) => return Err(self.err(b.operator.span(), field, e)),
+            };
+            if out.iter().any(|x| x.operator == operator) {
+                return Err(self.err(b.operator.span(), field, format!("{operator} is listed twice; put all its behaviours in one entry")));
+            }
+            if b.behaviours.get_ref().is_empty() {
+                return Err(self.err(b.behaviours.span(), format!("byzantine[{i}].behaviours"), "list at least one behaviour"));
+            }
+            let mut behaviours = BTreeSet::new();
+            for (j, name) in b.behaviours.get_ref().iter().enumerate() {
+                let Some((_, beh)) = Behaviour::ALL.iter().find(|(n, _)| *n == name.get_ref()) else {
+                    let allowed: Vec<&str> = Behaviour::ALL.iter().map(|(n, _)| *n).collect();
+                    return Err(self.err(name.span(), format!("byzantine[{i}].behaviours[{j}]"), format!("unknown behaviour `{}`: allowed: {}", name.get_ref(), allowed.join(", "))));
+                };
+                behaviours.insert(*beh);
+            }
+            out.push(ByzantineSpec { operator, behaviours });
+        }
+        Ok(out)
+    }
+
+    fn theft(&self, i: usize, t: &Spanned<RawTheft>, topo: &Topology) -> R<TheftSpec> {
+        let t = t.get_ref();
+        let field = format!("theft[{i}].wallet");
+        let wallet = match parse_node(t.wallet.get_ref(), topo) {
+            Ok(NodePattern::Node(NodeId::Wallet(w))) => w,
+            Ok(_) => return Err(self.err(t.wallet.span(), field, format!("expected one wallet (wallet:N), found `{}`", t.wallet.get_ref()))),
+            Err(e) => return Err(self.err(t.wallet.span(), field, e)),
+        };
+        let at = self.secs(&Some(t.at_s.clone()), &format!("theft[{i}].at_s"), Zero::Allowed)?.unwrap_or(Micros::ZERO);
+        Ok(TheftSpec { wallet, at })
     }
 }
 

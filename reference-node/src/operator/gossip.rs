@@ -45,7 +45,7 @@ impl Operator {
     }
 
     pub(super) fn on_gossip(&mut self, ctx: &mut Ctx<'_>, from: NodeId, id: GossipId, body: GossipBody) {
-        if NodeId::Operator(id.origin) != from {
+        if NodeId::Operator(id.origin) != from || !self.cfg.directory.operators.contains_key(&id.origin) {
             ctx.observe(Observation::Rejected { what: format!("gossip from {from}"), reason: "origin mismatch".into() });
             return;
         }
@@ -94,7 +94,8 @@ impl Operator {
         }
         let mut db = self.store.begin();
         let Some(row) = db.gossip_out.get_mut(&id.seq) else { return };
-        if !row.receipts.insert(op) {
+        // Only a participant's ack is a receipt (a stray or forged ack changes nothing).
+        if !row.participants.contains(&op) || !row.receipts.insert(op) {
             return;
         }
         let complete = row.receipts == row.participants;

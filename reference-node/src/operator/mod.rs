@@ -292,6 +292,9 @@ impl Operator {
 
     fn on_internal(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: InternalRequest) {
         let NodeId::Operator(peer) = from else { return };
+        if !self.cfg.directory.operators.contains_key(&peer) {
+            return ctx.observe(Observation::Rejected { what: format!("{} {} from {from}", self.cfg.id, body.kind()), reason: "not an operator of this deployment".into() });
+        }
         let kind = body.kind();
         let signing = byzantine::signing_request(self, &body);
         let reply = match body {

@@ -113,7 +113,7 @@ fn garbage(class: u8, a: u64, bytes: &[u8], ids: &Ids, target: OperatorId) -> Op
         1 => (NodeId::Wallet(wallet), wreq(WalletRequest::GenerateDepositAddress { identity: stranger, signing_key: stranger })),
         2 => {
             let package = TransferPackage { leaves: vec![], key_tweak_package: BTreeMap::new(), signature: bytes.to_vec() };
-            let sender = if a % 2 == 0 { stranger } else { wallet_key };
+            let sender = if a.is_multiple_of(2) { stranger } else { wallet_key };
             (NodeId::Wallet(wallet), wreq(WalletRequest::StartTransfer { transfer: TransferId(id16(bytes, 4)), sender, receiver, expiry: Micros(a), package }))
         }
         3 => (NodeId::Wallet(wallet), wreq(WalletRequest::ClaimSignRefunds { transfer, receiver: stranger, leaves: vec![] })),
@@ -136,7 +136,7 @@ fn garbage(class: u8, a: u64, bytes: &[u8], ids: &Ids, target: OperatorId) -> Op
         }
         // Internal requests on real ids from someone who is not an operator of this deployment.
         5 => {
-            let from = if a % 2 == 0 { NodeId::Operator(OperatorId(99)) } else { NodeId::Wallet(wallet) };
+            let from = if a.is_multiple_of(2) { NodeId::Operator(OperatorId(99)) } else { NodeId::Wallet(wallet) };
             (from, ireq(InternalRequest::FrostRound1 { keyshare, count: 3 }))
         }
         // Gossip whose origin is not its sender, or from a stranger, on real transfers.
@@ -146,12 +146,12 @@ fn garbage(class: u8, a: u64, bytes: &[u8], ids: &Ids, target: OperatorId) -> Op
                 1 => GossipBody::SettleReceiverCommit { transfer },
                 _ => GossipBody::CancelTransfer { transfer },
             };
-            let (from, origin) = if a % 2 == 0 { (NodeId::Operator(peer), OperatorId((peer.0 + 1) % 5)) } else { (NodeId::Operator(OperatorId(99)), OperatorId(99)) };
+            let (from, origin) = if a.is_multiple_of(2) { (NodeId::Operator(peer), OperatorId((peer.0 + 1) % 5)) } else { (NodeId::Operator(OperatorId(99)), OperatorId(99)) };
             (from, Msg::Gossip { id: GossipId { origin, seq: a }, body: Box::new(body) })
         }
         // Forged gossip acks: from a stranger for any row, from a peer for rows that do not exist.
         7 => {
-            let (from, seq) = if a % 2 == 0 { (OperatorId(99), a % 64) } else { (peer, 1_000_000 + a % 64) };
+            let (from, seq) = if a.is_multiple_of(2) { (OperatorId(99), a % 64) } else { (peer, 1_000_000 + a % 64) };
             (NodeId::Operator(from), Msg::GossipAck { id: GossipId { origin: target, seq }, applied: Ok(()) })
         }
         // Random bytes that happen to decode as a message, from the chain endpoint.

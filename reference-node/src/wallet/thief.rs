@@ -31,7 +31,14 @@ pub(super) struct Theft {
 
 enum Stage {
     Commit,
-    Sign { tx: Transaction, job: SigningJob, nonce: SecretNonce, shares: BTreeMap<OperatorId, signing::SignatureShare> },
+    Sign(Box<SignStage>),
+}
+
+struct SignStage {
+    tx: Transaction,
+    job: SigningJob,
+    nonce: SecretNonce,
+    shares: BTreeMap<OperatorId, signing::SignatureShare>,
 }
 
 impl Wallet {
@@ -63,8 +70,8 @@ impl Wallet {
             (Stage::Commit, Ok(ColludeReply::Committed { commitment, public_share })) => {
                 t.committed.insert(op, (commitment, public_share));
             }
-            (Stage::Sign { shares, .. }, Ok(ColludeReply::Share(s))) => {
-                shares.insert(op, s);
+            (Stage::Sign(sign), Ok(ColludeReply::Share(s))) => {
+                sign.shares.insert(op, s);
             }
             _ => {}
         }
@@ -90,13 +97,14 @@ impl Wallet {
                         let body = ColludeRequest::Sign { job: job.clone() };
                         ctx.send(NodeId::Operator(*op), Msg::Collude { req: ReqId { session: THEFT_SESSION, phase: 1 }, body: Box::new(body) });
                     }
-                    t.stage = Stage::Sign { tx, job, nonce, shares: BTreeMap::new() };
+                    t.stage = Stage::Sign(Box::new(SignStage { tx, job, nonce, shares: BTreeMap::new() }));
                     self.theft = Some(t);
                     ctx.set_timer(self.cfg.params.request_timeout, TimerKind::TheftTimeout);
                 }
                 Err(e) => self.theft_done(ctx, &t, Err(e)),
             },
-            Stage::Sign { ref tx, ref job, ref nonce, ref shares } => {
+            Stage::Sign(ref sign) => {
+                let SignStage { tx, job, nonce, shares } = &**sign;
                 let public: BTreeMap<OperatorId, PublicKey> = t.committed.iter().map(|(o, (_, p))| (*o, *p)).collect();
                 let outcome = signing::sign_as_user(job, &t.old.signing_secret, nonce)
                     .and_then(|user_share| signing::aggregate(job, shares, &user_share, &public))

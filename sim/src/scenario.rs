@@ -1420,6 +1420,57 @@ impl Validator<'_> {
     }
 }
 
+#[cfg(test)]
+mod adversary_tests {
+    use super::*;
+    use reference_node::params::Behaviour;
+
+    const HEAD: &str = "name = \"x\"\ndescription = \"d\"\n";
+
+    fn err(text: &str) -> ScenarioError {
+        Scenario::parse("scenarios/x.toml", &format!("{HEAD}{text}")).expect_err(text)
+    }
+
+    #[test]
+    fn byzantine_theft_and_hazard_keys_parse() {
+        let text = format!(
+            "{HEAD}[protocol]\nhazards = [\"claim_settle_split\", \"gossip_ack_unapplied\"]\n\
+             [[byzantine]]\noperator = \"operator:3\"\nbehaviours = [\"wrong_share\", \"keep_old_shares\"]\n\
+             [[theft]]\nwallet = \"wallet:1\"\nat_s = 2100.0\n"
+        );
+        let s = Scenario::parse("x.toml", &text).expect("parses");
+        assert_eq!(s.protocol.hazards, BTreeSet::from([Hazard::ClaimSettleSplit, Hazard::GossipAckUnapplied]));
+        assert_eq!(s.byzantine, vec![ByzantineSpec { operator: OperatorId(3), behaviours: BTreeSet::from([Behaviour::WrongShare, Behaviour::KeepOldShares]) }]);
+        assert_eq!(s.thefts, vec![TheftSpec { wallet: WalletId(1), at: Micros::from_secs(2100) }]);
+        let plain = Scenario::parse("x.toml", HEAD).expect("parses");
+        assert!(plain.byzantine.is_empty() && plain.thefts.is_empty() && plain.protocol.hazards.is_empty());
+    }
+
+    #[test]
+    fn bad_adversary_keys_are_located() {
+        let e = err("[[byzantine]]\noperator = \"operator:3\"\nbehaviours = [\"wrong_share\", \"lie\"]\n");
+        assert_eq!((e.line, e.column, e.field.as_str()), (5, 30, "byzantine[0].behaviours[1]"), "{e}");
+        assert!(e.message.contains("unknown behaviour `lie`") && e.message.contains("keep_old_shares"), "{e}");
+        let e = err("[[byzantine]]\noperator = \"wallet:0\"\nbehaviours = [\"withhold\"]\n");
+        assert_eq!((e.line, e.field.as_str()), (4, "byzantine[0].operator"), "{e}");
+        let e = err("[[byzantine]]\noperator = \"operator:9\"\nbehaviours = [\"withhold\"]\n");
+        assert!(e.message.contains("does not exist"), "{e}");
+        let e = err("[[byzantine]]\noperator = \"operator:1\"\nbehaviours = []\n");
+        assert_eq!(e.field, "byzantine[0].behaviours", "{e}");
+        let e = err("[[byzantine]]\noperator = \"operator:1\"\nbehaviours = [\"withhold\"]\n[[byzantine]]\noperator = \"operator:1\"\nbehaviours = [\"wrong_share\"]\n");
+        assert!(e.field == "byzantine[1].operator" && e.message.contains("listed twice"), "{e}");
+        let e = err("[protocol]\nhazards = [\"renew_send_race\"]\n");
+        assert_eq!((e.line, e.field.as_str()), (4, "protocol.hazards[0]"), "{e}");
+        assert!(e.message.contains("claim_settle_split"), "{e}");
+        let e = err("[[theft]]\nwallet = \"operator:0\"\nat_s = 1.0\n");
+        assert_eq!(e.field, "theft[0].wallet", "{e}");
+        let e = err("[[theft]]\nwallet = \"wallet:0\"\nat_s = -1.0\n");
+        assert_eq!(e.field, "theft[0].at_s", "{e}");
+        let e = err("[[byzantine]]\noperator = \"operator:1\"\nbehaviors = [\"withhold\"]\n");
+        assert!(e.message.contains("unknown field"), "{e}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Locating serde errors in the text
 // ---------------------------------------------------------------------------------------------

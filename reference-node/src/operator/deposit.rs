@@ -341,7 +341,7 @@ impl Operator {
     pub(super) fn choose_signers_from(&self, ctx: &mut Ctx<'_>, mut pool: Vec<OperatorId>) -> Vec<OperatorId> {
         use rand_core::RngCore;
         // Identifiable abort: leave named culprits out while t others remain (n ≥ t + f).
-        let trusted: Vec<OperatorId> = pool.iter().copied().filter(|o| !self.vol.suspects.contains(o)).collect();
+        let trusted: Vec<OperatorId> = pool.iter().copied().filter(|o| !self.is_suspect(*o, ctx.now)).collect();
         if trusted.len() < pool.len() && trusted.len() >= usize::from(self.cfg.params.threshold) {
             pool = trusted;
         }

@@ -23,6 +23,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use store::Store;
 
+/// How long a coordinator leaves a named culprit out of its signer sets.
+const SUSPECT_FOR: Micros = Micros::from_secs(600);
+
 /// What an operator is configured with (its identity key survives restarts: it is config).
 #[derive(Clone)]
 pub struct OperatorConfig {
@@ -50,8 +53,9 @@ struct Volatile {
     gossip_timer_armed: bool,
     tasks_timer_armed: bool,
     /// Operators this coordinator caught cheating or withholding in a signing round (FROST
-    /// identifiable abort); left out of signer sets while enough others remain.
-    suspects: BTreeSet<OperatorId>,
+    /// identifiable abort), until when: left out of signer sets while enough others remain. It
+    /// expires so an honest operator that was only down is trusted again.
+    suspects: BTreeMap<OperatorId, Micros>,
 }
 
 /// A coordinator-side operation waiting for a round of replies from other operators.
@@ -340,9 +344,18 @@ impl Operator {
 
     /// Identifiable abort: remember the culprit so the next signer sets leave it out.
     fn name_culprit(&mut self, ctx: &mut Ctx<'_>, culprit: OperatorId, reason: String) {
-        if culprit != self.cfg.id && self.vol.suspects.insert(culprit) {
+        if culprit == self.cfg.id {
+            return;
+        }
+        let until = ctx.now + SUSPECT_FOR;
+        if self.vol.suspects.insert(culprit, until).is_none_or(|old| old <= ctx.now) {
             ctx.observe(Observation::CulpritNamed { by: self.cfg.id, culprit, reason });
         }
+    }
+
+    /// A named culprit not yet forgiven.
+    fn is_suspect(&self, op: OperatorId, now: Micros) -> bool {
+        self.vol.suspects.get(&op).is_some_and(|until| *until > now)
     }
 }
 

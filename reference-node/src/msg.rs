@@ -34,6 +34,10 @@ pub enum Msg {
     GossipAck { id: GossipId, applied: Result<(), String> },
     /// Operator → receiver wallet: a transfer to it is ready to claim (`subscribe_to_events`).
     TransferEvent { transfer: TransferId },
+    /// Former owner → operator: co-sign a spend with the key share you held while I owned the
+    /// leaf. Honest operators refuse (they forgot it); colluders answer (operator/byzantine.rs).
+    Collude { req: ReqId, body: Box<ColludeRequest> },
+    ColludeReply { req: ReqId, body: Box<Result<ColludeReply, String>> },
 }
 
 impl Msg {
@@ -48,6 +52,8 @@ impl Msg {
             Msg::Gossip { body, .. } => body.kind(),
             Msg::GossipAck { .. } => "GossipAck",
             Msg::TransferEvent { .. } => "TransferEvent",
+            Msg::Collude { .. } => "Collude",
+            Msg::ColludeReply { .. } => "ColludeReply",
         }
     }
 }
@@ -392,4 +398,19 @@ pub fn transfer_package_digest(transfer: TransferId, key_tweak_package: &BTreeMa
 /// The digest the sender signs per leaf: SHA256(leaf id ‖ transfer id ‖ secret cipher).
 pub fn leaf_tweak_digest(leaf: LeafId, transfer: TransferId, secret_cipher: &[u8]) -> [u8; 32] {
     crate::crypto::identity::sha256(&[&leaf.0, &transfer.0, secret_cipher])
+}
+
+/// What a former owner asks a colluding operator (spark-protocol §5.1, the statechain theft).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ColludeRequest {
+    /// A nonce commitment for the old share under which `user_public_key` + P_SE = `verifying_key`.
+    Commit { verifying_key: PublicKey, user_public_key: PublicKey },
+    /// Sign with that old share and the committed nonce.
+    Sign { job: SigningJob },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ColludeReply {
+    Committed { commitment: NonceCommitment, public_share: PublicKey },
+    Share(SignatureShare),
 }

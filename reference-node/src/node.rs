@@ -24,6 +24,8 @@ pub enum TimerKind {
     PollTransfers,
     /// Wallet: retry whatever operation is pending.
     WalletRetry,
+    /// Wallet acting as a thief (wallet/thief.rs): stop waiting for colluders.
+    TheftTimeout,
 }
 
 /// What a driver hands to a node.

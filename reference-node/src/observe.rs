@@ -1,6 +1,6 @@
 //! Facts nodes report to the checker and the trace (never seen by other nodes).
 use crate::crypto::PublicKey;
-use crate::types::{LeafId, TransferId, WalletId};
+use crate::types::{LeafId, OperatorId, TransferId, WalletId};
 use bitcoin::Transaction;
 use serde::{Deserialize, Serialize};
 
@@ -25,4 +25,25 @@ pub enum Observation {
     CommandSkipped { wallet: WalletId, reason: String },
     /// Something a node rejected (a message, a tx): evidence for reports, not a violation.
     Rejected { what: String, reason: String },
+    // --- Byzantine operators and their detection (operator/byzantine.rs) ---
+    /// A coordinator's identifiable abort: `culprit` sent a bad share, lied about a key, or
+    /// withheld a signing round; it is left out of the next signer sets.
+    CulpritNamed { by: OperatorId, culprit: OperatorId, reason: String },
+    /// An honest operator's enforcing signer guard refused to sign (spark-protocol §6.2/§6.3).
+    GuardRefused { signer: OperatorId, rule: GuardRule, detail: String },
+    /// A colluding operator co-signed, with a key share it should have forgotten, a spend under
+    /// `verifying_key` for a former owner (spark-protocol §5.1).
+    ColludedSignature { operator: OperatorId, verifying_key: PublicKey },
+    /// A former owner tried to spend a leaf it sent away with colluding operators' old shares:
+    /// `Ok(txid)` it broadcast a valid spend, `Err` the protocol blocked it.
+    TheftAttempt { wallet: WalletId, leaf: LeafId, colluders: Vec<OperatorId>, outcome: Result<[u8; 32], String> },
+}
+
+/// Which rule of the enforcing signer guard refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GuardRule {
+    /// A nonce that already signed was asked to sign again (I-11).
+    NonceReuse,
+    /// A refund whose timelock is not strictly below the one it replaces (I-6).
+    RefundTimelock,
 }

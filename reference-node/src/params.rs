@@ -3,13 +3,67 @@
 use crate::crypto::PublicKey;
 use crate::types::{Micros, OperatorId, WalletId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Deliberate bugs a test can switch on to prove the checker catches them. Never on by default.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestFaults {
     /// Send keeps the current refund timelock instead of decrementing it by 100 (breaks I-6).
     pub skip_send_timelock_decrement: bool,
+}
+
+/// Known Spark hazards (spark-protocol §8.2) a regression scenario switches back on to prove the
+/// simulator finds them. Each restores the faulty behaviour of the upstream code; never on by
+/// default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hazards {
+    /// Oct-2025 gossip handlers: a receiver that fails to apply a message still acknowledges it,
+    /// so the origin stops retrying and the operators diverge (I-12, §8.2 #10).
+    pub gossip_ack_unapplied: bool,
+    /// buildonspark/spark#24: a claim that fails after COMMIT was decided is rolled back anyway,
+    /// and the rollback resets a row whose key tweak was already applied, so a retry tweaks that
+    /// operator's share twice (I-3, §8.2 #1–#2).
+    pub claim_settle_split: bool,
+    /// breez/spark-sdk#314: claim refunds are built from the leaf's old refund instead of the
+    /// transfer's intermediate refund, so receiving never decrements the timelock (I-6, §8.2 #8).
+    pub claim_skip_timelock_decrement: bool,
+}
+
+/// What a Byzantine operator does instead of following the protocol (a catalogue; see
+/// `operator/byzantine.rs` for where each one acts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Behaviour {
+    /// FROST round 2: answer a signature share that does not verify.
+    WrongShare,
+    /// Forward the signing jobs it was sent to the other signers with another message, trying to
+    /// make an honest operator sign twice with one nonce.
+    NonceReuse,
+    /// Tell the coordinator a different SE key for a leaf than every other operator holds.
+    Equivocation,
+    /// Never answer a FROST round (round 1 or 2): silently withhold.
+    Withhold,
+    /// Re-send transfer messages it received, long after they were current.
+    ReplayStale,
+    /// Send other operators forged receiver key-tweak shares: one whose Feldman proof does not
+    /// verify, and one that verifies but does not come from the receiver.
+    ForgedTweak,
+    /// Keep every old key share after a transfer and co-sign spends with a former owner.
+    KeepOldShares,
+}
+
+impl Behaviour {
+    pub const ALL: [(&'static str, Behaviour); 7] = [
+        ("wrong_share", Behaviour::WrongShare),
+        ("nonce_reuse", Behaviour::NonceReuse),
+        ("equivocation", Behaviour::Equivocation),
+        ("withhold", Behaviour::Withhold),
+        ("replay_stale", Behaviour::ReplayStale),
+        ("forged_tweak", Behaviour::ForgedTweak),
+        ("keep_old_shares", Behaviour::KeepOldShares),
+    ];
+    pub fn as_str(self) -> &'static str {
+        Behaviour::ALL.iter().find(|(_, b)| *b == self).map_or("?", |(n, _)| n)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +92,10 @@ pub struct Params {
     /// Wallet: sender-chosen expiry of a transfer.
     pub transfer_expiry: Micros,
     pub test_faults: TestFaults,
+    /// Known Spark hazards restored on purpose (spark-protocol §8.2); all off by default.
+    pub hazards: Hazards,
+    /// Byzantine operators and what each does (spark-protocol §5.1); empty by default.
+    pub byzantine: BTreeMap<OperatorId, BTreeSet<Behaviour>>,
 }
 
 impl Params {
@@ -57,6 +115,8 @@ impl Params {
             wallet_poll: Micros::from_secs(5),
             transfer_expiry: Micros::from_secs(300),
             test_faults: TestFaults::default(),
+            hazards: Hazards::default(),
+            byzantine: BTreeMap::new(),
         }
     }
     pub fn operator_ids(&self) -> impl Iterator<Item = OperatorId> {

@@ -41,6 +41,11 @@ use crate::report::CheckerReport;
 use crate::scenario::{Budgets, LatencyOp};
 use hygiene::WalletView;
 use reference_node::types::NodeId;
+// Byzantine operators and restored hazards (issue 4): their own files, hooked below.
+mod hazards;
+mod theft;
+pub use hazards::DetectionSummary;
+pub use theft::TheftSummary;
 
 /// A broken invariant before it is stamped with the event: (invariant, dedupe subject, message).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,6 +158,8 @@ pub struct Checker {
     keyshares_checked: BTreeSet<(OperatorId, KeyshareId)>,
     /// (origin, gossip seq) → the last reason a receiver refused to apply it (I-12 evidence).
     gossip_refusals: BTreeMap<(OperatorId, u64), String>,
+    theft: theft::TheftCheck,
+    hazards: hazards::HazardChecks,
 }
 
 impl Checker {
@@ -193,6 +200,8 @@ impl Checker {
             keyshares_seen: BTreeMap::new(),
             keyshares_checked: BTreeSet::new(),
             gossip_refusals: BTreeMap::new(),
+            theft: theft::TheftCheck::default(),
+            hazards: hazards::HazardChecks::default(),
         }
     }
 
@@ -269,6 +278,10 @@ impl Checker {
     pub fn threshold(&self) -> u16 {
         self.threshold
     }
+    /// Byzantine detections and theft attempts (issue 4), for the report.
+    pub fn adversary(&self) -> (DetectionSummary, TheftSummary) {
+        (self.hazards.summary(), self.theft.summary())
+    }
 
     /// Claim time − send time of every transfer seen both sent and claimed, in seconds.
     pub fn latency_samples(&self) -> Vec<f64> {
@@ -305,6 +318,8 @@ impl Checker {
         }
         found.extend(self.audit_chain(engine.chain()));
         found.extend(self.check_backing(engine.chain()));
+        found.extend(self.theft.after_event(engine, rec, self.threshold));
+        found.extend(self.hazards.after_event(engine, rec));
         self.stamp(found, rec.index, rec.time)
     }
 
@@ -319,6 +334,7 @@ impl Checker {
         let down: BTreeSet<OperatorId> = dbs.iter().filter(|(o, _)| !engine.is_up(NodeId::Operator(*o))).map(|(o, _)| *o).collect();
         let wallets = wallet_views(engine);
         found.extend(self.quiescence_findings(&up, &wallets, &down, engine.now()));
+        found.extend(self.hazards.at_end(&dbs));
         self.stamp(found, now_index, engine.now())
     }
 
@@ -475,6 +491,9 @@ impl Checker {
                     self.coverage.hit("dkg-round-abandoned");
                 }
             }
+            Observation::CulpritNamed { .. } => self.coverage.hit("identifiable-abort"),
+            // Judged in checker/hazards.rs and checker/theft.rs.
+            Observation::GuardRefused { .. } | Observation::ColludedSignature { .. } | Observation::TheftAttempt { .. } => {}
         }
     }
 

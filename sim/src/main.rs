@@ -471,6 +471,7 @@ mod tests {
             wall_time_s: 1.5,
             replay_command: String::new(),
             checker: None,
+            adversary: None,
         }
     }
 

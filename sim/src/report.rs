@@ -74,6 +74,10 @@ pub struct RunReport {
     /// The full checker's tables (optional: absent in reports written before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checker: Option<CheckerReport>,
+    /// Byzantine operators' effects (only in runs that have any; absent otherwise, so other
+    /// reports are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adversary: Option<AdversaryReport>,
 }
 
 // --- checker: invariant table, sometimes coverage, per-operation latency -------------------------
@@ -137,4 +141,16 @@ pub struct LivenessPhase {
     pub end_s: f64,
     /// Every pending operation reached a terminal state.
     pub quiet: bool,
+}
+
+/// What Byzantine operators tried and how it ended (issue 4).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdversaryReport {
+    /// Operator → times a coordinator named it a culprit (FROST identifiable abort).
+    pub culprits_named: std::collections::BTreeMap<String, u64>,
+    /// Nonce reuse attempts an honest signer's guard refused.
+    pub nonce_reuse_refused: u64,
+    /// A former owner's theft attempts the protocol blocked / that produced a valid spend.
+    pub theft_attempts_blocked: u64,
+    pub theft_attempts_succeeded: u64,
 }

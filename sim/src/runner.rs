@@ -14,7 +14,7 @@ use reference_node::chain::Chain;
 use reference_node::node::Node;
 use reference_node::crypto::SecretKey;
 use reference_node::operator::{Operator, OperatorConfig};
-use reference_node::params::{Directory, Params, TestFaults};
+use reference_node::params::{Directory, Hazards, Params, TestFaults};
 use reference_node::tx::template;
 use reference_node::types::{Micros, NodeId, OperatorId, WalletId};
 use reference_node::wallet::{Command, Wallet, WalletConfig};
@@ -48,7 +48,20 @@ pub fn params_of(s: &Scenario) -> Params {
     p.wallet_poll = s.protocol.wallet_poll;
     p.dkg_coordinators = vec![s.topology.coordinator];
     p.test_faults = TestFaults { skip_send_timelock_decrement: s.protocol.test_faults.contains(&TestFault::SkipSendTimelockDecrement) };
+    adversary_params(s, &mut p);
     p
+}
+
+/// Byzantine operators and restored hazards (scenario `[[byzantine]]`, `protocol.hazards`).
+fn adversary_params(s: &Scenario, p: &mut Params) {
+    use crate::scenario::Hazard;
+    let on = |h| s.protocol.hazards.contains(&h);
+    p.hazards = Hazards {
+        gossip_ack_unapplied: on(Hazard::GossipAckUnapplied),
+        claim_settle_split: on(Hazard::ClaimSettleSplit),
+        claim_skip_timelock_decrement: on(Hazard::ClaimSkipTimelockDecrement),
+    };
+    p.byzantine = s.byzantine.iter().map(|b| (b.operator, b.behaviours.clone())).collect();
 }
 
 /// A built run: the engine with everything scheduled, and when the last command is due.
@@ -89,7 +102,11 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
         }
         engine.add_node(NodeId::Wallet(id), Actor::Wallet(Box::new(wallet)));
     }
-    let last_command = schedule_workload(s, seed, &mut engine);
+    let mut last_command = schedule_workload(s, seed, &mut engine);
+    for t in &s.thefts {
+        engine.schedule_command(t.at, t.wallet, Command::Steal);
+        last_command = last_command.max(t.at);
+    }
     for f in &s.faults {
         match f {
             FaultSpec::Crash { node, at, restart_after } => {
@@ -216,6 +233,20 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
     RunResult { report, digest_log }
 }
 
+/// The adversary section of the report: only for runs with Byzantine operators, thefts or hazards.
+fn adversary_report(s: &Scenario, checker: &Checker) -> Option<crate::report::AdversaryReport> {
+    if s.byzantine.is_empty() && s.thefts.is_empty() && s.protocol.hazards.is_empty() {
+        return None;
+    }
+    let (d, t) = checker.adversary();
+    Some(crate::report::AdversaryReport {
+        culprits_named: d.culprits_named.iter().map(|(o, n)| (o.to_string(), *n)).collect(),
+        nonce_reuse_refused: d.nonce_reuse_refused,
+        theft_attempts_blocked: t.attempts_blocked,
+        theft_attempts_succeeded: t.attempts_succeeded,
+    })
+}
+
 fn make_report(s: &Scenario, path: &str, seed: u64, engine: &SimEngine, checker: &Checker, violations: Vec<Violation>, wall_time_s: f64) -> RunReport {
     let outcome = if violations.is_empty() { Outcome::Pass } else { Outcome::Fail };
     let (expected, matched) = match s.expect {
@@ -251,6 +282,7 @@ fn make_report(s: &Scenario, path: &str, seed: u64, engine: &SimEngine, checker:
         wall_time_s,
         replay_command: format!("sparksim run {path} --seed {seed}"),
         checker: Some(checker.report()),
+        adversary: adversary_report(s, checker),
     }
 }
 

@@ -46,6 +46,10 @@ pub struct Scenario {
     pub budgets: Budgets,
     pub expect: Expectation,
     pub run: RunSpec,
+    /// `[[byzantine]]` entries: which operators misbehave and how.
+    pub byzantine: Vec<ByzantineSpec>,
+    /// `[[theft]]` entries: former owners who try to spend a leaf they sent away.
+    pub thefts: Vec<TheftSpec>,
 }
 
 /// `[topology]`: who takes part.
@@ -190,6 +194,8 @@ impl TestFault {
 /// - `dkg_batch` = 4: keyshares generated per DKG round, ≥ 1.
 /// - `wallet_poll_s` = 5.0: wallets poll for incoming transfers this often, > 0.
 /// - `test_faults` = []: deliberate bugs; allowed: "skip_send_timelock_decrement".
+/// - `hazards` = []: known Spark hazards (spark-protocol §8.2) restored on purpose; allowed:
+///   "gossip_ack_unapplied", "claim_settle_split", "claim_skip_timelock_decrement" (see [`Hazard`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtocolSpec {
     pub gossip_retry: Micros,
@@ -199,6 +205,8 @@ pub struct ProtocolSpec {
     pub dkg_batch: u32,
     pub wallet_poll: Micros,
     pub test_faults: BTreeSet<TestFault>,
+    /// Known Spark hazards switched back on (see [`Hazard`]).
+    pub hazards: BTreeSet<Hazard>,
 }
 
 impl Default for ProtocolSpec {
@@ -211,6 +219,7 @@ impl Default for ProtocolSpec {
             dkg_batch: 4,
             wallet_poll: Micros::from_secs(5),
             test_faults: BTreeSet::new(),
+            hazards: BTreeSet::new(),
         }
     }
 }
@@ -386,10 +395,16 @@ pub enum Invariant {
     L4,
     L8,
     OpBudget(LatencyOp, Stat),
+    // --- Byzantine operators and hazards (sim/src/checker/{theft,hazards}.rs) ---
+    /// A leaf spent on chain without its owner by fewer than t colluders: a real bug.
+    Theft,
+    /// A leaf spent on chain by a former owner with ≥ t colluding operators: the documented
+    /// trust limit (spark-protocol §5.1) was crossed, not a protocol bug.
+    TrustAssumptionBroken,
 }
 
 impl Invariant {
-    const ALL: [Invariant; 7] = [
+    const ALL: [Invariant; 9] = [
         Invariant::I1,
         Invariant::I2,
         Invariant::I3,
@@ -397,6 +412,8 @@ impl Invariant {
         Invariant::I11,
         Invariant::L1,
         Invariant::Budget,
+        Invariant::Theft,
+        Invariant::TrustAssumptionBroken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -421,6 +438,8 @@ impl Invariant {
             Invariant::L4 => "L-4",
             Invariant::L8 => "L-8",
             Invariant::OpBudget(op, stat) => budget_name(op, stat),
+            Invariant::Theft => "theft",
+            Invariant::TrustAssumptionBroken => "trust-assumption-broken",
         }
     }
 
@@ -458,6 +477,8 @@ impl std::fmt::Display for Invariant {
 /// - `outcome` = "pass" | "violation".
 /// - `invariant`: required iff outcome is "violation"; one of I-1 I-2 I-3 I-4 I-5 I-6 I-8 I-9
 ///   I-10 I-11 I-12 I-14 L-1 L-2 L-3 L-4 L-8 budget budget:<op>.<stat> (see [`Invariant::every`]).
+/// - `invariant`: required iff outcome is "violation"; one of I-1 I-2 I-3 I-6 I-11 L-1 budget
+///   I-12 theft trust-assumption-broken.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Expectation {
     #[default]
@@ -596,6 +617,10 @@ struct RawScenario {
     budgets: Option<RawBudgets>,
     expect: Option<Spanned<RawExpect>>,
     run: Option<RawRun>,
+    #[serde(default)]
+    byzantine: Vec<Spanned<RawByzantine>>,
+    #[serde(default)]
+    theft: Vec<Spanned<RawTheft>>,
 }
 
 #[derive(Deserialize)]
@@ -642,6 +667,7 @@ struct RawProtocol {
     dkg_batch: S<i64>,
     wallet_poll_s: S<f64>,
     test_faults: Option<Vec<Spanned<String>>>,
+    hazards: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -831,7 +857,16 @@ impl Validator<'_> {
                 }
             }
         };
+        let byzantine = self.byzantine(&raw.byzantine, &topology)?;
+        let thefts = raw
+            .theft
+            .iter()
+            .enumerate()
+            .map(|(i, t)| self.theft(i, t, &topology))
+            .collect::<R<Vec<_>>>()?;
         Ok(Scenario {
+            byzantine,
+            thefts,
             file: self.file.to_owned(),
             name,
             description,
@@ -1124,6 +1159,7 @@ impl Validator<'_> {
                 .secs(&p.wallet_poll_s, "protocol.wallet_poll_s", Zero::Forbidden)?
                 .unwrap_or(d.wallet_poll),
             test_faults,
+            hazards: self.hazards(p.hazards.as_deref().unwrap_or_default())?,
         })
     }
 
@@ -1405,6 +1441,172 @@ fn parse_node(s: &str, topo: &Topology) -> Result<NodePattern, String> {
             "{s} does not exist: topology has {count} {kind}s ({kind}:0..{kind}:{})",
             count.saturating_sub(1)
         )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byzantine operators, thefts and hazards (spark-protocol §5.1, §8.2)
+// ---------------------------------------------------------------------------------------------
+
+/// A known Spark hazard (spark-protocol §8.2), switched back on in `protocol.hazards` to prove the
+/// simulator finds it (`scenarios/regressions/`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Hazard {
+    /// Gossip receivers acknowledge a message they failed to apply (I-12).
+    GossipAckUnapplied,
+    /// buildonspark/spark#24: a failed claim is rolled back after COMMIT was decided (I-3).
+    ClaimSettleSplit,
+    /// breez/spark-sdk#314: claim refunds keep the old refund's timelock (I-6).
+    ClaimSkipTimelockDecrement,
+}
+
+impl Hazard {
+    pub const ALL: [(&'static str, Hazard); 3] = [
+        ("gossip_ack_unapplied", Hazard::GossipAckUnapplied),
+        ("claim_settle_split", Hazard::ClaimSettleSplit),
+        ("claim_skip_timelock_decrement", Hazard::ClaimSkipTimelockDecrement),
+    ];
+}
+
+/// One `[[byzantine]]` entry: an operator that does not follow the protocol.
+/// - `operator` (required): `operator:N`, each operator at most once.
+/// - `behaviours` (required, non-empty): any of "wrong_share", "nonce_reuse", "equivocation",
+///   "withhold", "replay_stale", "forged_tweak", "keep_old_shares"
+///   (`reference_node::params::Behaviour`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ByzantineSpec {
+    pub operator: OperatorId,
+    pub behaviours: BTreeSet<reference_node::params::Behaviour>,
+}
+
+/// One `[[theft]]` entry: at `at_s` the wallet tries to spend the first leaf it sent away, asking
+/// every operator to co-sign with old key shares (only `keep_old_shares` operators answer).
+/// - `wallet` (required): `wallet:N`.
+/// - `at_s` (required): when, in simulated seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TheftSpec {
+    pub wallet: WalletId,
+    pub at: Micros,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawByzantine {
+    operator: Spanned<String>,
+    behaviours: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTheft {
+    wallet: Spanned<String>,
+    at_s: Spanned<f64>,
+}
+
+impl Validator<'_> {
+    fn hazards(&self, raw: &[Spanned<String>]) -> R<BTreeSet<Hazard>> {
+        let mut out = BTreeSet::new();
+        for (i, h) in raw.iter().enumerate() {
+            let Some((_, hz)) = Hazard::ALL.iter().find(|(n, _)| *n == h.get_ref()) else {
+                let allowed: Vec<&str> = Hazard::ALL.iter().map(|(n, _)| *n).collect();
+                return Err(self.err(h.span(), format!("protocol.hazards[{i}]"), format!("unknown hazard `{}`: allowed: {}", h.get_ref(), allowed.join(", "))));
+            };
+            out.insert(*hz);
+        }
+        Ok(out)
+    }
+
+    fn byzantine(&self, raw: &[Spanned<RawByzantine>], topo: &Topology) -> R<Vec<ByzantineSpec>> {
+        use reference_node::params::Behaviour;
+        let mut out: Vec<ByzantineSpec> = Vec::new();
+        for (i, entry) in raw.iter().enumerate() {
+            let b = entry.get_ref();
+            let field = format!("byzantine[{i}].operator");
+            let operator = match parse_node(b.operator.get_ref(), topo) {
+                Ok(NodePattern::Node(NodeId::Operator(o))) => o,
+                Ok(_) => return Err(self.err(b.operator.span(), field, format!("expected one operator (operator:N), found `{}`", b.operator.get_ref()))),
+                Err(e) => return Err(self.err(b.operator.span(), field, e)),
+            };
+            if out.iter().any(|x| x.operator == operator) {
+                return Err(self.err(b.operator.span(), field, format!("{operator} is listed twice; put all its behaviours in one entry")));
+            }
+            if b.behaviours.get_ref().is_empty() {
+                return Err(self.err(b.behaviours.span(), format!("byzantine[{i}].behaviours"), "list at least one behaviour"));
+            }
+            let mut behaviours = BTreeSet::new();
+            for (j, name) in b.behaviours.get_ref().iter().enumerate() {
+                let Some((_, beh)) = Behaviour::ALL.iter().find(|(n, _)| *n == name.get_ref()) else {
+                    let allowed: Vec<&str> = Behaviour::ALL.iter().map(|(n, _)| *n).collect();
+                    return Err(self.err(name.span(), format!("byzantine[{i}].behaviours[{j}]"), format!("unknown behaviour `{}`: allowed: {}", name.get_ref(), allowed.join(", "))));
+                };
+                behaviours.insert(*beh);
+            }
+            out.push(ByzantineSpec { operator, behaviours });
+        }
+        Ok(out)
+    }
+
+    fn theft(&self, i: usize, t: &Spanned<RawTheft>, topo: &Topology) -> R<TheftSpec> {
+        let t = t.get_ref();
+        let field = format!("theft[{i}].wallet");
+        let wallet = match parse_node(t.wallet.get_ref(), topo) {
+            Ok(NodePattern::Node(NodeId::Wallet(w))) => w,
+            Ok(_) => return Err(self.err(t.wallet.span(), field, format!("expected one wallet (wallet:N), found `{}`", t.wallet.get_ref()))),
+            Err(e) => return Err(self.err(t.wallet.span(), field, e)),
+        };
+        let at = self.secs(&Some(t.at_s.clone()), &format!("theft[{i}].at_s"), Zero::Allowed)?.unwrap_or(Micros::ZERO);
+        Ok(TheftSpec { wallet, at })
+    }
+}
+
+#[cfg(test)]
+mod adversary_tests {
+    use super::*;
+    use reference_node::params::Behaviour;
+
+    const HEAD: &str = "name = \"x\"\ndescription = \"d\"\n";
+
+    fn err(text: &str) -> ScenarioError {
+        Scenario::parse("scenarios/x.toml", &format!("{HEAD}{text}")).expect_err(text)
+    }
+
+    #[test]
+    fn byzantine_theft_and_hazard_keys_parse() {
+        let text = format!(
+            "{HEAD}[protocol]\nhazards = [\"claim_settle_split\", \"gossip_ack_unapplied\"]\n\
+             [[byzantine]]\noperator = \"operator:3\"\nbehaviours = [\"wrong_share\", \"keep_old_shares\"]\n\
+             [[theft]]\nwallet = \"wallet:1\"\nat_s = 2100.0\n"
+        );
+        let s = Scenario::parse("x.toml", &text).expect("parses");
+        assert_eq!(s.protocol.hazards, BTreeSet::from([Hazard::ClaimSettleSplit, Hazard::GossipAckUnapplied]));
+        assert_eq!(s.byzantine, vec![ByzantineSpec { operator: OperatorId(3), behaviours: BTreeSet::from([Behaviour::WrongShare, Behaviour::KeepOldShares]) }]);
+        assert_eq!(s.thefts, vec![TheftSpec { wallet: WalletId(1), at: Micros::from_secs(2100) }]);
+        let plain = Scenario::parse("x.toml", HEAD).expect("parses");
+        assert!(plain.byzantine.is_empty() && plain.thefts.is_empty() && plain.protocol.hazards.is_empty());
+    }
+
+    #[test]
+    fn bad_adversary_keys_are_located() {
+        let e = err("[[byzantine]]\noperator = \"operator:3\"\nbehaviours = [\"wrong_share\", \"lie\"]\n");
+        assert_eq!((e.line, e.column, e.field.as_str()), (5, 30, "byzantine[0].behaviours[1]"), "{e}");
+        assert!(e.message.contains("unknown behaviour `lie`") && e.message.contains("keep_old_shares"), "{e}");
+        let e = err("[[byzantine]]\noperator = \"wallet:0\"\nbehaviours = [\"withhold\"]\n");
+        assert_eq!((e.line, e.field.as_str()), (4, "byzantine[0].operator"), "{e}");
+        let e = err("[[byzantine]]\noperator = \"operator:9\"\nbehaviours = [\"withhold\"]\n");
+        assert!(e.message.contains("does not exist"), "{e}");
+        let e = err("[[byzantine]]\noperator = \"operator:1\"\nbehaviours = []\n");
+        assert_eq!(e.field, "byzantine[0].behaviours", "{e}");
+        let e = err("[[byzantine]]\noperator = \"operator:1\"\nbehaviours = [\"withhold\"]\n[[byzantine]]\noperator = \"operator:1\"\nbehaviours = [\"wrong_share\"]\n");
+        assert!(e.field == "byzantine[1].operator" && e.message.contains("listed twice"), "{e}");
+        let e = err("[protocol]\nhazards = [\"renew_send_race\"]\n");
+        assert_eq!((e.line, e.field.as_str()), (4, "protocol.hazards[0]"), "{e}");
+        assert!(e.message.contains("claim_settle_split"), "{e}");
+        let e = err("[[theft]]\nwallet = \"operator:0\"\nat_s = 1.0\n");
+        assert_eq!(e.field, "theft[0].wallet", "{e}");
+        let e = err("[[theft]]\nwallet = \"wallet:0\"\nat_s = -1.0\n");
+        assert_eq!(e.field, "theft[0].at_s", "{e}");
+        let e = err("[[byzantine]]\noperator = \"operator:1\"\nbehaviors = [\"withhold\"]\n");
+        assert!(e.message.contains("unknown field"), "{e}");
     }
 }
 

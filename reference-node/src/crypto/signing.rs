@@ -322,6 +322,28 @@ pub fn aggregate(
     Ok(signature)
 }
 
+/// Checks one operator's share of a job on its own, before the user has signed (identifiable
+/// abort for operator-first signing, spark-protocol §2.4a: the coordinator names a cheating
+/// operator instead of handing the wallet shares that cannot aggregate).
+pub fn verify_operator_share(
+    job: &SigningJob,
+    op: OperatorId,
+    share: &SignatureShare,
+    public_share: &PublicKey,
+) -> Result<(), SigningError> {
+    let session = Session::new(job)?;
+    if !job.operator_commitments.contains_key(&op) {
+        return Err(SigningError::NotASigner(Signer::Operator(op)));
+    }
+    let id = operator_identifier(op);
+    let parsed = parse_share(share, Signer::Operator(op))?;
+    // The session's verifying share and key are already the tweaked ones (see `Session`), as in
+    // `aggregate`, so the share is checked as it is, on a one-share key package.
+    let verifying = frost::keys::VerifyingShare::new(session.operator_point(op, public_share)?);
+    frost_core::verify_signature_share(id, &verifying, &parsed, &session.package, &session.verifying_key)
+        .map_err(|_| SigningError::InvalidShare { culprits: vec![Signer::Operator(op)] })
+}
+
 /// BIP340 verify against the BIP341 output key of `verifying_key` (empty script tree).
 pub fn verify(
     verifying_key: &PublicKey,
@@ -854,6 +876,29 @@ pub(crate) mod tests {
             finish(&round, &keyshares[&OperatorId(0)].public_shares),
             Err(SigningError::InvalidSignature)
         );
+    }
+
+    /// The coordinator of an operator-first signing checks each share alone (no user share yet)
+    /// and names the operator whose share is wrong.
+    #[test]
+    fn crypto_signing_single_share_check_names_the_bad_operator() {
+        let mut r = rng(15);
+        let keyshares = dealer(5, 3, &mut r);
+        let user_sk = user_key(&mut r);
+        let round = sign_round(&keyshares, &op_ids(&[1, 2, 4]), &user_sk, [5; 32], &mut r).unwrap();
+        let public = &keyshares[&OperatorId(0)].public_shares;
+        for (op, share) in &round.operator_shares {
+            assert_eq!(verify_operator_share(&round.job, *op, share, &public[op]), Ok(()));
+        }
+        let mut bad = round.operator_shares[&OperatorId(2)];
+        bad.0 = Scalar(bad.0).add(&Scalar::from_u32(1)).0;
+        assert_eq!(
+            verify_operator_share(&round.job, OperatorId(2), &bad, &public[&OperatorId(2)]),
+            Err(SigningError::InvalidShare { culprits: vec![Signer::Operator(OperatorId(2))] })
+        );
+        // A good share checked against another operator's public share is not accepted either.
+        let good = round.operator_shares[&OperatorId(1)];
+        assert!(verify_operator_share(&round.job, OperatorId(1), &good, &public[&OperatorId(4)]).is_err());
     }
 
     #[test]

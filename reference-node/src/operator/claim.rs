@@ -32,6 +32,12 @@ pub(super) struct ClaimSession {
     signers: Vec<OperatorId>,
 }
 
+impl ClaimSession {
+    pub(super) fn in_signing_round(&self) -> bool {
+        matches!(self.stage, Stage::Round1 | Stage::Round2)
+    }
+}
+
 /// What every operator's copy of the receiver's tweak has in common: the Feldman proofs and the
 /// public share tweaks (each operator's secret share differs by design).
 pub(super) fn tweak_digest(t: &StoredTweak) -> [u8; 32] {
@@ -106,6 +112,11 @@ impl Operator {
             Ok(v) => v,
             Err(e) => return Self::reply_wallet(ctx, call, Err(e)),
         };
+        for l in &leaves {
+            if let Err(e) = self.guard_refund_timelock(ctx, l.leaf, l.refunds.iter().map(|j| &j.tx)) {
+                return Self::reply_wallet(ctx, call, Err(e));
+            }
+        }
         let mut s = ClaimSession { call, transfer, stage: Stage::Prepare, keyshare, jobs, signers: Vec::new() };
         if decided {
             s.stage = Stage::WaitSettled;
@@ -143,7 +154,7 @@ impl Operator {
         if curve::point_add(&lj.new_signing_key, &se_after) != Some(leaf.verifying_key) {
             return Err("new signing key does not match the settled SE key".into());
         }
-        let expected = Self::expected_claim_refunds(leaf, tl.intermediate_refunds.as_ref().ok_or("no intermediate refunds")?, &lj.new_signing_key)?;
+        let expected = Self::expected_claim_refunds(leaf, self.claim_refund_basis(leaf, tl.intermediate_refunds.as_ref().ok_or("no intermediate refunds")?), &lj.new_signing_key)?;
         if lj.refunds.len() != 3 {
             return Err(format!("expected 3 refunds, found {}", lj.refunds.len()));
         }
@@ -160,6 +171,16 @@ impl Operator {
             });
         }
         Ok((leaf.keyshare, jobs, t.receiver_commit_decided))
+    }
+
+    /// The refunds whose timelocks a claim keeps: the transfer's intermediate refunds, or, under
+    /// the breez#314 hazard, the leaf's old refund (so receiving never decrements).
+    fn claim_refund_basis<'a>(&self, leaf: &'a super::store::LeafRow, intermediate: &'a RefundSet) -> &'a RefundSet {
+        if self.cfg.params.hazards.claim_skip_timelock_decrement {
+            &leaf.refunds
+        } else {
+            intermediate
+        }
     }
 
     /// spark-protocol §3.4: the claim keeps the intermediate refunds' timelocks and pays the
@@ -192,7 +213,7 @@ impl Operator {
                 self.claim_try_sign(ctx, s)
             }
             Stage::WaitSettled => self.claim_try_sign(ctx, s),
-            Stage::Round1 => match self.attach_commitments(s.keyshare, &mut s.jobs, replies) {
+            Stage::Round1 => match self.attach_commitments(ctx, s.keyshare, &mut s.jobs, replies) {
                 Err(e) => {
                     self.claim_abort(ctx, s, e);
                     Step::Done
@@ -205,7 +226,7 @@ impl Operator {
                 }
             },
             Stage::Round2 => {
-                let results = self.signing_results(s.keyshare, &s.jobs, replies);
+                let results = self.signing_results(ctx, s.keyshare, &s.jobs, replies);
                 Self::reply_wallet(ctx, s.call, results.map(|results| WalletReply::Signing { results }));
                 Step::Done
             }
@@ -240,11 +261,13 @@ impl Operator {
     }
 
     pub(super) fn claim_abort(&mut self, ctx: &mut Ctx<'_>, s: ClaimSession, reason: String) {
-        if s.stage == Stage::Prepare {
+        // Hazard buildonspark/spark#24: roll back whatever stage failed, decided or not.
+        let split = self.cfg.params.hazards.claim_settle_split;
+        if s.stage == Stage::Prepare || split {
             // Not decided: roll back everywhere (durably), so the receiver can try again.
             let mut db = self.store.begin();
             let decided = db.transfers.get(&s.transfer).is_some_and(|t| t.receiver_commit_decided);
-            if !decided && Self::apply_receiver_rollback(&mut db, s.transfer).is_ok() {
+            if (!decided || split) && Self::apply_receiver_rollback(&mut db, s.transfer, split).is_ok() {
                 let seq = Self::gossip_create(&mut db, GossipBody::SettleReceiverRollback { transfer: s.transfer }, self.others());
                 self.store.commit(db);
                 self.gossip_push(ctx, seq);
@@ -294,9 +317,19 @@ impl Operator {
         Ok(())
     }
 
-    pub(super) fn apply_receiver_rollback(db: &mut Db, transfer: TransferId) -> Result<(), String> {
+    /// `split_hazard` (buildonspark/spark#24): the row of an already applied commit is reset too,
+    /// but its key tweak stays applied, so a retried claim tweaks this share a second time.
+    pub(super) fn apply_receiver_rollback(db: &mut Db, transfer: TransferId, split_hazard: bool) -> Result<(), String> {
         let t = db.transfers.get_mut(&transfer).ok_or_else(|| format!("unknown transfer {transfer}"))?;
         match t.status {
+            TransferStatus::ReceiverKeyTweakApplied if split_hazard => {
+                t.status = TransferStatus::SenderKeyTweaked;
+                t.receiver_commit_decided = false;
+                for r in t.leaves.values_mut() {
+                    r.receiver_tweak = None;
+                }
+                Ok(())
+            }
             TransferStatus::ReceiverKeyTweaked | TransferStatus::ReceiverKeyTweakLocked => {
                 t.status = TransferStatus::SenderKeyTweaked;
                 for r in t.leaves.values_mut() {
@@ -321,7 +354,7 @@ impl Operator {
         }
         let tl = t.leaves.get(&leaf).ok_or("leaf not in transfer")?;
         let row = db.leaves.get(&leaf).ok_or("unknown leaf")?;
-        let expected = Self::expected_claim_refunds(row, tl.intermediate_refunds.as_ref().ok_or("no intermediate refunds")?, &row.owner_signing_key)?;
+        let expected = Self::expected_claim_refunds(row, self.claim_refund_basis(row, tl.intermediate_refunds.as_ref().ok_or("no intermediate refunds")?), &row.owner_signing_key)?;
         let refunds = RefundSet::from_vec(signed).ok_or("expected 3 signed refunds")?;
         let prevouts = row.nodes.refund_prevouts()?;
         for (i, tx) in refunds.as_array().into_iter().enumerate() {

@@ -10,7 +10,7 @@ use crate::node::Ctx;
 use crate::tx::{sighash, template, timelock};
 use crate::types::{KeyshareId, LeafId, OperatorId};
 use bitcoin::{OutPoint, Transaction, TxOut};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub(super) struct AddressSession {
     pub call: WalletCall,
@@ -178,7 +178,7 @@ impl Operator {
 
     pub(super) fn deposit_sign_advance(&mut self, ctx: &mut Ctx<'_>, phase: u8, mut s: SignSession, replies: BTreeMap<OperatorId, InternalReply>) -> Step<SignSession> {
         if phase == 1 {
-            match self.attach_commitments(s.keyshare, &mut s.jobs, replies) {
+            match self.attach_commitments(ctx, s.keyshare, &mut s.jobs, replies) {
                 Err(e) => {
                     Self::reply_wallet(ctx, s.call, Err(e));
                     Step::Done
@@ -190,7 +190,7 @@ impl Operator {
                 }
             }
         } else {
-            let results = self.signing_results(s.keyshare, &s.jobs, replies);
+            let results = self.signing_results(ctx, s.keyshare, &s.jobs, replies);
             Self::reply_wallet(ctx, s.call, results.map(|results| WalletReply::Signing { results }));
             Step::Done
         }
@@ -198,14 +198,16 @@ impl Operator {
 
     /// Round-1 replies → each job's operator commitments (checking every signer holds the same
     /// SE key as this coordinator).
-    pub(super) fn attach_commitments(&self, keyshare: KeyshareId, jobs: &mut [SigningJob], replies: BTreeMap<OperatorId, InternalReply>) -> Result<(), String> {
+    pub(super) fn attach_commitments(&mut self, ctx: &mut Ctx<'_>, keyshare: KeyshareId, jobs: &mut [SigningJob], replies: BTreeMap<OperatorId, InternalReply>) -> Result<(), String> {
         let mine = self.store.read().keyshares.get(&keyshare).ok_or("keyshare vanished")?.share.public_key;
         for (op, r) in replies {
             let InternalReply::Commitments { commitments, se_public_key } = r else {
                 return Err(format!("{op} sent no commitments"));
             };
             if se_public_key != mine {
-                return Err(format!("{op} holds a different SE key for keyshare {keyshare}"));
+                let reason = format!("{op} holds a different SE key for keyshare {keyshare}");
+                self.name_culprit(ctx, op, reason.clone());
+                return Err(reason);
             }
             if commitments.len() != jobs.len() {
                 return Err(format!("{op} sent {} commitments for {} jobs", commitments.len(), jobs.len()));
@@ -218,8 +220,23 @@ impl Operator {
     }
 
     /// Round-2 replies → per job, what the wallet needs to add its share and aggregate.
-    pub(super) fn signing_results(&self, keyshare: KeyshareId, jobs: &[SigningJob], replies: BTreeMap<OperatorId, InternalReply>) -> Result<Vec<OperatorSigningResult>, String> {
-        let share = &self.store.read().keyshares.get(&keyshare).ok_or("keyshare vanished")?.share;
+    pub(super) fn signing_results(&mut self, ctx: &mut Ctx<'_>, keyshare: KeyshareId, jobs: &[SigningJob], replies: BTreeMap<OperatorId, InternalReply>) -> Result<Vec<OperatorSigningResult>, String> {
+        let share = self.store.read().keyshares.get(&keyshare).ok_or("keyshare vanished")?.share.clone();
+        // Identifiable abort before the wallet sees anything: check every share on its own.
+        let mut culprits = BTreeSet::new();
+        for (op, r) in &replies {
+            let (InternalReply::Shares(shares), Some(public)) = (r, share.public_shares.get(op)) else { continue };
+            if shares.iter().zip(jobs).any(|(s, j)| crate::crypto::signing::verify_operator_share(j, *op, s, public).is_err()) {
+                culprits.insert(*op);
+            }
+        }
+        if !culprits.is_empty() {
+            for op in &culprits {
+                self.name_culprit(ctx, *op, "signature share does not verify".into());
+            }
+            let named: Vec<String> = culprits.iter().map(|o| o.to_string()).collect();
+            return Err(format!("invalid signature share from {}", named.join(", ")));
+        }
         let mut results: Vec<OperatorSigningResult> = jobs
             .iter()
             .map(|j| OperatorSigningResult {
@@ -323,6 +340,11 @@ impl Operator {
 
     pub(super) fn choose_signers_from(&self, ctx: &mut Ctx<'_>, mut pool: Vec<OperatorId>) -> Vec<OperatorId> {
         use rand_core::RngCore;
+        // Identifiable abort: leave named culprits out while t others remain (n ≥ t + f).
+        let trusted: Vec<OperatorId> = pool.iter().copied().filter(|o| !self.is_suspect(*o, ctx.now)).collect();
+        if trusted.len() < pool.len() && trusted.len() >= usize::from(self.cfg.params.threshold) {
+            pool = trusted;
+        }
         // Fisher–Yates with the node's own RNG stream.
         for i in (1..pool.len()).rev() {
             let j = (ctx.rng.next_u32() as usize) % (i + 1);

@@ -45,7 +45,7 @@ impl Operator {
     }
 
     pub(super) fn on_gossip(&mut self, ctx: &mut Ctx<'_>, from: NodeId, id: GossipId, body: GossipBody) {
-        if NodeId::Operator(id.origin) != from {
+        if NodeId::Operator(id.origin) != from || !self.cfg.directory.operators.contains_key(&id.origin) {
             ctx.observe(Observation::Rejected { what: format!("gossip from {from}"), reason: "origin mismatch".into() });
             return;
         }
@@ -63,7 +63,12 @@ impl Operator {
         if let Err(e) = &applied {
             ctx.observe(Observation::Rejected { what: format!("{} applying {}", self.cfg.id, body.kind()), reason: e.clone() });
         }
+        // Hazard (spark-protocol §8.2 #10): the Oct-2025 handlers only log the error and ack.
+        let applied = if self.cfg.params.hazards.gossip_ack_unapplied { Ok(()) } else { applied };
         ctx.send(from, Msg::GossipAck { id, applied });
+        if self.byz.is_some() {
+            self.byzantine_after_gossip(ctx, &body);
+        }
     }
 
     fn apply_gossip(&self, db: &mut Db, body: &GossipBody) -> Result<(), String> {
@@ -72,7 +77,7 @@ impl Operator {
             GossipBody::SettleSenderKeyTweak { transfer } => self.apply_settle_sender(db, *transfer),
             GossipBody::CancelTransfer { transfer } => Self::apply_cancel(db, *transfer),
             GossipBody::SettleReceiverCommit { transfer } => self.apply_receiver_commit(db, *transfer),
-            GossipBody::SettleReceiverRollback { transfer } => Self::apply_receiver_rollback(db, *transfer),
+            GossipBody::SettleReceiverRollback { transfer } => Self::apply_receiver_rollback(db, *transfer, self.cfg.params.hazards.claim_settle_split),
             GossipBody::FinalizeTransfer { transfer, refunds } => Self::apply_finalize_transfer(db, *transfer, refunds),
         }
     }
@@ -89,7 +94,8 @@ impl Operator {
         }
         let mut db = self.store.begin();
         let Some(row) = db.gossip_out.get_mut(&id.seq) else { return };
-        if !row.receipts.insert(op) {
+        // Only a participant's ack is a receipt (a stray or forged ack changes nothing).
+        if !row.participants.contains(&op) || !row.receipts.insert(op) {
             return;
         }
         let complete = row.receipts == row.participants;

@@ -2,6 +2,7 @@
 //! coordinator sessions here, one module per flow. Every handler step that changes state does so
 //! in one store transaction (`begin` … `commit`), so a crash between events loses only sessions.
 
+mod byzantine;
 mod claim;
 mod deposit;
 pub use deposit::{check_signed, deposit_templates};
@@ -22,6 +23,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use store::Store;
 
+/// How long a coordinator leaves a named culprit out of its signer sets.
+const SUSPECT_FOR: Micros = Micros::from_secs(600);
+
 /// What an operator is configured with (its identity key survives restarts: it is config).
 #[derive(Clone)]
 pub struct OperatorConfig {
@@ -35,6 +39,8 @@ pub struct Operator {
     cfg: OperatorConfig,
     store: Store,
     vol: Volatile,
+    /// Set only for an operator the scenario made Byzantine (operator/byzantine.rs).
+    byz: Option<Box<byzantine::Byzantine>>,
 }
 
 /// Everything a crash loses.
@@ -46,6 +52,10 @@ struct Volatile {
     dkg_collect: Option<dkg::Collect>,
     gossip_timer_armed: bool,
     tasks_timer_armed: bool,
+    /// Operators this coordinator caught cheating or withholding in a signing round (FROST
+    /// identifiable abort), until when: left out of signer sets while enough others remain. It
+    /// expires so an honest operator that was only down is trusted again.
+    suspects: BTreeMap<OperatorId, Micros>,
 }
 
 /// A coordinator-side operation waiting for a round of replies from other operators.
@@ -54,6 +64,18 @@ struct Session {
     waiting: BTreeSet<OperatorId>,
     replies: BTreeMap<OperatorId, InternalReply>,
     kind: SessionKind,
+}
+
+impl Session {
+    /// A FROST round to a chosen signer set: a signer that does not answer is withholding.
+    fn is_signing_round(&self) -> bool {
+        match &self.kind {
+            SessionKind::Commitments(_) | SessionKind::DepositSign(_) => true,
+            SessionKind::Send(_) => self.phase == 1,
+            SessionKind::Claim(c) => c.in_signing_round(),
+            SessionKind::DepositAddress(_) => false,
+        }
+    }
 }
 
 enum SessionKind {
@@ -88,7 +110,8 @@ struct WalletCall {
 
 impl Operator {
     pub fn new(cfg: OperatorConfig) -> Operator {
-        Operator { cfg, store: Store::default(), vol: Volatile::default() }
+        let byz = byzantine::Byzantine::new(cfg.params.byzantine.get(&cfg.id).cloned().unwrap_or_default());
+        Operator { cfg, store: Store::default(), vol: Volatile::default(), byz }
     }
     pub fn id(&self) -> OperatorId {
         self.cfg.id
@@ -208,6 +231,13 @@ impl Operator {
                 let (session, phase) = (tag >> 8, (tag & 0xff) as u8);
                 let Some(s) = self.vol.sessions.get(&session) else { return };
                 if s.phase == phase {
+                    if s.is_signing_round() {
+                        let missing: Vec<OperatorId> = s.waiting.iter().copied().collect();
+                        for op in missing {
+                            self.name_culprit(ctx, op, "withheld its signing round".into());
+                        }
+                    }
+                    let Some(s) = self.vol.sessions.get(&session) else { return };
                     let missing: Vec<String> = s.waiting.iter().map(|o| o.to_string()).collect();
                     self.fail_session(ctx, session, format!("timed out waiting for {}", missing.join(", ")));
                 }
@@ -221,12 +251,16 @@ impl Operator {
                 self.transfer_tasks(ctx);
             }
             TimerKind::DkgPool => self.dkg_pool_tick(ctx),
-            TimerKind::PollTransfers | TimerKind::WalletRetry => {}
+            TimerKind::PollTransfers | TimerKind::WalletRetry | TimerKind::TheftTimeout => {}
         }
     }
 
     fn on_wallet_request(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: WalletRequest) {
         let call = WalletCall { wallet: from, req };
+        if let Err(e) = self.authenticate(from, &body) {
+            ctx.observe(Observation::Rejected { what: format!("{} {} from {from}", self.cfg.id, body.kind()), reason: e.clone() });
+            return Self::reply_wallet(ctx, call, Err(e));
+        }
         match body {
             WalletRequest::GenerateDepositAddress { identity, signing_key } => {
                 self.generate_deposit_address(ctx, call, identity, signing_key)
@@ -262,6 +296,11 @@ impl Operator {
 
     fn on_internal(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: InternalRequest) {
         let NodeId::Operator(peer) = from else { return };
+        if !self.cfg.directory.operators.contains_key(&peer) {
+            return ctx.observe(Observation::Rejected { what: format!("{} {} from {from}", self.cfg.id, body.kind()), reason: "not an operator of this deployment".into() });
+        }
+        let kind = body.kind();
+        let signing = byzantine::signing_request(self, &body);
         let reply = match body {
             InternalRequest::DkgStart { batch, count } => return self.dkg_start(ctx, peer, batch, count),
             InternalRequest::DkgRound1 { batch, packages } => return self.dkg_round1(ctx, peer, batch, packages),
@@ -282,7 +321,41 @@ impl Operator {
         if let Err(e) = &reply {
             ctx.observe(Observation::Rejected { what: format!("{} internal request from {peer}", self.cfg.id), reason: e.clone() });
         }
+        let Some(reply) = self.byzantine_reply(kind, reply) else { return };
         ctx.send(from, Msg::InternalReply { req, body: Box::new(reply) });
+        self.byzantine_after_internal(ctx, signing);
+    }
+
+    /// spark-protocol §4.0 auth: a request that names a user identity must come from that user
+    /// (the simulated network's `from` is the authenticated session). Requests naming none
+    /// (queries by id) need no identity.
+    fn authenticate(&self, from: NodeId, body: &WalletRequest) -> Result<(), String> {
+        let claimed = match body {
+            WalletRequest::GenerateDepositAddress { identity, .. } | WalletRequest::StartDepositTreeCreation { identity, .. } => identity,
+            WalletRequest::StartTransfer { sender, .. } => sender,
+            WalletRequest::ClaimTweakKeys { receiver, .. } | WalletRequest::ClaimSignRefunds { receiver, .. } => receiver,
+            _ => return Ok(()),
+        };
+        match from {
+            NodeId::Wallet(w) if self.cfg.directory.wallets.get(&w) == Some(claimed) => Ok(()),
+            _ => Err(format!("{from} is not authenticated as the identity the request names")),
+        }
+    }
+
+    /// Identifiable abort: remember the culprit so the next signer sets leave it out.
+    fn name_culprit(&mut self, ctx: &mut Ctx<'_>, culprit: OperatorId, reason: String) {
+        if culprit == self.cfg.id {
+            return;
+        }
+        let until = ctx.now + SUSPECT_FOR;
+        if self.vol.suspects.insert(culprit, until).is_none_or(|old| old <= ctx.now) {
+            ctx.observe(Observation::CulpritNamed { by: self.cfg.id, culprit, reason });
+        }
+    }
+
+    /// A named culprit not yet forgiven.
+    fn is_suspect(&self, op: OperatorId, now: Micros) -> bool {
+        self.vol.suspects.get(&op).is_some_and(|until| *until > now)
     }
 }
 
@@ -293,14 +366,23 @@ impl Node for Operator {
             Input::Timer(t) => self.on_timer(ctx, t),
             Input::Block(b) => self.on_block(ctx, &b),
             Input::Command(_) => {}
-            Input::Message { from, msg } => match msg {
+            Input::Message { from, msg } => {
+                if self.byz.is_some() {
+                    self.byzantine_on_message(ctx, &msg);
+                }
+                match msg {
                 Msg::WalletRequest { req, body } => self.on_wallet_request(ctx, from, req, *body),
                 Msg::Internal { req, body } => self.on_internal(ctx, from, req, *body),
                 Msg::InternalReply { req, body } => self.on_internal_reply(ctx, from, req, *body),
                 Msg::Gossip { id, body } => self.on_gossip(ctx, from, id, *body),
                 Msg::GossipAck { id, applied } => self.on_gossip_ack(ctx, from, id, applied),
-                Msg::WalletReply { .. } | Msg::BroadcastResult { .. } | Msg::TransferEvent { .. } => {}
-            },
+                Msg::Collude { req, body } => self.on_collude(ctx, from, req, *body),
+                Msg::WalletReply { .. } | Msg::BroadcastResult { .. } | Msg::TransferEvent { .. } | Msg::ColludeReply { .. } => {}
+                }
+            }
+        }
+        if self.byz.is_some() {
+            self.byzantine_after_event();
         }
     }
 

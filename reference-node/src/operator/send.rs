@@ -20,6 +20,7 @@ const MAX_LEAVES_PER_TRANSFER: usize = 1000;
 pub(super) struct CommitmentsSession {
     pub call: WalletCall,
     count: u8,
+    leaf: LeafId,
 }
 
 /// One refund to co-sign: which leaf, which of the three variants, the job and the user's share.
@@ -61,15 +62,17 @@ impl Operator {
         let keyshare = row.keyshare;
         let signers = self.choose_signers(ctx);
         let requests = signers.iter().map(|o| (*o, InternalRequest::FrostRound1 { keyshare, count })).collect();
-        self.start_session(ctx, SessionKind::Commitments(CommitmentsSession { call, count }), requests);
+        self.start_session(ctx, SessionKind::Commitments(CommitmentsSession { call, count, leaf }), requests);
     }
 
     pub(super) fn commitments_advance(&mut self, ctx: &mut Ctx<'_>, s: CommitmentsSession, replies: BTreeMap<OperatorId, InternalReply>) -> Step<CommitmentsSession> {
         let mut commitments: Vec<BTreeMap<OperatorId, NonceCommitment>> = vec![BTreeMap::new(); usize::from(s.count)];
         let mut keys = BTreeSet::new();
+        let mut liars = Vec::new();
         for (op, r) in replies {
             let InternalReply::Commitments { commitments: cs, se_public_key } = r else { continue };
             keys.insert(se_public_key);
+            liars.push((op, se_public_key));
             for (slot, c) in commitments.iter_mut().zip(cs) {
                 slot.insert(op, c);
             }
@@ -77,6 +80,13 @@ impl Operator {
         let reply = if keys.len() == 1 {
             Ok(WalletReply::SigningCommitments { commitments })
         } else {
+            // Name whoever disagrees with this coordinator's own copy of the key.
+            let mine = self.store.read().leaves.get(&s.leaf).and_then(|l| self.store.read().keyshares.get(&l.keyshare)).map(|k| k.share.public_key);
+            for (op, key) in liars {
+                if Some(key) != mine {
+                    self.name_culprit(ctx, op, "claims a different SE key for the leaf".into());
+                }
+            }
             Err("signers disagree on the leaf's SE key; retry later".into())
         };
         Self::reply_wallet(ctx, s.call, reply);
@@ -183,6 +193,11 @@ impl Operator {
             Ok(v) => v,
             Err(e) => return Self::reply_wallet(ctx, call, Err(e)),
         };
+        for j in &valid.jobs {
+            if let Err(e) = self.guard_refund_timelock(ctx, j.leaf, [&j.tx]) {
+                return Self::reply_wallet(ctx, call, Err(e));
+            }
+        }
         let signer_sets: BTreeSet<BTreeSet<OperatorId>> = valid.jobs.iter().map(|j| j.job.operator_commitments.keys().copied().collect()).collect();
         let Some(signers) = signer_sets.into_iter().next().filter(|s| s.len() == usize::from(self.cfg.params.threshold)) else {
             return Self::reply_wallet(ctx, call, Err("refunds must name one set of t signers".into()));
@@ -218,7 +233,7 @@ impl Operator {
 
     pub(super) fn send_advance(&mut self, ctx: &mut Ctx<'_>, phase: u8, mut s: SendSession, replies: BTreeMap<OperatorId, InternalReply>) -> Step<SendSession> {
         if phase == 1 {
-            if let Err(e) = self.aggregate_refunds(&mut s, replies) {
+            if let Err(e) = self.aggregate_refunds(ctx, &mut s, replies) {
                 self.send_abort(ctx, s, e);
                 return Step::Done;
             }
@@ -245,7 +260,16 @@ impl Operator {
 
     /// FROST round 2 shares + the user's shares → signed intermediate refunds (identifiable abort
     /// names a cheating signer).
-    fn aggregate_refunds(&self, s: &mut SendSession, replies: BTreeMap<OperatorId, InternalReply>) -> Result<(), String> {
+    fn aggregate_refunds(&mut self, ctx: &mut Ctx<'_>, s: &mut SendSession, replies: BTreeMap<OperatorId, InternalReply>) -> Result<(), String> {
+        let mut culprits = Vec::new();
+        let r = self.aggregate_refunds_named(s, replies, &mut culprits);
+        for op in culprits {
+            self.name_culprit(ctx, op, "signature share does not verify".into());
+        }
+        r
+    }
+
+    fn aggregate_refunds_named(&self, s: &mut SendSession, replies: BTreeMap<OperatorId, InternalReply>, culprits: &mut Vec<OperatorId>) -> Result<(), String> {
         let db = self.store.read();
         let mut shares_by_op = BTreeMap::new();
         for (op, r) in replies {
@@ -261,7 +285,12 @@ impl Operator {
             let public = &db.keyshares.get(&leaf.keyshare).ok_or("keyshare vanished")?.share.public_shares;
             let op_shares = shares_by_op.iter().map(|(op, v)| (*op, v[i])).collect();
             let op_public = s.signers.iter().filter_map(|o| public.get(o).map(|p| (*o, *p))).collect();
-            let sig = signing::aggregate(&j.job, &op_shares, &j.user_share, &op_public).map_err(|e| format!("refund signing: {e}"))?;
+            let sig = signing::aggregate(&j.job, &op_shares, &j.user_share, &op_public).map_err(|e| {
+                if let signing::SigningError::InvalidShare { culprits: named } = &e {
+                    culprits.extend(named.iter().filter_map(|c| if let signing::Signer::Operator(o) = c { Some(*o) } else { None }));
+                }
+                format!("refund signing: {e}")
+            })?;
             let mut tx = j.tx.clone();
             tx.input[0].witness = sighash::key_spend_witness(&sig);
             signed.entry(j.leaf).or_default().push(tx);

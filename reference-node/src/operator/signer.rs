@@ -1,11 +1,17 @@
 //! The participant side of FROST signing, behind an enforcing guard (LDK style): a nonce signs at
-//! most once, and only for a job whose key is this operator's keyshare plus the job's user key.
+//! most once, and only for a job whose key is this operator's keyshare plus the job's user key;
+//! and a coordinator never co-signs a refund whose timelock is not strictly below the refund it
+//! replaces. A refusal is reported (`Observation::GuardRefused`): for a nonce asked twice it is
+//! a peer's attack blocked; for a timelock it means the protocol logic above let an unsafe
+//! refund through, which the checker reports as I-6.
 use super::Operator;
 use crate::crypto::identity::sha256;
 use crate::crypto::signing::{self, SigningJob};
 use crate::msg::InternalReply;
 use crate::node::Ctx;
-use crate::observe::Observation;
+use crate::observe::{GuardRule, Observation};
+use crate::types::LeafId;
+use bitcoin::Transaction;
 use crate::operator::store::NonceRow;
 use crate::types::KeyshareId;
 
@@ -13,6 +19,24 @@ use crate::types::KeyshareId;
 const MAX_NONCES_PER_REQUEST: u8 = 64;
 
 impl Operator {
+    /// Guard: every refund to co-sign for `leaf` has a timelock strictly below the leaf's current
+    /// refund, the one it replaces (spark-protocol §3.4, I-6). Both a send (−100) and a claim
+    /// (the intermediate timelock) pass; a refund at or above the current one never does.
+    pub(super) fn guard_refund_timelock<'a>(&self, ctx: &mut Ctx<'_>, leaf: LeafId, txs: impl IntoIterator<Item = &'a Transaction>) -> Result<(), String> {
+        use crate::tx::timelock::blocks;
+        let row = self.store.read().leaves.get(&leaf).ok_or_else(|| format!("unknown leaf {leaf}"))?;
+        let (current, _) = row.refunds.sequences()?;
+        for tx in txs {
+            let csv = blocks(tx.input.first().ok_or("refund has no input")?.sequence);
+            if csv >= blocks(current) {
+                let detail = format!("leaf {leaf}: refund timelock {csv} is not below the current {}", blocks(current));
+                ctx.observe(Observation::GuardRefused { signer: self.cfg.id, rule: GuardRule::RefundTimelock, detail: detail.clone() });
+                return Err(format!("signer guard: {detail}"));
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn frost_round1(&mut self, ctx: &mut Ctx<'_>, keyshare: KeyshareId, count: u8) -> Result<InternalReply, String> {
         if count == 0 || count > MAX_NONCES_PER_REQUEST {
             return Err(format!("nonce count {count} outside 1..={MAX_NONCES_PER_REQUEST}"));
@@ -47,7 +71,11 @@ impl Operator {
                 return Err("nonce belongs to another keyshare".into());
             }
             // Guard: a nonce signs once (I-11). It is erased, so even a bug cannot reuse it.
-            let secret = row.secret.take().ok_or("nonce already used")?;
+            let Some(secret) = row.secret.take() else {
+                let detail = format!("nonce for keyshare {keyshare} already signed; asked again for message {}", hex::encode(&job.message[..4]));
+                ctx.observe(Observation::GuardRefused { signer: me, rule: GuardRule::NonceReuse, detail });
+                return Err("nonce already used".into());
+            };
             row.used_for = Some(job.message);
             let s = signing::sign_as_operator(job, me, &share, &secret).map_err(|e| e.to_string())?;
             ctx.observe(Observation::NonceUsed {

@@ -137,7 +137,12 @@ impl Wallet {
         let state = self.claims.get(&transfer).ok_or("claim state vanished")?;
         let leaf = &state.view.leaves[0];
         let new_key = state.new_secret.public_key(crate::crypto::secp());
-        let (seq, direct) = leaf.intermediate_refunds.sequences()?;
+        let (mut seq, mut direct) = leaf.intermediate_refunds.sequences()?;
+        if self.cfg.params.hazards.claim_skip_timelock_decrement {
+            // breez#314: build from the leaf's old refund, which is one interval above.
+            let up = |s: bitcoin::Sequence| bitcoin::Sequence(s.0 + u32::from(crate::tx::timelock::TIME_LOCK_INTERVAL));
+            (seq, direct) = (up(seq), up(direct));
+        }
         let refunds = leaf.nodes.refunds_to(&new_key, seq, direct)?;
         let (jobs, user_jobs) = prepare_jobs(&state.new_secret, leaf.verifying_key, refunds.into_array().to_vec(), &leaf.nodes.refund_prevouts()?, ctx.rng)?;
         let request = WalletRequest::ClaimSignRefunds {

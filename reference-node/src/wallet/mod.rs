@@ -6,6 +6,7 @@ mod claim;
 mod deposit;
 mod exit;
 mod send;
+mod thief;
 
 use crate::crypto::signing::{self, SecretNonce, SigningJob};
 use crate::msg::OperatorSigningResult;
@@ -30,6 +31,9 @@ pub enum Command {
     Send { receiver: WalletId },
     /// Unilaterally exit one available leaf.
     Exit,
+    /// Former owner turned thief: spend a leaf it sent away, with colluding operators' old key
+    /// shares (wallet/thief.rs; spark-protocol §5.1).
+    Steal,
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -94,6 +98,10 @@ pub struct Wallet {
     /// After a failed claim attempt, the next one waits until then.
     claim_retry_at: Micros,
     height: u32,
+    /// Leaves this wallet sent away, with their old signing keys (an old owner never forgets;
+    /// only a thief uses them: wallet/thief.rs).
+    sent_away: BTreeMap<LeafId, WalletLeaf>,
+    theft: Option<thief::Theft>,
 }
 
 impl Wallet {
@@ -112,6 +120,8 @@ impl Wallet {
             poll_armed: false,
             claim_retry_at: Micros::ZERO,
             height: 0,
+            sent_away: BTreeMap::new(),
+            theft: None,
         }
     }
     pub fn id(&self) -> WalletId {
@@ -199,6 +209,10 @@ impl Wallet {
                 Command::Send { receiver } => self.start_send(ctx, receiver, attempt),
                 Command::Exit => {
                     self.start_exit(ctx);
+                    self.start_next(ctx);
+                }
+                Command::Steal => {
+                    self.start_theft(ctx);
                     self.start_next(ctx);
                 }
             }
@@ -377,6 +391,7 @@ impl Node for Wallet {
             Input::Timer(TimerKind::PollTransfers) => self.on_poll(ctx),
             Input::Timer(TimerKind::WalletRetry) => self.start_next(ctx),
             Input::Timer(TimerKind::RequestTimeout(s)) => self.on_timeout(ctx, s),
+            Input::Timer(TimerKind::TheftTimeout) => self.on_theft_timeout(ctx),
             Input::Timer(_) => {}
             Input::Block(b) => self.on_block(ctx, &b),
             Input::Message { from, msg } => match msg {
@@ -388,6 +403,7 @@ impl Node for Wallet {
                         self.on_poll(ctx);
                     }
                 }
+                Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
                     ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });
                 }

@@ -107,6 +107,7 @@ impl Wallet {
     fn send_done(&mut self, ctx: &mut Ctx<'_>, leaf: LeafId, transfer: TransferId, receiver: PublicKey) {
         if let Some(l) = self.leaves.remove(&leaf) {
             ctx.observe(Observation::TransferSent { transfer, sender: self.cfg.id, receiver, leaf, value_sats: l.value_sats });
+            self.sent_away.insert(leaf, l);
         }
         self.finish(ctx);
     }

@@ -71,4 +71,8 @@ pub struct RunReport {
     pub wall_time_s: f64,
     /// The command that replays this exact run.
     pub replay_command: String,
+    /// Swarm mode only: the fault mix this seed drew (absent otherwise, so older reports
+    /// still read and the schema stays v1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<crate::swarm::SwarmMix>,
 }

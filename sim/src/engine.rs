@@ -822,6 +822,11 @@ fn describe_groups(w: &PartitionWindow) -> String {
             )
         })
         .collect();
+    if w.direction == crate::net::Direction::OneWay {
+        // Group 0's messages to group 1 (or the rest) are lost.
+        let to = parts.get(1).cloned().unwrap_or_else(|| "[rest]".to_owned());
+        return format!("{} -/-> {to}", parts.first().cloned().unwrap_or_default());
+    }
     parts.push("rest".to_owned());
     parts.join(" | ")
 }

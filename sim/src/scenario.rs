@@ -2108,6 +2108,128 @@ settle_s = 600.0
         );
     }
 
+    const NET_FAULTS: &str = r#"
+name = "n"
+description = "d"
+
+[network]
+latency_ms = { dist = "pareto", min = 2.0, alpha = 1.5, max = 5000 }
+duplicate = 0.1
+reorder = 0.2
+reorder_ms = 50
+
+[[network.link]]
+from = "wallet:*"
+to = "operator:0"
+duplicate = 0.5
+
+[[fault]]
+kind = "crash"
+node = "operator:1"
+at_s = 10
+mid_handler = true
+after_outputs = 2
+lose_unsynced = true
+restart_after_s = 3
+
+[[fault]]
+kind = "asymmetric_partition"
+from = ["operator:0"]
+to = ["operator:1", "operator:2"]
+at_s = 5
+duration_s = 10
+flap_on_s = 1
+flap_off_s = 2
+
+[[fault]]
+kind = "partition"
+isolate = ["operator:3"]
+at_s = 0
+duration_s = 4
+flap_on_s = 1
+flap_off_s = 1
+
+[[fault]]
+kind = "slow_node"
+node = "wallet:*"
+factor = 5
+
+[[fault]]
+kind = "clock"
+node = "operator:2"
+skew_ms = -1500.5
+drift_ppm = 200
+"#;
+
+    #[test]
+    fn network_process_and_clock_faults_parse() {
+        let s = Scenario::parse("n.toml", NET_FAULTS).unwrap_or_else(|e| panic!("{e}"));
+        let (op, w) = (|i| NodeId::Operator(OperatorId(i)), |i| NodeId::Wallet(WalletId(i)));
+        assert_eq!(
+            s.network.latency,
+            Latency::Pareto { min: Micros::from_millis(2), alpha: 1.5, max: Micros::from_secs(5) }
+        );
+        assert_eq!((s.network.duplicate, s.network.reorder), (0.1, 0.2));
+        assert_eq!(s.network.reorder_delay, Micros::from_millis(50));
+        let net = s.net_config();
+        assert_eq!(net.link(w(0), op(0)).duplicate, 0.5);
+        assert_eq!(net.link(w(0), op(1)).duplicate, 0.1);
+        assert_eq!(net.link(w(0), op(1)).reorder, 0.2);
+        assert_eq!(
+            s.faults[0],
+            FaultSpec::CrashMidHandler {
+                node: op(1),
+                at: Micros::from_secs(10),
+                after_outputs: Some(2),
+                lose_unsynced: true,
+                restart_after: Some(Micros::from_secs(3)),
+            }
+        );
+        let windows = s.faults[1].partition_windows(&s.topology);
+        // 10 s of 1 s on / 2 s off: on at 5, 8, 11, 14.
+        assert_eq!(windows.iter().map(|w| w.from.0 / 1_000_000).collect::<Vec<_>>(), vec![5, 8, 11, 14]);
+        assert!(windows.iter().all(|w| w.direction == Direction::OneWay && w.groups.len() == 2));
+        assert_eq!(s.faults[2].partition_windows(&s.topology).len(), 2);
+        assert_eq!(
+            s.faults[3],
+            FaultSpec::SlowNode { node: NodePattern::AllWallets, factor: 5.0, at: Micros::ZERO, duration: None }
+        );
+        assert_eq!(
+            s.faults[4],
+            FaultSpec::Clock { node: NodePattern::Node(op(2)), skew_us: -1_500_500, drift_ppm: 200 }
+        );
+        assert_eq!(s.faults[1].ends_at(), Micros::from_secs(15));
+        assert_eq!(s.swarm, None);
+        let swarm = Scenario::parse("s.toml", &format!("{HEAD}[swarm]
+max_crashes = 1
+kinds = [\"crash\"]
+")).unwrap();
+        let spec = swarm.swarm.expect("swarm");
+        assert_eq!(spec.max_crashes, 1);
+        assert_eq!(spec.kinds, Some(BTreeSet::from(["crash".to_owned()])));
+    }
+
+    #[test]
+    fn network_process_and_clock_fault_errors_are_located() {
+        let fault = |body: &str| format!("{HEAD}[[fault]]\n{body}");
+        assert_error(&fault("kind = \"crash\"\nnode = \"operator:1\"\nat_s = 1\nlose_unsynced = true\n"), 7, 17, "fault[0].lose_unsynced", "without `mid_handler = true`");
+        assert_error(&fault("kind = \"partition\"\nisolate = [\"operator:1\"]\nat_s = 1\nduration_s = 2\nflap_on_s = 1\n"), 3, 1, "fault[0].flap_off_s", "needs `flap_off_s`");
+        assert_error(&fault("kind = \"asymmetric_partition\"\nat_s = 1\nduration_s = 2\n"), 3, 1, "fault[0].from", "needs `from`");
+        assert_error(&fault("kind = \"asymmetric_partition\"\nfrom = [\"operator:1\"]\nto = [\"operator:1\"]\nat_s = 1\nduration_s = 2\n"), 3, 1, "fault[0].to", "more than one group");
+        assert_error(&fault("kind = \"slow_node\"\nnode = \"operator:1\"\nfactor = 0.5\n"), 6, 10, "fault[0].factor", "1..=1000000");
+        assert_error(&fault("kind = \"clock\"\nnode = \"operator:1\"\ndrift_ppm = -1000000\n"), 6, 13, "fault[0].drift_ppm", "-900000");
+        assert_error(&fault("kind = \"clock\"\nnode = \"operator:1\"\nat_s = 3\n"), 6, 8, "fault[0].at_s", "does not apply to a clock fault");
+        assert_error(&fault("kind = \"meteor\"\n"), 4, 8, "fault[0].kind", "asymmetric_partition");
+        assert_error(
+            &format!("{HEAD}[network]\nlatency_ms = {{ dist = \"pareto\", min = 2, max = 10 }}\n"),
+            4,
+            14,
+            "network.latency_ms",
+            "needs a number `alpha`",
+        );
+        assert_error(&format!("{HEAD}[network]\nduplicate = 2.0\n"), 4, 13, "network.duplicate", "probability");
+    }
+
     #[test]
     fn semantic_errors_are_located() {
         assert_error(

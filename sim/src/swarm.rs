@@ -86,6 +86,7 @@ pub const KINDS: &[SwarmKind] = &[
     SwarmKind { name: "crash", draw: draw_crash },
     SwarmKind { name: "crash_mid_handler", draw: draw_crash_mid_handler },
     SwarmKind { name: "clock", draw: draw_clock },
+    SwarmKind { name: "swizzle_clog", draw: draw_swizzle_clog },
 ];
 
 /// The names of every registered kind.
@@ -289,6 +290,40 @@ fn draw_clock(d: &mut Draw<'_>) -> Params {
     params(json!({ "clocks": clocks }))
 }
 
+/// FoundationDB's swizzle-clogging: pick a few nodes, cut them off one by one, then reconnect
+/// them in a random order (so the cluster passes through many different majorities).
+fn draw_swizzle_clog(d: &mut Draw<'_>) -> Params {
+    let all = d.scenario.topology.node_ids();
+    let n = d.int(2, (all.len() as u64).clamp(2, 4)) as usize;
+    let mut picked: Vec<NodeId> = Vec::new();
+    while picked.len() < n.min(all.len()) {
+        let node = d.node();
+        if !picked.contains(&node) {
+            picked.push(node);
+        }
+    }
+    let (start, step) = (d.time(), d.secs(0.5, 5.0));
+    let clogged_at: Vec<Micros> = (0..picked.len() as u64).map(|i| Micros(start.0 + i * step.0)).collect();
+    let last = *clogged_at.last().unwrap_or(&start);
+    // Unclog in a shuffled order, one step apart, after the last node was clogged.
+    let mut order: Vec<usize> = (0..picked.len()).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, d.int(0, i as u64) as usize);
+    }
+    let mut out = Vec::new();
+    for (k, &i) in order.iter().enumerate() {
+        let until = Micros(last.0 + (k as u64 + 1) * step.0);
+        let at = clogged_at[i];
+        d.scenario.faults.push(FaultSpec::Partition {
+            groups: vec![vec![NodePattern::Node(picked[i])]],
+            at,
+            duration: Micros(until.0 - at.0),
+        });
+        out.push(json!({ "node": picked[i].to_string(), "from_s": secs(at), "until_s": secs(until) }));
+    }
+    params(json!({ "clogs": out }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +360,32 @@ mod tests {
             assert!(!k.params.is_empty(), "{} drew nothing", kind.name);
             assert!(drawn != s, "{} changed nothing", kind.name);
         }
+    }
+
+    #[test]
+    fn swizzle_clogs_one_by_one_and_unclogs_in_another_order() {
+        let s = swarm_scenario("[swarm]\nkinds = [\"swizzle_clog\"]\np_on = 1.0");
+        let mut reordered = false;
+        for seed in 0..10 {
+            let (drawn, _) = expand(&s, seed);
+            let spans: Vec<(Micros, Micros)> = drawn
+                .faults
+                .iter()
+                .map(|f| match f {
+                    FaultSpec::Partition { at, duration, .. } => (*at, *at + *duration),
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect();
+            assert!(spans.len() >= 2);
+            let mut starts: Vec<Micros> = spans.iter().map(|s| s.0).collect();
+            starts.sort();
+            // Every node is clogged before the first one is released.
+            let first_end = spans.iter().map(|s| s.1).min().unwrap();
+            assert!(starts.iter().all(|t| *t < first_end));
+            // Listed in unclog order; the clog order differs on some seed.
+            reordered |= spans.windows(2).any(|w| w[0].0 > w[1].0);
+        }
+        assert!(reordered);
     }
 
     #[test]

@@ -46,7 +46,7 @@ fn every_fault_scenario_has_a_test_here() {
         .collect();
     names.sort();
     let tested = [
-        "asymmetric-partition", "clock-drift", "clock-skew", "crash-during-recovery",
+        "asymmetric-partition", "clock-drift", "clock-skew", "clock-step", "crash-during-recovery",
         "crash-lose-unsynced", "crash-mid-handler", "duplicate", "flapping-partition",
         "latency-heavy-tail", "loss", "reorder", "slow-node", "swarm",
     ];
@@ -144,6 +144,13 @@ fn clock_skew_makes_every_transfer_return() {
     let (r, _) = run("clock-skew");
     assert_eq!(r.transfers_sent, 0);
     assert!(r.transfers_returned > 0);
+}
+
+#[test]
+fn clock_step_splits_the_transfers() {
+    let (r, _) = run("clock-step");
+    assert!(r.transfers_claimed > 0, "transfers before the step are claimed");
+    assert!(r.transfers_returned > 0, "transfers after the step return");
 }
 
 #[test]

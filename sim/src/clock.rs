@@ -3,7 +3,8 @@
 //! runs fast or slow.
 //!
 //! Global (simulated) time is the engine's; a node sees `local(t) = t + skew + t · drift_ppm /
-//! 10^6`, clamped at zero. A timer a node arms for `after` of its own time fires when its
+//! 10^6`, clamped at zero, where the skew applies from `skew_from` on: a skew from a later time
+//! is a clock step (an NTP step, Jepsen's clock "bump"), forwards or backwards. A timer a node arms for `after` of its own time fires when its
 //! clock has advanced by `after`, i.e. after `after · 10^6 / (10^6 + drift_ppm)` of global
 //! time. Integer arithmetic throughout (i128), so a replay on any platform gives the same µs.
 //! With skew 0 and drift 0 the clock is the identity, and a run without clock faults is the run
@@ -23,6 +24,8 @@ pub struct Clock {
     pub skew_us: i64,
     /// Rate error in parts per million (positive: the node's clock runs fast).
     pub drift_ppm: i64,
+    /// Global time from which the skew applies (zero: from the start).
+    pub skew_from: Micros,
 }
 
 impl Clock {
@@ -33,7 +36,8 @@ impl Clock {
     /// What the node's clock reads at global time `global`.
     pub fn local(&self, global: Micros) -> Micros {
         let g = i128::from(global.0);
-        let t = g + i128::from(self.skew_us) + g * i128::from(self.drift_ppm) / 1_000_000;
+        let skew = if global >= self.skew_from { i128::from(self.skew_us) } else { 0 };
+        let t = g + skew + g * i128::from(self.drift_ppm) / 1_000_000;
         Micros(t.clamp(0, i128::from(u64::MAX)) as u64)
     }
 
@@ -66,23 +70,31 @@ mod tests {
 
     #[test]
     fn skew_shifts_and_drift_scales() {
-        let ahead = Clock { skew_us: 5_000_000, drift_ppm: 0 };
+        let ahead = Clock { skew_us: 5_000_000, ..Clock::default() };
         assert_eq!(ahead.local(Micros::from_secs(10)), Micros::from_secs(15));
-        let behind = Clock { skew_us: -5_000_000, drift_ppm: 0 };
+        let behind = Clock { skew_us: -5_000_000, ..Clock::default() };
         assert_eq!(behind.local(Micros::from_secs(2)), Micros::ZERO);
         assert_eq!(behind.local(Micros::from_secs(10)), Micros::from_secs(5));
         // 10% fast: 100 s of global time read as 110 s; a 11 s timer fires after 10 s.
-        let fast = Clock { skew_us: 0, drift_ppm: 100_000 };
+        let fast = Clock { drift_ppm: 100_000, ..Clock::default() };
         assert_eq!(fast.local(Micros::from_secs(100)), Micros::from_secs(110));
         assert_eq!(fast.global_delay(Micros::from_secs(11)), Micros::from_secs(10));
-        let slow = Clock { skew_us: 0, drift_ppm: -500_000 };
+        let slow = Clock { drift_ppm: -500_000, ..Clock::default() };
         assert_eq!(slow.global_delay(Micros::from_secs(1)), Micros::from_secs(2));
+    }
+
+    #[test]
+    fn a_late_skew_is_a_clock_step() {
+        let back = Clock { skew_us: -60_000_000, drift_ppm: 0, skew_from: Micros::from_secs(100) };
+        assert_eq!(back.local(Micros::from_secs(99)), Micros::from_secs(99));
+        // At 100 s the clock jumps back a minute: time runs backwards for the node.
+        assert_eq!(back.local(Micros::from_secs(100)), Micros::from_secs(40));
     }
 
     #[test]
     fn a_timer_never_fires_early_by_the_nodes_clock() {
         for ppm in [-333_333, -1, 1, 7, 333_333, 1_000_000] {
-            let c = Clock { skew_us: 0, drift_ppm: ppm };
+            let c = Clock { drift_ppm: ppm, ..Clock::default() };
             for after in [1u64, 3, 1_000, 999_999] {
                 let start = Micros(1_000_000);
                 let fire = start + c.global_delay(Micros(after));

@@ -1303,7 +1303,7 @@ mod tests {
     fn clock_skew_and_drift_shift_now_and_timer_firing() {
         let mut e = ping_pong(14, config(None));
         // B's clock: 5 s ahead and 25% fast. Its 100 ms ticks take 80 ms of global time.
-        e.set_clock(B, Clock { skew_us: 5_000_000, drift_ppm: 250_000 });
+        e.set_clock(B, Clock { skew_us: 5_000_000, drift_ppm: 250_000, ..Clock::default() });
         let mut ticks = Vec::new();
         e.run_until_with(Micros::from_millis(400), |_, r| {
             if r.description.starts_with("timer operator:1") {

@@ -121,9 +121,9 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
                     engine.add_slow(SlowWindow { node: id, factor: *factor, from: *at, until });
                 }
             }
-            FaultSpec::Clock { node, skew_us, drift_ppm } => {
+            FaultSpec::Clock { node, skew_us, drift_ppm, at } => {
                 for id in node.expand(&s.topology) {
-                    engine.set_clock(id, Clock { skew_us: *skew_us, drift_ppm: *drift_ppm });
+                    engine.set_clock(id, Clock { skew_us: *skew_us, drift_ppm: *drift_ppm, skew_from: *at });
                 }
             }
         }

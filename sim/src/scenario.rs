@@ -294,7 +294,8 @@ impl Default for WorkloadSpec {
 ///   (≥ 1) times its latency, from `at_s` (default 0) for `duration_s` (omitted: to the end).
 /// - `kind = "clock"`: `node` (wildcards allowed) runs its own clock: `skew_ms` (signed, default
 ///   0) ahead of global time and drifting by `drift_ppm` (signed, default 0, within
-///   -900000..=9000000). Expiry, background tasks and timeouts use that clock.
+///   -900000..=9000000). Expiry, background tasks and timeouts use that clock. With `at_s` the
+///   skew applies only from then: the clock steps (jumps) by `skew_ms` at `at_s`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FaultSpec {
     Crash {
@@ -335,6 +336,8 @@ pub enum FaultSpec {
         node: NodePattern,
         skew_us: i64,
         drift_ppm: i64,
+        /// When the skew applies: 0 from the start, later a clock step.
+        at: Micros,
     },
 }
 
@@ -383,7 +386,7 @@ impl FaultSpec {
             FaultSpec::Partition { at, duration, .. }
             | FaultSpec::NetPartition { at, duration, .. } => *at + *duration,
             FaultSpec::SlowNode { at, duration, .. } => *at + duration.unwrap_or(Micros::ZERO),
-            FaultSpec::Clock { .. } => Micros::ZERO,
+            FaultSpec::Clock { at, .. } => *at,
         }
     }
 }
@@ -1600,7 +1603,7 @@ impl Validator<'_> {
                 Ok(FaultSpec::SlowNode { node, factor, at: at_s.unwrap_or(Micros::ZERO), duration })
             }
             "clock" => {
-                self.only_keys(i, f, kind, &["node", "skew_ms", "drift_ppm"], &all)?;
+                self.only_keys(i, f, kind, &["node", "skew_ms", "drift_ppm", "at_s"], &all)?;
                 let node = node_pattern(Allow::Wildcards)?;
                 let skew_us = match &f.skew_ms {
                     None => 0,
@@ -1617,7 +1620,7 @@ impl Validator<'_> {
                 if f.skew_ms.is_none() && f.drift_ppm.is_none() {
                     return Err(missing("skew_ms` or `drift_ppm"));
                 }
-                Ok(FaultSpec::Clock { node, skew_us, drift_ppm })
+                Ok(FaultSpec::Clock { node, skew_us, drift_ppm, at: at_s.unwrap_or(Micros::ZERO) })
             }
             other => Err(self.err(f.kind.span(), at("kind"), format!("unknown fault kind `{other}`"))),
         }
@@ -2196,7 +2199,7 @@ drift_ppm = 200
         );
         assert_eq!(
             s.faults[4],
-            FaultSpec::Clock { node: NodePattern::Node(op(2)), skew_us: -1_500_500, drift_ppm: 200 }
+            FaultSpec::Clock { node: NodePattern::Node(op(2)), skew_us: -1_500_500, drift_ppm: 200, at: Micros::ZERO }
         );
         assert_eq!(s.faults[1].ends_at(), Micros::from_secs(15));
         assert_eq!(s.swarm, None);
@@ -2218,7 +2221,7 @@ kinds = [\"crash\"]
         assert_error(&fault("kind = \"asymmetric_partition\"\nfrom = [\"operator:1\"]\nto = [\"operator:1\"]\nat_s = 1\nduration_s = 2\n"), 3, 1, "fault[0].to", "more than one group");
         assert_error(&fault("kind = \"slow_node\"\nnode = \"operator:1\"\nfactor = 0.5\n"), 6, 10, "fault[0].factor", "1..=1000000");
         assert_error(&fault("kind = \"clock\"\nnode = \"operator:1\"\ndrift_ppm = -1000000\n"), 6, 13, "fault[0].drift_ppm", "-900000");
-        assert_error(&fault("kind = \"clock\"\nnode = \"operator:1\"\nat_s = 3\n"), 6, 8, "fault[0].at_s", "does not apply to a clock fault");
+        assert_error(&fault("kind = \"clock\"\nnode = \"operator:1\"\nfactor = 3\n"), 6, 10, "fault[0].factor", "does not apply to a clock fault");
         assert_error(&fault("kind = \"meteor\"\n"), 4, 8, "fault[0].kind", "asymmetric_partition");
         assert_error(
             &format!("{HEAD}[network]\nlatency_ms = {{ dist = \"pareto\", min = 2, max = 10 }}\n"),

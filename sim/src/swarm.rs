@@ -284,8 +284,12 @@ fn draw_clock(d: &mut Draw<'_>) -> Params {
         let max_drift = d.spec.max_drift_ppm as f64;
         let drift_ppm = d.between(-max_drift, max_drift).round() as i64;
         let skew_us = (skew_ms * 1e3).round() as i64;
-        d.scenario.faults.push(FaultSpec::Clock { node: NodePattern::Node(node), skew_us, drift_ppm });
-        clocks.push(json!({ "node": node.to_string(), "skew_ms": skew_ms, "drift_ppm": drift_ppm }));
+        // Half the time the skew is a step in the middle of the run (Jepsen's clock bump).
+        let step = d.unit() < 0.5;
+        let at = d.time();
+        let at = if step { at } else { Micros::ZERO };
+        d.scenario.faults.push(FaultSpec::Clock { node: NodePattern::Node(node), skew_us, drift_ppm, at });
+        clocks.push(json!({ "node": node.to_string(), "skew_ms": skew_ms, "drift_ppm": drift_ppm, "step_at_s": secs(at) }));
     }
     params(json!({ "clocks": clocks }))
 }

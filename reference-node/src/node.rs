@@ -88,4 +88,16 @@ pub trait Node {
     fn handle(&mut self, ctx: &mut Ctx<'_>, input: Input);
     /// The process dies: everything not committed to the durable store is lost.
     fn crash(&mut self);
+    /// Durability model for crash faults (the simulator's `lose_unsynced` crash): a node's store
+    /// is synced at the end of every handler that completes, as a Postgres-backed operator with
+    /// `synchronous_commit = on` is once its request's transaction commits. The driver calls
+    /// this just before a handler in which a crash is due; [`Node::crash_losing_unsynced`]
+    /// then rolls the store back to this point. Default: nothing to mark (no store).
+    fn mark_synced(&mut self) {}
+    /// The process dies before the writes since [`Node::mark_synced`] became durable: they are
+    /// lost along with volatile state (the crash landed before the handler's transaction
+    /// commit returned). Default: a plain [`Node::crash`].
+    fn crash_losing_unsynced(&mut self) {
+        self.crash()
+    }
 }

@@ -37,4 +37,16 @@ impl Node for Actor {
             Actor::Wallet(w) => w.crash(),
         }
     }
+    fn mark_synced(&mut self) {
+        match self {
+            Actor::Operator(o) => o.mark_synced(),
+            Actor::Wallet(w) => w.mark_synced(),
+        }
+    }
+    fn crash_losing_unsynced(&mut self) {
+        match self {
+            Actor::Operator(o) => o.crash_losing_unsynced(),
+            Actor::Wallet(w) => w.crash_losing_unsynced(),
+        }
+    }
 }

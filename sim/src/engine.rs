@@ -5,13 +5,35 @@
 //! network model and the L1. It pops one event at a time, feeds it to the node it concerns,
 //! turns the node's outputs into new events, and folds everything into the trace hash. Nothing
 //! in here reads a clock or the OS's entropy, and every collection iterates in a fixed order.
+//!
+//! Process faults (see `faults` in the scenario language):
+//! - a crash between events (`schedule_crash`): volatile state is lost, the durable store is
+//!   kept; timers armed before it never fire.
+//! - a crash in the middle of a handler (`schedule_mid_handler_crash`): the crash is armed at
+//!   a time and lands in the next handler the node runs (any input, `Start` of a recovery
+//!   included: arming it while the node is down crashes the recovery). The handler runs, but
+//!   only a prefix of its outputs (given, or drawn from the "faults/crash-point" stream) leaves
+//!   the process; the rest dies with it. The durability model is `Node::mark_synced`'s: a
+//!   handler's store writes are synced when it completes, so a plain mid-handler crash keeps
+//!   them (the commit returned, the process died while sending), and a `lose_unsynced` one
+//!   loses them (the crash came before the commit was durable, after some outputs were already
+//!   out: Spark's operators make their gRPC calls inside an open database transaction). Both
+//!   are what a Postgres-backed operator with default settings can live through.
+//!
+//! Clocks: each node may have a [`Clock`] (skew, drift). Its handlers see `Ctx::now` on that
+//! clock, and timers it arms run on it (converted to global time here), so expiry, background
+//! tasks and timeouts all follow the node's own clock.
 
-use crate::net::{DropReason, NetConfig, Network, PartitionWindow, Route, CHAIN_LATENCY};
+use crate::clock::Clock;
+use crate::net::{
+    DropReason, NetConfig, Network, PartitionWindow, Route, SlowWindow, CHAIN_LATENCY,
+};
 use crate::rng;
 use crate::trace::{Digester, EventDigest, EventTag, Hash32, Trace};
 use bitcoin::hashes::Hash as _;
 use bitcoin::{Transaction, Txid};
 use rand_chacha::ChaCha20Rng;
+use rand_core::RngCore;
 use reference_node::chain::{BlockInfo, Chain, ChainReject};
 use reference_node::msg::Msg;
 use reference_node::node::{Ctx, Input, Node, Output, TimerKind};
@@ -89,6 +111,12 @@ pub struct Counters {
     pub commands_delivered: u64,
     /// Commands for a wallet that was down or absent.
     pub commands_dropped: u64,
+    /// Messages the network delivered twice (each copy also counts in `messages_delivered`).
+    pub messages_duplicated: u64,
+    /// Crashes that landed inside a handler.
+    pub crashes_mid_handler: u64,
+    /// Outputs of a crashed handler that never left the process.
+    pub outputs_lost: u64,
 }
 
 impl Counters {
@@ -145,7 +173,27 @@ enum Event {
     },
     PartitionStart(usize),
     PartitionEnd(usize),
+    /// Arms a crash that lands inside `node`'s next handler.
+    ArmCrash {
+        node: NodeId,
+        crash: MidHandlerCrash,
+    },
 }
+
+/// A crash that lands inside a handler (see the module comment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MidHandlerCrash {
+    /// How many of the handler's outputs leave before the crash; `None`: drawn uniformly in
+    /// `0..=outputs` from the "faults/crash-point" stream.
+    pub after_outputs: Option<u32>,
+    /// The handler's store writes are lost too (the crash came before they were synced).
+    pub lose_unsynced: bool,
+    /// Restart this long after the crash lands; `None`: stays down.
+    pub restart_after: Option<Micros>,
+}
+
+/// Stream name for the crash points of mid-handler crashes.
+pub const CRASH_POINT_STREAM: &str = "faults/crash-point";
 
 struct Queued {
     time: Micros,
@@ -186,6 +234,8 @@ struct Slot<N> {
 struct Effects {
     outputs: Digester,
     observations: Vec<Observation>,
+    /// Said about the event in its description (e.g. a crash that landed in a handler).
+    notes: Vec<String>,
 }
 
 /// The simulation: nodes of type `N`, an L1 of type `C`, the network and the event queue.
@@ -202,6 +252,11 @@ pub struct Engine<N: Node, C: L1> {
     blocks: Vec<Arc<BlockInfo>>,
     trace: Trace,
     counters: Counters,
+    /// Nodes whose clock is not global time.
+    clocks: BTreeMap<NodeId, Clock>,
+    /// Crashes armed to land in the node's next handler.
+    armed: BTreeMap<NodeId, MidHandlerCrash>,
+    crash_rng: ChaCha20Rng,
 }
 
 impl<N: Node, C: L1> Engine<N, C> {
@@ -214,13 +269,16 @@ impl<N: Node, C: L1> Engine<N, C> {
             seq: 0,
             queue: BinaryHeap::new(),
             nodes: BTreeMap::new(),
-            net: Network::new(config.net, rng::stream(seed, rng::NETWORK)),
+            net: Network::with_seed(config.net, rng::stream(seed, rng::NETWORK), seed),
             chain,
             chain_rng: rng::stream(seed, rng::CHAIN),
             block_interval: config.block_interval,
             blocks: Vec::new(),
             trace: Trace::new(config.keep_digest_log),
             counters: Counters::default(),
+            clocks: BTreeMap::new(),
+            armed: BTreeMap::new(),
+            crash_rng: rng::stream(seed, CRASH_POINT_STREAM),
         };
         e.schedule_next_block();
         e
@@ -257,6 +315,31 @@ impl<N: Node, C: L1> Engine<N, C> {
         self.push(at, Event::Restart(node));
     }
 
+    /// Arms, at `at`, a crash that lands inside `node`'s next handler (see the module comment).
+    /// A later arming replaces an earlier one that has not landed yet.
+    pub fn schedule_mid_handler_crash(&mut self, at: Micros, node: NodeId, crash: MidHandlerCrash) {
+        self.push(at, Event::ArmCrash { node, crash });
+    }
+
+    /// Gives `node` its own clock (from the start of the run; set before stepping).
+    pub fn set_clock(&mut self, node: NodeId, clock: Clock) {
+        if clock.is_identity() {
+            self.clocks.remove(&node);
+        } else {
+            self.clocks.insert(node, clock);
+        }
+    }
+
+    /// `node`'s clock (the identity unless set).
+    pub fn clock(&self, node: NodeId) -> Clock {
+        self.clocks.get(&node).copied().unwrap_or_default()
+    }
+
+    /// Makes a node slow for a while (see [`SlowWindow`]).
+    pub fn add_slow(&mut self, window: SlowWindow) {
+        self.net.add_slow(window);
+    }
+
     /// Adds a partition window; its start and end appear in the trace as marker events.
     pub fn add_partition(&mut self, window: PartitionWindow) {
         let (from, until) = (window.from, window.until);
@@ -279,7 +362,12 @@ impl<N: Node, C: L1> Engine<N, C> {
         self.counters.events += 1;
         let mut fx = Effects::default();
         let mut payload = Digester::new();
-        let (tag, nodes, description) = self.process(q.event, &mut payload, &mut fx);
+        let (tag, nodes, mut description) = self.process(q.event, &mut payload, &mut fx);
+        for note in &fx.notes {
+            description.push_str(" [");
+            description.push_str(note);
+            description.push(']');
+        }
         let outputs = fx.outputs.finish();
         let digest = self.trace.record(
             index,
@@ -449,6 +537,16 @@ impl<N: Node, C: L1> Engine<N, C> {
                     (EventTag::Timer, vec![node], format!("{desc} (discarded)"))
                 }
             }
+            Event::ArmCrash { node, crash } => {
+                payload.value(&crash);
+                let desc = if self.nodes.contains_key(&node) {
+                    self.armed.insert(node, crash);
+                    format!("crash {node} armed for its next handler")
+                } else {
+                    format!("crash {node} armed (ignored: no such node)")
+                };
+                (EventTag::Crash, vec![node], desc)
+            }
             Event::Crash(id) => {
                 let desc = match self.nodes.get_mut(&id) {
                     Some(slot) if slot.up => {
@@ -587,16 +685,55 @@ impl<N: Node, C: L1> Engine<N, C> {
         }
     }
 
-    /// Calls the node's handler and turns its outputs into events.
+    /// Calls the node's handler and turns its outputs into events; if a crash is armed for
+    /// the node, only a prefix of them gets out and the node goes down.
     fn invoke(&mut self, id: NodeId, input: Input, fx: &mut Effects) {
+        let local_now = self.clock(id).local(self.now);
+        let armed = self.armed.remove(&id);
         let Some(slot) = self.nodes.get_mut(&id) else {
             return;
         };
-        let mut ctx = Ctx::new(self.now, id, &mut slot.rng);
+        if armed.is_some_and(|c| c.lose_unsynced) {
+            slot.node.mark_synced();
+        }
+        let mut ctx = Ctx::new(local_now, id, &mut slot.rng);
         slot.node.handle(&mut ctx, input);
-        for out in ctx.into_outputs() {
+        let outputs = ctx.into_outputs();
+        let Some(crash) = armed else {
+            for out in outputs {
+                self.apply(id, out, fx);
+            }
+            return;
+        };
+        let total = outputs.len();
+        let keep = match crash.after_outputs {
+            Some(k) => (k as usize).min(total),
+            None => rng::scale(self.crash_rng.next_u64(), total as u64) as usize,
+        };
+        for out in outputs.into_iter().take(keep) {
             self.apply(id, out, fx);
         }
+        fx.outputs.bytes(&[5]);
+        fx.outputs.bytes(&(keep as u64).to_le_bytes());
+        fx.outputs.bytes(&[u8::from(crash.lose_unsynced)]);
+        self.counters.crashes_mid_handler += 1;
+        self.counters.outputs_lost += (total - keep) as u64;
+        if let Some(slot) = self.nodes.get_mut(&id) {
+            if crash.lose_unsynced {
+                slot.node.crash_losing_unsynced();
+            } else {
+                slot.node.crash();
+            }
+            slot.up = false;
+            slot.incarnation += 1;
+        }
+        if let Some(after) = crash.restart_after {
+            self.push(self.now + after, Event::Restart(id));
+        }
+        fx.notes.push(format!(
+            "crash {id} mid-handler after {keep} of {total} outputs{}",
+            if crash.lose_unsynced { ", unsynced writes lost" } else { "" }
+        ));
     }
 
     fn apply(&mut self, me: NodeId, out: Output, fx: &mut Effects) {
@@ -618,6 +755,12 @@ impl<N: Node, C: L1> Engine<N, C> {
                     Route::Deliver(delay) => {
                         self.push(self.now + delay, Event::Deliver { from: me, to, msg })
                     }
+                    Route::DeliverTwice(first, second) => {
+                        self.counters.messages_duplicated += 1;
+                        let copy = msg.clone();
+                        self.push(self.now + first, Event::Deliver { from: me, to, msg });
+                        self.push(self.now + second, Event::Deliver { from: me, to, msg: copy });
+                    }
                     Route::Dropped(DropReason::Loss) => self.counters.dropped_loss += 1,
                     Route::Dropped(DropReason::Partition) => self.counters.dropped_partition += 1,
                 }
@@ -627,8 +770,10 @@ impl<N: Node, C: L1> Engine<N, C> {
                 d.bytes(&after.0.to_le_bytes());
                 d.value(&timer);
                 let incarnation = self.nodes.get(&me).map_or(0, |s| s.incarnation);
+                // `after` is on the node's own clock.
+                let global_after = self.clock(me).global_delay(after);
                 self.push(
-                    self.now + after,
+                    self.now + global_after,
                     Event::Timer {
                         node: me,
                         timer,
@@ -677,6 +822,11 @@ fn describe_groups(w: &PartitionWindow) -> String {
             )
         })
         .collect();
+    if w.direction == crate::net::Direction::OneWay {
+        // Group 0's messages to group 1 (or the rest) are lost.
+        let to = parts.get(1).cloned().unwrap_or_else(|| "[rest]".to_owned());
+        return format!("{} -/-> {to}", parts.first().cloned().unwrap_or_default());
+    }
     parts.push("rest".to_owned());
     parts.join(" | ")
 }
@@ -704,6 +854,8 @@ mod tests {
         HashMapOrder,
         /// Broadcasts a transaction on every command.
         Broadcaster,
+        /// On every command: one durable write, then five sends to the peer.
+        Burst,
     }
 
     struct TestNode {
@@ -716,6 +868,11 @@ mod tests {
         timers: u32,
         blocks: Vec<u32>,
         results: Vec<Result<(), String>>,
+        /// `ctx.now` as seen by each handler call.
+        nows: Vec<Micros>,
+        /// A durable counter (the test's "store") and its value at the last sync mark.
+        durable: u32,
+        synced: Option<u32>,
     }
 
     impl TestNode {
@@ -730,6 +887,9 @@ mod tests {
                 timers: 0,
                 blocks: vec![],
                 results: vec![],
+                nows: vec![],
+                durable: 0,
+                synced: None,
             }
         }
     }
@@ -746,6 +906,7 @@ mod tests {
     impl Node for TestNode {
         #[allow(clippy::disallowed_types)]
         fn handle(&mut self, ctx: &mut Ctx<'_>, input: Input) {
+            self.nows.push(ctx.now);
             match input {
                 Input::Start => {
                     self.starts += 1;
@@ -794,11 +955,26 @@ mod tests {
                     if self.mode == Mode::Broadcaster {
                         ctx.broadcast(dummy_tx(self.results.len() as u32));
                     }
+                    if self.mode == Mode::Burst {
+                        self.durable += 1;
+                        for k in 0..5u8 {
+                            ctx.send(self.peer, Msg::TransferEvent { transfer: reference_node::types::TransferId([k; 16]) });
+                        }
+                    }
                 }
             }
         }
         fn crash(&mut self) {
             self.crashes += 1;
+        }
+        fn mark_synced(&mut self) {
+            self.synced = Some(self.durable);
+        }
+        fn crash_losing_unsynced(&mut self) {
+            if let Some(d) = self.synced.take() {
+                self.durable = d;
+            }
+            self.crash();
         }
     }
 
@@ -922,6 +1098,7 @@ mod tests {
             from: Micros::from_millis(500),
             until: Micros::from_secs(2),
             groups: vec![BTreeSet::from([A])],
+            direction: crate::net::Direction::Both,
         });
         let mut cut_sends = Vec::new();
         e.run_until_with(Micros::from_secs(3), |_, rec| {
@@ -938,10 +1115,7 @@ mod tests {
     #[test]
     fn loss_one_drops_everything() {
         let mut cfg = config(None);
-        cfg.net.default = LinkConfig {
-            latency: Latency::Fixed(Micros(10)),
-            loss: 1.0,
-        };
+        cfg.net.default = LinkConfig::new(Latency::Fixed(Micros(10)), 1.0);
         let mut e = ping_pong(6, cfg);
         e.run_until(Micros::from_secs(1));
         assert_eq!(e.counters().messages_sent, 1);
@@ -1035,5 +1209,130 @@ mod tests {
                 .any(|o| matches!(o, Observation::CommandSkipped { reason, .. } if reason == "tick 1"));
         }
         assert!(saw_tick);
+    }
+
+    fn burst_pair(seed: u64) -> Engine<TestNode, FakeChain> {
+        let mut cfg = config(None);
+        cfg.net.default.latency = Latency::Fixed(Micros(1_000));
+        let mut e = Engine::new(seed, cfg, FakeChain::default());
+        e.add_node(W, TestNode::new(Mode::Burst, A, false));
+        e.add_node(A, TestNode::new(Mode::Burst, W, false));
+        e
+    }
+
+    #[test]
+    fn mid_handler_crash_drops_the_suffix_of_outputs_and_keeps_synced_writes() {
+        let mut e = burst_pair(11);
+        let crash = MidHandlerCrash {
+            after_outputs: Some(2),
+            lose_unsynced: false,
+            restart_after: Some(Micros::from_secs(1)),
+        };
+        e.schedule_mid_handler_crash(Micros::from_millis(5), W, crash);
+        e.schedule_command(Micros::from_millis(10), WalletId(0), Command::Exit);
+        let mut descs = Vec::new();
+        e.run_until_with(Micros::from_millis(500), |_, r| descs.push(r.description.clone()));
+        assert!(!e.is_up(W));
+        assert_eq!(e.node(A).unwrap().received.len(), 2, "only the first two sends got out");
+        assert_eq!(e.counters().outputs_lost, 3);
+        assert_eq!(e.counters().crashes_mid_handler, 1);
+        // The crash landed in the command's handler, not at arming time.
+        assert!(descs.iter().any(|d| d.starts_with("command wallet:0") && d.contains("mid-handler after 2 of 5")));
+        // A plain mid-handler crash keeps the handler's write (it committed before dying).
+        assert_eq!(e.node(W).unwrap().durable, 1);
+        e.run_until(Micros::from_secs(2));
+        assert!(e.is_up(W));
+        assert_eq!(e.node(W).unwrap().starts, 2);
+    }
+
+    #[test]
+    fn lose_unsynced_crash_loses_the_handlers_writes() {
+        let mut e = burst_pair(12);
+        e.schedule_command(Micros::from_millis(1), WalletId(0), Command::Exit);
+        let crash = MidHandlerCrash { after_outputs: Some(0), lose_unsynced: true, restart_after: None };
+        e.schedule_mid_handler_crash(Micros::from_millis(5), W, crash);
+        e.schedule_command(Micros::from_millis(10), WalletId(0), Command::Exit);
+        e.run_until(Micros::from_millis(500));
+        let w = e.node(W).unwrap();
+        // The first command's write was synced when its handler completed; the second's is lost.
+        assert_eq!(w.durable, 1);
+        assert_eq!(e.node(A).unwrap().received.len(), 5);
+        assert_eq!(e.counters().outputs_lost, 5);
+    }
+
+    #[test]
+    fn crash_point_is_drawn_when_not_given_and_is_deterministic() {
+        let run = |seed| {
+            let mut e = burst_pair(seed);
+            let crash = MidHandlerCrash { after_outputs: None, lose_unsynced: false, restart_after: None };
+            e.schedule_mid_handler_crash(Micros::ZERO + Micros(1), W, crash);
+            e.schedule_command(Micros::from_millis(10), WalletId(0), Command::Exit);
+            e.run_until(Micros::from_millis(100));
+            (e.node(A).unwrap().received.len(), e.trace_hash())
+        };
+        let points: BTreeSet<usize> = (0..30).map(|seed| run(seed).0).collect();
+        assert!(points.len() >= 4, "crash points {points:?}");
+        assert!(points.iter().all(|p| *p <= 5));
+        assert_eq!(run(3), run(3));
+    }
+
+    #[test]
+    fn a_crash_armed_while_down_lands_in_the_recovery() {
+        let mut e = ping_pong(13, config(None));
+        e.schedule_crash(Micros::from_millis(50), B);
+        let crash = MidHandlerCrash {
+            after_outputs: Some(0),
+            lose_unsynced: false,
+            restart_after: Some(Micros::from_secs(1)),
+        };
+        e.schedule_mid_handler_crash(Micros::from_millis(60), B, crash);
+        e.schedule_restart(Micros::from_millis(100), B);
+        e.run_until(Micros::from_millis(500));
+        let b = e.node(B).unwrap();
+        // Restarted at 100 ms, crashed inside that Start (its timer never got armed).
+        assert_eq!((b.starts, b.crashes), (2, 2));
+        assert!(!e.is_up(B));
+        e.run_until(Micros::from_millis(1_250));
+        let b = e.node(B).unwrap();
+        assert_eq!(b.starts, 3);
+        assert!(e.is_up(B));
+        assert_eq!(b.timers, 1, "re-armed by the third start: one tick by 1.25 s");
+    }
+
+    #[test]
+    fn clock_skew_and_drift_shift_now_and_timer_firing() {
+        let mut e = ping_pong(14, config(None));
+        // B's clock: 5 s ahead and 25% fast. Its 100 ms ticks take 80 ms of global time.
+        e.set_clock(B, Clock { skew_us: 5_000_000, drift_ppm: 250_000, ..Clock::default() });
+        let mut ticks = Vec::new();
+        e.run_until_with(Micros::from_millis(400), |_, r| {
+            if r.description.starts_with("timer operator:1") {
+                ticks.push(r.time.0);
+            }
+        });
+        assert_eq!(ticks, vec![80_000, 160_000, 240_000, 320_000, 400_000]);
+        let b = e.node(B).unwrap();
+        assert_eq!(b.nows[0], Micros::from_secs(5));
+        // Whatever handler ran at global t saw 5 s + 1.25 t.
+        let a = e.node(A).unwrap();
+        assert!(a.nows.iter().all(|t| *t < Micros::from_secs(1)), "A keeps global time");
+        assert_eq!(e.clock(B).local(Micros(80_000)), Micros(5_100_000));
+    }
+
+    #[test]
+    fn duplication_delivers_a_message_twice() {
+        let mut cfg = config(None);
+        cfg.net.default.duplicate = 1.0;
+        let mut e = Engine::new(15, cfg, FakeChain::default());
+        e.add_node(W, TestNode::new(Mode::Burst, A, false));
+        e.add_node(A, TestNode::new(Mode::Burst, W, false));
+        e.schedule_command(Micros::from_millis(1), WalletId(0), Command::Exit);
+        e.run_until(Micros::from_secs(1));
+        let mut got = e.node(A).unwrap().received.clone();
+        assert_eq!(got.len(), 10);
+        got.sort_unstable();
+        got.dedup();
+        assert_eq!(got.len(), 5);
+        assert_eq!(e.counters().messages_duplicated, 5);
     }
 }

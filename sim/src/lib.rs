@@ -1,6 +1,7 @@
 //! sparksim: the deterministic simulator, the scenario language and (elsewhere) the checker
 //! for Spark. See ARCHITECTURE.md.
 
+pub mod clock;
 pub mod engine;
 pub mod net;
 pub mod rng;
@@ -10,3 +11,4 @@ pub mod actor;
 pub mod checker;
 pub mod report;
 pub mod runner;
+pub mod swarm;

@@ -472,6 +472,7 @@ mod tests {
             replay_command: String::new(),
             checker: None,
             adversary: None,
+            swarm: None,
         }
     }
 

@@ -78,6 +78,10 @@ pub struct RunReport {
     /// reports are unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adversary: Option<AdversaryReport>,
+    /// Swarm mode only: the fault mix this seed drew (absent otherwise, so older reports
+    /// still read and the schema stays v1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<crate::swarm::SwarmMix>,
 }
 
 // --- checker: invariant table, sometimes coverage, per-operation latency -------------------------

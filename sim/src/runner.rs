@@ -3,7 +3,9 @@
 //! and becomes a "panic" violation: a finding with its seed, never a crash of the harness.
 use crate::actor::Actor;
 use crate::checker::{self, Checker};
-use crate::engine::{Engine, StepRecord, L1};
+use crate::clock::Clock;
+use crate::engine::{Engine, MidHandlerCrash, StepRecord, L1};
+use crate::net::SlowWindow;
 use crate::report::{LivenessPhase, MessageCounts, Outcome, RunReport, Violation, SCHEMA_VERSION};
 use crate::rng;
 use crate::scenario::{Expectation, FaultSpec, Scenario, TestFault};
@@ -116,8 +118,29 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
                 }
             }
             FaultSpec::Partition { .. } => {
-                if let Some(w) = f.partition_window(&s.topology) {
+                for w in f.partition_windows(&s.topology) {
                     engine.add_partition(w);
+                }
+            }
+            // --- network, process and clock faults ---
+            FaultSpec::NetPartition { .. } => {
+                for w in f.partition_windows(&s.topology) {
+                    engine.add_partition(w);
+                }
+            }
+            FaultSpec::CrashMidHandler { node, at, after_outputs, lose_unsynced, restart_after } => {
+                let crash = MidHandlerCrash { after_outputs: *after_outputs, lose_unsynced: *lose_unsynced, restart_after: *restart_after };
+                engine.schedule_mid_handler_crash(*at, *node, crash);
+            }
+            FaultSpec::SlowNode { node, factor, at, duration } => {
+                for id in node.expand(&s.topology) {
+                    let until = duration.map_or(Micros(u64::MAX), |d| *at + d);
+                    engine.add_slow(SlowWindow { node: id, factor: *factor, from: *at, until });
+                }
+            }
+            FaultSpec::Clock { node, skew_us, drift_ppm, at } => {
+                for id in node.expand(&s.topology) {
+                    engine.set_clock(id, Clock { skew_us: *skew_us, drift_ppm: *drift_ppm, skew_from: *at });
                 }
             }
         }
@@ -165,10 +188,7 @@ fn schedule_workload(s: &Scenario, seed: u64, engine: &mut SimEngine) -> Micros 
 /// The moment after which only liveness (settling, exits) is awaited: the last scheduled
 /// command or fault, plus the scenario's settle time.
 fn horizon(s: &Scenario, last_command: Micros) -> Micros {
-    let faults_end = s.faults.iter().map(|f| match f {
-        FaultSpec::Crash { at, restart_after, .. } => *at + restart_after.unwrap_or(Micros::ZERO),
-        FaultSpec::Partition { at, duration, .. } => *at + *duration,
-    });
+    let faults_end = s.faults.iter().map(FaultSpec::ends_at);
     faults_end.fold(last_command, Micros::max) + s.run.settle
 }
 
@@ -191,6 +211,9 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
     // Wall time is measured for the report only; nothing in the simulated path reads it.
     #[allow(clippy::disallowed_methods)]
     let wall_start = std::time::Instant::now();
+    // Swarm mode: this seed's drawn faults join the file's own (a no-op without `swarm`).
+    let (expanded, swarm_mix) = crate::swarm::expand(scenario, seed);
+    let scenario = &expanded;
     let Built { mut engine, last_command } = build(scenario, seed, opts.keep_digest_log);
     let mut checker = Checker::new(scenario.topology.operators, scenario.topology.threshold, scenario.budgets.transfer_p99.map(|m| m.as_secs_f64()))
         .with_budgets(scenario.budgets)
@@ -228,7 +251,8 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
     if !panicked {
         violations.extend(checker.at_end(&engine, last_index));
     }
-    let report = make_report(scenario, scenario_path, seed, &engine, &checker, violations, wall_start.elapsed().as_secs_f64());
+    let mut report = make_report(scenario, scenario_path, seed, &engine, &checker, violations, wall_start.elapsed().as_secs_f64());
+    report.swarm = swarm_mix;
     let digest_log = engine.digest_log().map(|l| l.to_vec());
     RunResult { report, digest_log }
 }
@@ -283,6 +307,7 @@ fn make_report(s: &Scenario, path: &str, seed: u64, engine: &SimEngine, checker:
         replay_command: format!("sparksim run {path} --seed {seed}"),
         checker: Some(checker.report()),
         adversary: adversary_report(s, checker),
+        swarm: None,
     }
 }
 

@@ -14,7 +14,7 @@
 //! `[[fault]]`.
 
 use crate::engine::EngineConfig;
-use crate::net::{Latency, LinkConfig, NetConfig, PartitionWindow};
+use crate::net::{Direction, Latency, LinkConfig, NetConfig, PartitionWindow};
 use reference_node::types::{Micros, NodeId, OperatorId, WalletId};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +29,8 @@ use toml::Spanned;
 /// - `name` (required): short identifier.
 /// - `description` (required): what the scenario tests and what should happen.
 /// - `seed` (optional): default seed when the CLI is not given one.
+/// - `swarm` (optional): `true`, or a `[swarm]` table (see [`SwarmSpec`]): each seed draws which
+///   fault kinds are on and how hard.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
     /// The file name errors and reports refer to.
@@ -50,6 +52,8 @@ pub struct Scenario {
     pub byzantine: Vec<ByzantineSpec>,
     /// `[[theft]]` entries: former owners who try to spend a leaf they sent away.
     pub thefts: Vec<TheftSpec>,
+    /// Swarm testing: `None` unless `swarm = true` or a `[swarm]` table is given.
+    pub swarm: Option<SwarmSpec>,
 }
 
 /// `[topology]`: who takes part.
@@ -120,24 +124,38 @@ impl std::fmt::Display for NodePattern {
 
 /// `[network]`: the default link, plus overrides.
 /// - `latency_ms` = { min = 2.0, max = 40.0 }: uniform one-way latency, or a single number for a
-///   fixed latency.
+///   fixed latency, or a heavy tail `{ dist = "pareto", min = 2.0, alpha = 1.5, max = 10000.0 }`
+///   (Pareto with scale `min` and shape `alpha` > 0, capped at `max`; `dist = "uniform"` is the
+///   `{ min, max }` form).
 /// - `loss` = 0.0: probability a message is lost, 0..=1.
-/// - `[[network.link]]`: `from`, `to` (node names, wildcards allowed), optional `latency_ms` and
-///   `loss` overriding the default for those directed links; later entries win.
+/// - `duplicate` = 0.0: probability a delivered message is delivered twice, 0..=1.
+/// - `reorder` = 0.0: probability a message is held back by an extra delay (uniform up to
+///   `reorder_ms`) so later ones overtake it, 0..=1.
+/// - `reorder_ms` = 200.0: the largest extra delay of a held-back message.
+/// - `[[network.link]]`: `from`, `to` (node names, wildcards allowed), optional `latency_ms`,
+///   `loss`, `duplicate` and `reorder` overriding the default for those directed links; later
+///   entries win.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetworkSpec {
     pub latency: Latency,
     pub loss: f64,
     pub links: Vec<LinkOverride>,
+    pub duplicate: f64,
+    pub reorder: f64,
+    pub reorder_delay: Micros,
 }
 
 impl Default for NetworkSpec {
     fn default() -> Self {
-        let d = NetConfig::default().default;
+        let n = NetConfig::default();
+        let d = n.default;
         NetworkSpec {
             latency: d.latency,
             loss: d.loss,
             links: Vec::new(),
+            duplicate: d.duplicate,
+            reorder: d.reorder,
+            reorder_delay: n.reorder_delay,
         }
     }
 }
@@ -149,6 +167,8 @@ pub struct LinkOverride {
     pub to: NodePattern,
     pub latency: Option<Latency>,
     pub loss: Option<f64>,
+    pub duplicate: Option<f64>,
+    pub reorder: Option<f64>,
 }
 
 /// `[chain]`:
@@ -265,9 +285,26 @@ impl Default for WorkloadSpec {
 
 /// One `[[fault]]` entry, selected by `kind`.
 /// - `kind = "crash"`: `node` (an operator or wallet), `at_s`, optional `restart_after_s`
-///   (omitted: the node stays down).
+///   (omitted: the node stays down). With `mid_handler = true` the crash is armed at `at_s`
+///   and lands inside the node's next handler, whatever input it is (a restart's recovery
+///   included: arm it while the node is down to crash the recovery): only the first
+///   `after_outputs` of the handler's outputs leave (omitted: drawn per seed), and with
+///   `lose_unsynced = true` the handler's store writes are lost too (the crash came before
+///   they were synced). `restart_after_s` then counts from when the crash lands.
 /// - `kind = "partition"`: either `groups` (lists of node names; unlisted nodes form one more
 ///   group) or `isolate` (that set against everyone else), plus `at_s` and `duration_s` > 0.
+///   Optional `flap_on_s` and `flap_off_s` (both or neither, > 0): the partition flaps, on for
+///   `flap_on_s`, off for `flap_off_s`, starting on, until `duration_s` is over.
+/// - `kind = "asymmetric_partition"`: messages from the nodes in `from` to the nodes in `to`
+///   (omitted: everyone else) are lost while the other direction still works ("`to` hears
+///   nobody in `from`, `from` hears `to`"); `at_s`, `duration_s`, optional `flap_on_s` /
+///   `flap_off_s`.
+/// - `kind = "slow_node"`: every message to or from `node` (wildcards allowed) takes `factor`
+///   (≥ 1) times its latency, from `at_s` (default 0) for `duration_s` (omitted: to the end).
+/// - `kind = "clock"`: `node` (wildcards allowed) runs its own clock: `skew_ms` (signed, default
+///   0) ahead of global time and drifting by `drift_ppm` (signed, default 0, within
+///   -900000..=9000000). Expiry, background tasks and timeouts use that clock. With `at_s` the
+///   skew applies only from then: the clock steps (jumps) by `skew_ms` at `at_s`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FaultSpec {
     Crash {
@@ -280,25 +317,121 @@ pub enum FaultSpec {
         at: Micros,
         duration: Micros,
     },
+    // --- network, process and clock faults (sim/src/engine.rs, net.rs, clock.rs) ---
+    /// `kind = "crash"` with `mid_handler = true`.
+    CrashMidHandler {
+        node: NodeId,
+        at: Micros,
+        after_outputs: Option<u32>,
+        lose_unsynced: bool,
+        restart_after: Option<Micros>,
+    },
+    /// `kind = "asymmetric_partition"`, or any partition with flap keys.
+    NetPartition {
+        groups: Vec<Vec<NodePattern>>,
+        direction: Direction,
+        at: Micros,
+        duration: Micros,
+        /// (on, off) phase lengths of a flapping partition.
+        flap: Option<(Micros, Micros)>,
+    },
+    SlowNode {
+        node: NodePattern,
+        factor: f64,
+        at: Micros,
+        duration: Option<Micros>,
+    },
+    Clock {
+        node: NodePattern,
+        skew_us: i64,
+        drift_ppm: i64,
+        /// When the skew applies: 0 from the start, later a clock step.
+        at: Micros,
+    },
 }
 
 impl FaultSpec {
-    /// The partition window of a partition fault (`isolate` is stored as a single group).
-    pub fn partition_window(&self, topology: &Topology) -> Option<PartitionWindow> {
+    /// The partition windows of a partition fault (`isolate` is stored as a single group; a
+    /// flapping partition gives one window per on phase); none for other kinds.
+    pub fn partition_windows(&self, topology: &Topology) -> Vec<PartitionWindow> {
+        let expand = |groups: &Vec<Vec<NodePattern>>| -> Vec<BTreeSet<NodeId>> {
+            groups
+                .iter()
+                .map(|g| g.iter().flat_map(|p| p.expand(topology)).collect())
+                .collect()
+        };
         match self {
-            FaultSpec::Crash { .. } => None,
             FaultSpec::Partition {
                 groups,
                 at,
                 duration,
-            } => Some(PartitionWindow {
+            } => vec![PartitionWindow {
                 from: *at,
                 until: *at + *duration,
-                groups: groups
-                    .iter()
-                    .map(|g| g.iter().flat_map(|p| p.expand(topology)).collect())
-                    .collect(),
-            }),
+                groups: expand(groups),
+                direction: Direction::Both,
+            }],
+            FaultSpec::NetPartition {
+                groups,
+                direction,
+                at,
+                duration,
+                flap,
+            } => {
+                let (on, off) = flap.unwrap_or((*duration, Micros::ZERO));
+                crate::net::flapping(*at, *at + *duration, on, off, expand(groups), *direction)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// When the fault is over (for the run's horizon): its last scheduled effect.
+    pub fn ends_at(&self) -> Micros {
+        match self {
+            FaultSpec::Crash { at, restart_after, .. }
+            | FaultSpec::CrashMidHandler { at, restart_after, .. } => {
+                *at + restart_after.unwrap_or(Micros::ZERO)
+            }
+            FaultSpec::Partition { at, duration, .. }
+            | FaultSpec::NetPartition { at, duration, .. } => *at + *duration,
+            FaultSpec::SlowNode { at, duration, .. } => *at + duration.unwrap_or(Micros::ZERO),
+            FaultSpec::Clock { at, .. } => *at,
+        }
+    }
+}
+
+/// `swarm = true`, or a `[swarm]` table: swarm testing. Each seed draws, from its own stream,
+/// which fault kinds are on and how hard (see `sim/src/swarm.rs`); the drawn faults are added
+/// to the file's own, and the drawn mix is written into the run report. Table keys, all
+/// optional:
+/// - `kinds` = every kind: the kinds that may be drawn (see `swarm::KINDS` for the names).
+/// - `p_on` = 0.5: probability each allowed kind is on for a seed, 0..=1.
+/// - `max_loss` = 0.1: the largest loss probability drawn, 0..=1.
+/// - `max_crashes` = 3: the most crashes drawn per seed, 0..=100.
+/// - `max_skew_ms` = 30000.0: the largest clock skew drawn (either sign), ≥ 0.
+/// - `max_drift_ppm` = 100000: the largest clock drift drawn (either sign), 0..=900000.
+/// - `max_slow_factor` = 20.0: the largest slow-node factor drawn, ≥ 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SwarmSpec {
+    pub kinds: Option<BTreeSet<String>>,
+    pub p_on: f64,
+    pub max_loss: f64,
+    pub max_crashes: u32,
+    pub max_skew_ms: f64,
+    pub max_drift_ppm: i64,
+    pub max_slow_factor: f64,
+}
+
+impl Default for SwarmSpec {
+    fn default() -> Self {
+        SwarmSpec {
+            kinds: None,
+            p_on: 0.5,
+            max_loss: 0.1,
+            max_crashes: 3,
+            max_skew_ms: 30_000.0,
+            max_drift_ppm: 100_000,
+            max_slow_factor: 20.0,
         }
     }
 }
@@ -557,6 +690,8 @@ impl Scenario {
         let default = LinkConfig {
             latency: self.network.latency,
             loss: self.network.loss,
+            duplicate: self.network.duplicate,
+            reorder: self.network.reorder,
         };
         let mut links = BTreeMap::new();
         for o in &self.network.links {
@@ -569,12 +704,18 @@ impl Scenario {
                     let link = LinkConfig {
                         latency: o.latency.unwrap_or(cur.latency),
                         loss: o.loss.unwrap_or(cur.loss),
+                        duplicate: o.duplicate.unwrap_or(cur.duplicate),
+                        reorder: o.reorder.unwrap_or(cur.reorder),
                     };
                     links.insert((from, to), link);
                 }
             }
         }
-        NetConfig { default, links }
+        NetConfig {
+            default,
+            links,
+            reorder_delay: self.network.reorder_delay,
+        }
     }
 
     /// The engine configuration this scenario asks for.
@@ -590,7 +731,7 @@ impl Scenario {
     pub fn partition_windows(&self) -> Vec<PartitionWindow> {
         self.faults
             .iter()
-            .filter_map(|f| f.partition_window(&self.topology))
+            .flat_map(|f| f.partition_windows(&self.topology))
             .collect()
     }
 }
@@ -621,6 +762,8 @@ struct RawScenario {
     byzantine: Vec<Spanned<RawByzantine>>,
     #[serde(default)]
     theft: Vec<Spanned<RawTheft>>,
+    /// `true` or a table: read as a plain value so both forms are accepted.
+    swarm: S<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -640,6 +783,9 @@ struct RawNetwork {
     loss: S<f64>,
     #[serde(default)]
     link: Vec<Spanned<RawLink>>,
+    duplicate: S<f64>,
+    reorder: S<f64>,
+    reorder_ms: S<f64>,
 }
 
 #[derive(Deserialize)]
@@ -649,6 +795,8 @@ struct RawLink {
     to: Spanned<String>,
     latency_ms: S<toml::Value>,
     loss: S<f64>,
+    duplicate: S<f64>,
+    reorder: S<f64>,
 }
 
 #[derive(Deserialize)]
@@ -694,6 +842,17 @@ struct RawFault {
     groups: S<Vec<Vec<Spanned<String>>>>,
     isolate: S<Vec<Spanned<String>>>,
     duration_s: S<f64>,
+    // network, process and clock fault keys
+    mid_handler: S<bool>,
+    after_outputs: S<i64>,
+    lose_unsynced: S<bool>,
+    flap_on_s: S<f64>,
+    flap_off_s: S<f64>,
+    from: S<Vec<Spanned<String>>>,
+    to: S<Vec<Spanned<String>>>,
+    factor: S<f64>,
+    skew_ms: S<f64>,
+    drift_ppm: S<i64>,
 }
 
 #[derive(Deserialize)]
@@ -880,6 +1039,10 @@ impl Validator<'_> {
             budgets,
             expect,
             run,
+            swarm: match &raw.swarm {
+                None => None,
+                Some(v) => self.swarm(v)?,
+            },
         })
     }
 
@@ -1018,8 +1181,38 @@ impl Validator<'_> {
             }
         };
         match v.get_ref() {
+            toml::Value::Table(t) if t.get("dist").is_some_and(|d| d.as_str() == Some("pareto")) => {
+                if let Some(k) = t.keys().find(|k| !["dist", "min", "max", "alpha"].contains(&k.as_str())) {
+                    return Err(bad(format!(
+                        "unknown key `{k}` in a pareto latency: expected `min`, `alpha` and `max`"
+                    )));
+                }
+                let get = |k: &str| {
+                    t.get(k)
+                        .and_then(ms)
+                        .ok_or_else(|| bad(format!("a pareto latency needs a number `{k}`")))
+                };
+                let (min, max) = (to_micros(get("min")?, "min ")?, to_micros(get("max")?, "max ")?);
+                let alpha = get("alpha")?;
+                if !(alpha.is_finite() && alpha > 0.0 && alpha <= 100.0) {
+                    return Err(bad(format!("pareto alpha must be in (0, 100], found {alpha}")));
+                }
+                if min.0 == 0 || min > max {
+                    return Err(bad(format!("pareto needs 0 < min ≤ max, found min {min} max {max}")));
+                }
+                Ok(Latency::Pareto { min, alpha, max })
+            }
             toml::Value::Table(t) => {
-                if let Some(k) = t.keys().find(|k| *k != "min" && *k != "max") {
+                match t.get("dist") {
+                    None => {}
+                    Some(d) if d.as_str() == Some("uniform") => {}
+                    Some(d) => {
+                        return Err(bad(format!(
+                            "unknown latency dist {d}: expected \"uniform\" or \"pareto\""
+                        )))
+                    }
+                }
+                if let Some(k) = t.keys().find(|k| *k != "min" && *k != "max" && *k != "dist") {
                     return Err(bad(format!(
                         "unknown key `{k}` in latency: expected `min` and `max`"
                     )));
@@ -1055,6 +1248,18 @@ impl Validator<'_> {
             Some(v) => self.latency(v, "network.latency_ms")?,
         };
         let loss = self.probability(&n.loss, "network.loss")?.unwrap_or(d.loss);
+        let duplicate = self.probability(&n.duplicate, "network.duplicate")?.unwrap_or(d.duplicate);
+        let reorder = self.probability(&n.reorder, "network.reorder")?.unwrap_or(d.reorder);
+        let reorder_delay = match &n.reorder_ms {
+            None => d.reorder_delay,
+            Some(v) => {
+                let x = *v.get_ref();
+                if !(x.is_finite() && x > 0.0 && x <= MAX_SECONDS * 1e3) {
+                    return Err(self.err(v.span(), "network.reorder_ms", format!("expected a delay > 0 ms, found {x}")));
+                }
+                Micros((x * 1e3).round() as u64)
+            }
+        };
         let mut links = Vec::new();
         for (i, l) in n.link.iter().enumerate() {
             let l = l.get_ref();
@@ -1072,12 +1277,17 @@ impl Validator<'_> {
                 to,
                 latency,
                 loss,
+                duplicate: self.probability(&l.duplicate, &at("duplicate"))?,
+                reorder: self.probability(&l.reorder, &at("reorder"))?,
             });
         }
         Ok(NetworkSpec {
             latency,
             loss,
             links,
+            duplicate,
+            reorder,
+            reorder_delay,
         })
     }
 
@@ -1235,7 +1445,12 @@ impl Validator<'_> {
         };
         let at_s = self.secs(&f.at_s, &at("at_s"), Zero::Allowed)?;
         match f.kind.get_ref().as_str() {
+            "crash" if f.mid_handler.as_ref().is_some_and(|m| *m.get_ref()) => {
+                self.net_fault(i, f, span, topo)
+            }
+            "asymmetric_partition" | "slow_node" | "clock" => self.net_fault(i, f, span, topo),
             "crash" => {
+                self.only_net_keys(i, f, "crash", &["mid_handler"])?;
                 forbid("groups", f.groups.as_ref().map(|s| s.span()), "crash")?;
                 forbid("isolate", f.isolate.as_ref().map(|s| s.span()), "crash")?;
                 forbid(
@@ -1260,6 +1475,7 @@ impl Validator<'_> {
                 })
             }
             "partition" => {
+                self.only_net_keys(i, f, "partition", &["flap_on_s", "flap_off_s"])?;
                 forbid("node", f.node.as_ref().map(|s| s.span()), "partition")?;
                 forbid(
                     "restart_after_s",
@@ -1313,18 +1529,19 @@ impl Validator<'_> {
                 };
                 self.disjoint(&groups, topo)
                     .map_err(|m| self.err(span.clone(), at("groups"), m))?;
-                Ok(FaultSpec::Partition {
+                let partition = FaultSpec::Partition {
                     groups,
                     at: at_s.ok_or_else(|| missing("at_s", "partition"))?,
                     duration: self
                         .secs(&f.duration_s, &at("duration_s"), Zero::Forbidden)?
                         .ok_or_else(|| missing("duration_s", "partition"))?,
-                })
+                };
+                self.with_flap(i, f, span.clone(), partition)
             }
             other => Err(self.err(
                 f.kind.span(),
                 at("kind"),
-                format!("unknown fault kind `{other}`: expected \"crash\" or \"partition\""),
+                format!("unknown fault kind `{other}`: expected one of {}", FAULT_KINDS.join(", ")),
             )),
         }
     }
@@ -1403,6 +1620,252 @@ impl Validator<'_> {
                 format!("expected \"pass\" or \"violation\", found \"{other}\""),
             )),
         }
+    }
+}
+
+/// Every `[[fault]]` kind, for error messages.
+const FAULT_KINDS: [&str; 5] = ["crash", "partition", "asymmetric_partition", "slow_node", "clock"];
+
+/// The `[[fault]]` keys of the network, process and clock faults.
+const NET_FAULT_KEYS: [&str; 10] = [
+    "mid_handler",
+    "after_outputs",
+    "lose_unsynced",
+    "flap_on_s",
+    "flap_off_s",
+    "from",
+    "to",
+    "factor",
+    "skew_ms",
+    "drift_ppm",
+];
+
+/// Every key present in a `[[fault]]` entry (except `kind`), with its span.
+fn fault_keys(f: &RawFault) -> Vec<(&'static str, Range<usize>)> {
+    fn sp<T>(k: &'static str, v: &S<T>) -> Option<(&'static str, Range<usize>)> {
+        v.as_ref().map(|x| (k, x.span()))
+    }
+    [
+        sp("node", &f.node),
+        sp("at_s", &f.at_s),
+        sp("restart_after_s", &f.restart_after_s),
+        sp("groups", &f.groups),
+        sp("isolate", &f.isolate),
+        sp("duration_s", &f.duration_s),
+        sp("mid_handler", &f.mid_handler),
+        sp("after_outputs", &f.after_outputs),
+        sp("lose_unsynced", &f.lose_unsynced),
+        sp("flap_on_s", &f.flap_on_s),
+        sp("flap_off_s", &f.flap_off_s),
+        sp("from", &f.from),
+        sp("to", &f.to),
+        sp("factor", &f.factor),
+        sp("skew_ms", &f.skew_ms),
+        sp("drift_ppm", &f.drift_ppm),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Validation of the network, process and clock fault kinds and of `swarm`.
+impl Validator<'_> {
+    /// Rejects any network/process/clock key not in `allowed` (for the kinds that predate them).
+    fn only_net_keys(&self, i: usize, f: &RawFault, kind: &str, allowed: &[&str]) -> R<()> {
+        self.only_keys(i, f, kind, allowed, &NET_FAULT_KEYS)
+    }
+
+    /// Rejects any key among `checked` that is present but not in `allowed`.
+    fn only_keys(&self, i: usize, f: &RawFault, kind: &str, allowed: &[&str], checked: &[&str]) -> R<()> {
+        for (k, span) in fault_keys(f) {
+            if checked.contains(&k) && !allowed.contains(&k) {
+                let what = if kind == "crash" && ["after_outputs", "lose_unsynced"].contains(&k) {
+                    "a crash without `mid_handler = true`".to_owned()
+                } else {
+                    format!("a {kind} fault")
+                };
+                return Err(self.err(span, format!("fault[{i}].{k}"), format!("`{k}` does not apply to {what}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The (on, off) phases of a flapping partition, if `flap_on_s` / `flap_off_s` are given.
+    fn flap(&self, i: usize, f: &RawFault, span: Range<usize>) -> R<Option<(Micros, Micros)>> {
+        let on = self.secs(&f.flap_on_s, &format!("fault[{i}].flap_on_s"), Zero::Forbidden)?;
+        let off = self.secs(&f.flap_off_s, &format!("fault[{i}].flap_off_s"), Zero::Forbidden)?;
+        match (on, off) {
+            (None, None) => Ok(None),
+            (Some(on), Some(off)) => Ok(Some((on, off))),
+            (Some(_), None) => Err(self.err(span, format!("fault[{i}].flap_off_s"), "`flap_on_s` needs `flap_off_s`")),
+            (None, Some(_)) => Err(self.err(span, format!("fault[{i}].flap_on_s"), "`flap_off_s` needs `flap_on_s`")),
+        }
+    }
+
+    /// A symmetric partition becomes a flapping one when flap keys are given.
+    fn with_flap(&self, i: usize, f: &RawFault, span: Range<usize>, partition: FaultSpec) -> R<FaultSpec> {
+        match (self.flap(i, f, span)?, partition) {
+            (Some(flap), FaultSpec::Partition { groups, at, duration }) => Ok(FaultSpec::NetPartition {
+                groups,
+                direction: Direction::Both,
+                at,
+                duration,
+                flap: Some(flap),
+            }),
+            (_, p) => Ok(p),
+        }
+    }
+
+    fn net_fault(&self, i: usize, f: &RawFault, span: Range<usize>, topo: &Topology) -> R<FaultSpec> {
+        let kind = f.kind.get_ref().as_str();
+        let at = |k: &str| format!("fault[{i}].{k}");
+        let missing = |k: &str| self.err(span.clone(), at(k), format!("a {kind} fault needs `{k}`"));
+        let all: Vec<&str> = fault_keys(f).into_iter().map(|(k, _)| k).collect();
+        let at_s = self.secs(&f.at_s, &at("at_s"), Zero::Allowed)?;
+        let duration = self.secs(&f.duration_s, &at("duration_s"), Zero::Forbidden)?;
+        let node_pattern = |allow: Allow| -> R<NodePattern> {
+            let node = f.node.as_ref().ok_or_else(|| missing("node"))?;
+            self.pattern(node, &at("node"), topo, allow)
+        };
+        match kind {
+            "crash" => {
+                let allowed = ["node", "at_s", "restart_after_s", "mid_handler", "after_outputs", "lose_unsynced"];
+                self.only_keys(i, f, kind, &allowed, &all)?;
+                let NodePattern::Node(node) = node_pattern(Allow::SingleNode)? else {
+                    return Err(self.err(span, at("node"), "expected a single node"));
+                };
+                Ok(FaultSpec::CrashMidHandler {
+                    node,
+                    at: at_s.ok_or_else(|| missing("at_s"))?,
+                    after_outputs: f
+                        .after_outputs
+                        .as_ref()
+                        .map(|_| self.int(&f.after_outputs, &at("after_outputs"), 0..=1_000_000, 0))
+                        .transpose()?
+                        .map(|n| n as u32),
+                    lose_unsynced: f.lose_unsynced.as_ref().is_some_and(|b| *b.get_ref()),
+                    restart_after: self.secs(&f.restart_after_s, &at("restart_after_s"), Zero::Allowed)?,
+                })
+            }
+            "asymmetric_partition" => {
+                let allowed = ["from", "to", "at_s", "duration_s", "flap_on_s", "flap_off_s"];
+                self.only_keys(i, f, kind, &allowed, &all)?;
+                let from = f.from.as_ref().ok_or_else(|| missing("from"))?;
+                if from.get_ref().is_empty() {
+                    return Err(self.err(from.span(), at("from"), "expected at least one node"));
+                }
+                let mut groups = vec![self.group(from.get_ref(), &at("from"), topo)?];
+                if let Some(to) = &f.to {
+                    if to.get_ref().is_empty() {
+                        return Err(self.err(to.span(), at("to"), "expected at least one node"));
+                    }
+                    groups.push(self.group(to.get_ref(), &at("to"), topo)?);
+                }
+                self.disjoint(&groups, topo).map_err(|m| self.err(span.clone(), at("to"), m))?;
+                Ok(FaultSpec::NetPartition {
+                    groups,
+                    direction: Direction::OneWay,
+                    at: at_s.ok_or_else(|| missing("at_s"))?,
+                    duration: duration.ok_or_else(|| missing("duration_s"))?,
+                    flap: self.flap(i, f, span.clone())?,
+                })
+            }
+            "slow_node" => {
+                self.only_keys(i, f, kind, &["node", "factor", "at_s", "duration_s"], &all)?;
+                let node = node_pattern(Allow::Wildcards)?;
+                let fs = f.factor.as_ref().ok_or_else(|| missing("factor"))?;
+                let factor = *fs.get_ref();
+                if !(factor.is_finite() && (1.0..=1e6).contains(&factor)) {
+                    return Err(self.err(fs.span(), at("factor"), format!("expected a factor in 1..=1000000, found {factor}")));
+                }
+                Ok(FaultSpec::SlowNode { node, factor, at: at_s.unwrap_or(Micros::ZERO), duration })
+            }
+            "clock" => {
+                self.only_keys(i, f, kind, &["node", "skew_ms", "drift_ppm", "at_s"], &all)?;
+                let node = node_pattern(Allow::Wildcards)?;
+                let skew_us = match &f.skew_ms {
+                    None => 0,
+                    Some(v) => {
+                        let x = *v.get_ref();
+                        if !(x.is_finite() && x.abs() <= MAX_SECONDS * 1e3) {
+                            return Err(self.err(v.span(), at("skew_ms"), format!("expected a skew within ±{} ms, found {x}", MAX_SECONDS * 1e3)));
+                        }
+                        (x * 1e3).round() as i64
+                    }
+                };
+                let range = crate::clock::MIN_DRIFT_PPM..=crate::clock::MAX_DRIFT_PPM;
+                let drift_ppm = self.int(&f.drift_ppm, &at("drift_ppm"), range, 0)?;
+                if f.skew_ms.is_none() && f.drift_ppm.is_none() {
+                    return Err(missing("skew_ms` or `drift_ppm"));
+                }
+                Ok(FaultSpec::Clock { node, skew_us, drift_ppm, at: at_s.unwrap_or(Micros::ZERO) })
+            }
+            other => Err(self.err(f.kind.span(), at("kind"), format!("unknown fault kind `{other}`"))),
+        }
+    }
+
+    /// `swarm = true | false` or a `[swarm]` table (see [`SwarmSpec`]).
+    fn swarm(&self, v: &Spanned<toml::Value>) -> R<Option<SwarmSpec>> {
+        let bad = |field: &str, msg: String| self.err(v.span(), field, msg);
+        let t = match v.get_ref() {
+            toml::Value::Boolean(true) => return Ok(Some(SwarmSpec::default())),
+            toml::Value::Boolean(false) => return Ok(None),
+            toml::Value::Table(t) => t,
+            other => return Err(bad("swarm", format!("expected `true`, `false` or a table, found {}", other.type_str()))),
+        };
+        let mut spec = SwarmSpec::default();
+        let num = |k: &str| -> R<Option<f64>> {
+            match t.get(k) {
+                None => Ok(None),
+                Some(toml::Value::Float(x)) => Ok(Some(*x)),
+                Some(toml::Value::Integer(x)) => Ok(Some(*x as f64)),
+                Some(o) => Err(bad(&format!("swarm.{k}"), format!("expected a number, found {}", o.type_str()))),
+            }
+        };
+        let in_range = |k: &str, lo: f64, hi: f64| -> R<Option<f64>> {
+            match num(k)? {
+                Some(x) if !(x.is_finite() && (lo..=hi).contains(&x)) => {
+                    Err(bad(&format!("swarm.{k}"), format!("expected a value in {lo}..={hi}, found {x}")))
+                }
+                x => Ok(x),
+            }
+        };
+        for (k, val) in t {
+            match k.as_str() {
+                "kinds" => {
+                    let names = val.as_array().ok_or_else(|| bad("swarm.kinds", "expected a list of kind names".into()))?;
+                    let mut set = BTreeSet::new();
+                    for (j, n) in names.iter().enumerate() {
+                        let known = crate::swarm::kind_names();
+                        match n.as_str() {
+                            Some(n) if known.contains(&n) => {
+                                set.insert(n.to_owned());
+                            }
+                            _ => {
+                                return Err(bad(
+                                    &format!("swarm.kinds[{j}]"),
+                                    format!("unknown swarm kind {n}: expected one of {}", known.join(", ")),
+                                ))
+                            }
+                        }
+                    }
+                    spec.kinds = Some(set);
+                }
+                "p_on" => spec.p_on = in_range(k, 0.0, 1.0)?.unwrap_or(spec.p_on),
+                "max_loss" => spec.max_loss = in_range(k, 0.0, 1.0)?.unwrap_or(spec.max_loss),
+                "max_crashes" => spec.max_crashes = in_range(k, 0.0, 100.0)?.map_or(spec.max_crashes, |x| x as u32),
+                "max_skew_ms" => spec.max_skew_ms = in_range(k, 0.0, MAX_SECONDS * 1e3)?.unwrap_or(spec.max_skew_ms),
+                "max_drift_ppm" => spec.max_drift_ppm = in_range(k, 0.0, 900_000.0)?.map_or(spec.max_drift_ppm, |x| x as i64),
+                "max_slow_factor" => spec.max_slow_factor = in_range(k, 1.0, 1e6)?.unwrap_or(spec.max_slow_factor),
+                other => {
+                    return Err(bad(
+                        &format!("swarm.{other}"),
+                        format!("unknown key `{other}` in swarm: expected kinds, p_on, max_loss, max_crashes, max_skew_ms, max_drift_ppm, max_slow_factor"),
+                    ))
+                }
+            }
+        }
+        Ok(Some(spec))
     }
 }
 
@@ -1845,6 +2308,8 @@ settle_s = 600.0
                 to: NodePattern::AllWallets,
                 latency: Some(Latency::Fixed(Micros::from_millis(100))),
                 loss: Some(0.5),
+                duplicate: None,
+                reorder: None,
             }]
         );
         assert_eq!(s.chain.block_interval, Micros::from_secs(600));
@@ -1988,6 +2453,128 @@ settle_s = 600.0
             "name",
             "missing field `name`",
         );
+    }
+
+    const NET_FAULTS: &str = r#"
+name = "n"
+description = "d"
+
+[network]
+latency_ms = { dist = "pareto", min = 2.0, alpha = 1.5, max = 5000 }
+duplicate = 0.1
+reorder = 0.2
+reorder_ms = 50
+
+[[network.link]]
+from = "wallet:*"
+to = "operator:0"
+duplicate = 0.5
+
+[[fault]]
+kind = "crash"
+node = "operator:1"
+at_s = 10
+mid_handler = true
+after_outputs = 2
+lose_unsynced = true
+restart_after_s = 3
+
+[[fault]]
+kind = "asymmetric_partition"
+from = ["operator:0"]
+to = ["operator:1", "operator:2"]
+at_s = 5
+duration_s = 10
+flap_on_s = 1
+flap_off_s = 2
+
+[[fault]]
+kind = "partition"
+isolate = ["operator:3"]
+at_s = 0
+duration_s = 4
+flap_on_s = 1
+flap_off_s = 1
+
+[[fault]]
+kind = "slow_node"
+node = "wallet:*"
+factor = 5
+
+[[fault]]
+kind = "clock"
+node = "operator:2"
+skew_ms = -1500.5
+drift_ppm = 200
+"#;
+
+    #[test]
+    fn network_process_and_clock_faults_parse() {
+        let s = Scenario::parse("n.toml", NET_FAULTS).unwrap_or_else(|e| panic!("{e}"));
+        let (op, w) = (|i| NodeId::Operator(OperatorId(i)), |i| NodeId::Wallet(WalletId(i)));
+        assert_eq!(
+            s.network.latency,
+            Latency::Pareto { min: Micros::from_millis(2), alpha: 1.5, max: Micros::from_secs(5) }
+        );
+        assert_eq!((s.network.duplicate, s.network.reorder), (0.1, 0.2));
+        assert_eq!(s.network.reorder_delay, Micros::from_millis(50));
+        let net = s.net_config();
+        assert_eq!(net.link(w(0), op(0)).duplicate, 0.5);
+        assert_eq!(net.link(w(0), op(1)).duplicate, 0.1);
+        assert_eq!(net.link(w(0), op(1)).reorder, 0.2);
+        assert_eq!(
+            s.faults[0],
+            FaultSpec::CrashMidHandler {
+                node: op(1),
+                at: Micros::from_secs(10),
+                after_outputs: Some(2),
+                lose_unsynced: true,
+                restart_after: Some(Micros::from_secs(3)),
+            }
+        );
+        let windows = s.faults[1].partition_windows(&s.topology);
+        // 10 s of 1 s on / 2 s off: on at 5, 8, 11, 14.
+        assert_eq!(windows.iter().map(|w| w.from.0 / 1_000_000).collect::<Vec<_>>(), vec![5, 8, 11, 14]);
+        assert!(windows.iter().all(|w| w.direction == Direction::OneWay && w.groups.len() == 2));
+        assert_eq!(s.faults[2].partition_windows(&s.topology).len(), 2);
+        assert_eq!(
+            s.faults[3],
+            FaultSpec::SlowNode { node: NodePattern::AllWallets, factor: 5.0, at: Micros::ZERO, duration: None }
+        );
+        assert_eq!(
+            s.faults[4],
+            FaultSpec::Clock { node: NodePattern::Node(op(2)), skew_us: -1_500_500, drift_ppm: 200, at: Micros::ZERO }
+        );
+        assert_eq!(s.faults[1].ends_at(), Micros::from_secs(15));
+        assert_eq!(s.swarm, None);
+        let swarm = Scenario::parse("s.toml", &format!("{HEAD}[swarm]
+max_crashes = 1
+kinds = [\"crash\"]
+")).unwrap();
+        let spec = swarm.swarm.expect("swarm");
+        assert_eq!(spec.max_crashes, 1);
+        assert_eq!(spec.kinds, Some(BTreeSet::from(["crash".to_owned()])));
+    }
+
+    #[test]
+    fn network_process_and_clock_fault_errors_are_located() {
+        let fault = |body: &str| format!("{HEAD}[[fault]]\n{body}");
+        assert_error(&fault("kind = \"crash\"\nnode = \"operator:1\"\nat_s = 1\nlose_unsynced = true\n"), 7, 17, "fault[0].lose_unsynced", "without `mid_handler = true`");
+        assert_error(&fault("kind = \"partition\"\nisolate = [\"operator:1\"]\nat_s = 1\nduration_s = 2\nflap_on_s = 1\n"), 3, 1, "fault[0].flap_off_s", "needs `flap_off_s`");
+        assert_error(&fault("kind = \"asymmetric_partition\"\nat_s = 1\nduration_s = 2\n"), 3, 1, "fault[0].from", "needs `from`");
+        assert_error(&fault("kind = \"asymmetric_partition\"\nfrom = [\"operator:1\"]\nto = [\"operator:1\"]\nat_s = 1\nduration_s = 2\n"), 3, 1, "fault[0].to", "more than one group");
+        assert_error(&fault("kind = \"slow_node\"\nnode = \"operator:1\"\nfactor = 0.5\n"), 6, 10, "fault[0].factor", "1..=1000000");
+        assert_error(&fault("kind = \"clock\"\nnode = \"operator:1\"\ndrift_ppm = -1000000\n"), 6, 13, "fault[0].drift_ppm", "-900000");
+        assert_error(&fault("kind = \"clock\"\nnode = \"operator:1\"\nfactor = 3\n"), 6, 10, "fault[0].factor", "does not apply to a clock fault");
+        assert_error(&fault("kind = \"meteor\"\n"), 4, 8, "fault[0].kind", "asymmetric_partition");
+        assert_error(
+            &format!("{HEAD}[network]\nlatency_ms = {{ dist = \"pareto\", min = 2, max = 10 }}\n"),
+            4,
+            14,
+            "network.latency_ms",
+            "needs a number `alpha`",
+        );
+        assert_error(&format!("{HEAD}[network]\nduplicate = 2.0\n"), 4, 13, "network.duplicate", "probability");
     }
 
     #[test]

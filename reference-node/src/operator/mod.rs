@@ -389,4 +389,13 @@ impl Node for Operator {
     fn crash(&mut self) {
         self.vol = Volatile::default();
     }
+
+    fn mark_synced(&mut self) {
+        self.store.mark_synced();
+    }
+
+    fn crash_losing_unsynced(&mut self) {
+        self.store.lose_unsynced();
+        self.crash();
+    }
 }

@@ -176,10 +176,20 @@ pub struct Db {
 }
 
 /// The durable store. `begin` hands out a working copy; only `commit` makes it durable.
+///
+/// Sync: a commit is durable once synced. Every completed handler ends synced (Postgres with
+/// `synchronous_commit = on`: COMMIT returns after the WAL flush). Only a crash that lands in
+/// the middle of a handler can lose writes: the driver calls [`Store::mark_synced`] before
+/// such a handler and [`Store::lose_unsynced`] at the crash, dropping every commit since; in
+/// Postgres terms, the handler's transaction never committed. Nothing is copied unless a
+/// crash is due, so the common path costs nothing.
 #[derive(Clone, Default)]
 pub struct Store {
     committed: Db,
     commits: u64,
+    /// The durable state at the last sync point and the commit count then, kept only while a
+    /// crash is due.
+    synced: Option<(Box<Db>, u64)>,
 }
 
 impl Store {
@@ -195,5 +205,43 @@ impl Store {
     }
     pub fn commits(&self) -> u64 {
         self.commits
+    }
+    /// Everything committed so far is durable; later commits are not until the next sync.
+    pub fn mark_synced(&mut self) {
+        self.synced = Some((Box::new(self.committed.clone()), self.commits));
+    }
+    /// A crash before the next sync: commits since [`Store::mark_synced`] are lost. Returns
+    /// whether any write was lost.
+    pub fn lose_unsynced(&mut self) -> bool {
+        match self.synced.take() {
+            Some((db, commits)) => {
+                self.committed = *db;
+                self.commits != commits
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsynced_commits_are_lost_synced_ones_kept() {
+        let mut s = Store::default();
+        let mut db = s.begin();
+        db.next_gossip_seq = 1;
+        s.commit(db);
+        s.mark_synced();
+        let mut db = s.begin();
+        db.next_gossip_seq = 2;
+        s.commit(db);
+        assert_eq!(s.read().next_gossip_seq, 2);
+        assert!(s.lose_unsynced());
+        assert_eq!(s.read().next_gossip_seq, 1);
+        // Without a sync point there is nothing to lose.
+        assert!(!s.lose_unsynced());
+        assert_eq!(s.read().next_gossip_seq, 1);
     }
 }

@@ -822,6 +822,8 @@ mod tests {
             self.height += 1;
             BlockInfo {
                 height: self.height,
+                hash: bitcoin::BlockHash::from_byte_array([self.height as u8; 32]),
+                parent: bitcoin::BlockHash::from_byte_array([self.height as u8 - 1; 32]),
                 time,
                 txs: std::mem::take(&mut self.mempool),
             }

@@ -38,6 +38,9 @@ pub struct Params {
     /// Wallet: sender-chosen expiry of a transfer.
     pub transfer_expiry: Micros,
     pub test_faults: TestFaults,
+    /// Confirmations before the chain watcher makes a deposit's leaf AVAILABLE (spark-protocol
+    /// §3.3: single-use deposits count 1 — "seen in a block" — static deposits 3).
+    pub deposit_confirmations: u32,
 }
 
 impl Params {
@@ -57,6 +60,7 @@ impl Params {
             wallet_poll: Micros::from_secs(5),
             transfer_expiry: Micros::from_secs(300),
             test_faults: TestFaults::default(),
+            deposit_confirmations: 1,
         }
     }
     pub fn operator_ids(&self) -> impl Iterator<Item = OperatorId> {

@@ -277,6 +277,14 @@ impl Checker {
             Observation::ExitConfirmed { leaf, value_sats, .. } => {
                 self.exits.entry(*leaf).or_insert(*value_sats);
             }
+            // L1 reorgs: a confirmation the wallet reported is undone (and reported again if
+            // the tx comes back), so conservation counts only what is on the chain.
+            Observation::DepositReorged { node: reference_node::types::NodeId::Wallet(_), leaf, .. } => {
+                self.deposits.remove(leaf);
+            }
+            Observation::ExitReorged { leaf, .. } => {
+                self.exits.remove(leaf);
+            }
             _ => {}
         }
     }

@@ -12,7 +12,7 @@ use crate::trace::{Digester, EventDigest, EventTag, Hash32, Trace};
 use bitcoin::hashes::Hash as _;
 use bitcoin::{Transaction, Txid};
 use rand_chacha::ChaCha20Rng;
-use reference_node::chain::{BlockInfo, Chain, ChainReject};
+use reference_node::chain::{BlockInfo, Chain, ChainReject, ReorgError, ReorgOutcome, ReorgTxs};
 use reference_node::msg::Msg;
 use reference_node::node::{Ctx, Input, Node, Output, TimerKind};
 use reference_node::observe::Observation;
@@ -31,6 +31,13 @@ pub trait L1 {
     fn mine_block(&mut self, time: Micros) -> BlockInfo;
     /// The height of the tip.
     fn height(&self) -> u32;
+    /// L1 fault: replace the last `depth` blocks (see `chain::reorg`). A chain model without
+    /// reorgs refuses.
+    fn reorg(&mut self, depth: u32, _txs: ReorgTxs, _time: Micros) -> Result<ReorgOutcome, ReorgError> {
+        Err(ReorgError::DeeperThanUndo { depth })
+    }
+    /// L1 fault: the mempool's minimum feerate (sat/vB); a chain model without fees ignores it.
+    fn set_min_feerate(&mut self, _sat_per_vb: u64) {}
 }
 
 impl L1 for Chain {
@@ -43,6 +50,23 @@ impl L1 for Chain {
     fn height(&self) -> u32 {
         Chain::height(self)
     }
+    fn reorg(&mut self, depth: u32, txs: ReorgTxs, time: Micros) -> Result<ReorgOutcome, ReorgError> {
+        Chain::reorg(self, depth, txs, time)
+    }
+    fn set_min_feerate(&mut self, sat_per_vb: u64) {
+        Chain::set_min_feerate(self, sat_per_vb)
+    }
+}
+
+/// An L1 fault the engine applies at its scheduled time (built from a scenario by `l1faults`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainFault {
+    /// Replace the last `depth` blocks by `depth + 1` empty ones; nodes see the new branch.
+    Reorg { depth: u32, txs: ReorgTxs },
+    /// Set the mempool's minimum feerate (a fee spike raises it, its end lowers it back).
+    MinFeerate { sat_per_vb: u64 },
+    /// No block is mined before `until`: a block that falls due waits for it.
+    StallUntil(Micros),
 }
 
 /// How a run is set up.
@@ -145,6 +169,7 @@ enum Event {
     },
     PartitionStart(usize),
     PartitionEnd(usize),
+    Chain(ChainFault),
 }
 
 struct Queued {
@@ -200,6 +225,8 @@ pub struct Engine<N: Node, C: L1> {
     chain_rng: ChaCha20Rng,
     block_interval: Option<Micros>,
     blocks: Vec<Arc<BlockInfo>>,
+    /// Block production waits until then (an L1 `block_delay` fault).
+    stall_until: Micros,
     trace: Trace,
     counters: Counters,
 }
@@ -219,6 +246,7 @@ impl<N: Node, C: L1> Engine<N, C> {
             chain_rng: rng::stream(seed, rng::CHAIN),
             block_interval: config.block_interval,
             blocks: Vec::new(),
+            stall_until: Micros::ZERO,
             trace: Trace::new(config.keep_digest_log),
             counters: Counters::default(),
         };
@@ -263,6 +291,11 @@ impl<N: Node, C: L1> Engine<N, C> {
         let index = self.net.add_partition(window);
         self.push(from, Event::PartitionStart(index));
         self.push(until, Event::PartitionEnd(index));
+    }
+
+    /// An L1 fault at `at` (see [`ChainFault`]).
+    pub fn schedule_chain_fault(&mut self, at: Micros, fault: ChainFault) {
+        self.push(at, Event::Chain(fault));
     }
 
     /// Pops and processes the next event; `None` when the queue is empty.
@@ -476,6 +509,7 @@ impl<N: Node, C: L1> Engine<N, C> {
                 (EventTag::Restart, vec![id], desc)
             }
             Event::Block => self.mine(payload),
+            Event::Chain(fault) => self.chain_fault(fault, payload),
             Event::BlockNotify { node, upto } => {
                 payload.bytes(&(upto as u64).to_le_bytes());
                 let desc = if self.is_up(node) {
@@ -551,6 +585,12 @@ impl<N: Node, C: L1> Engine<N, C> {
 
     /// Mines one block, notifies every node after the chain latency, schedules the next one.
     fn mine(&mut self, payload: &mut Digester) -> (EventTag, Vec<NodeId>, String) {
+        if self.now < self.stall_until {
+            // Delayed, not skipped: the block comes when the stall ends (no new interval draw).
+            payload.bytes(b"stalled");
+            self.push(self.stall_until, Event::Block);
+            return (EventTag::Block, vec![NodeId::Chain], format!("block delayed until {}", self.stall_until));
+        }
         let info = Arc::new(self.chain.mine_block(self.now));
         payload.bytes(&info.height.to_le_bytes());
         payload.bytes(&info.time.0.to_le_bytes());
@@ -566,6 +606,53 @@ impl<N: Node, C: L1> Engine<N, C> {
             self.push(self.now + CHAIN_LATENCY, Event::BlockNotify { node, upto });
         }
         self.schedule_next_block();
+        (EventTag::Block, vec![NodeId::Chain], desc)
+    }
+
+    /// Applies an L1 fault. A reorg's replacement blocks join the run's block log, so every node
+    /// (and a node restarting later) sees the old tip, then the new branch, in order.
+    fn chain_fault(&mut self, fault: ChainFault, payload: &mut Digester) -> (EventTag, Vec<NodeId>, String) {
+        payload.bytes(b"l1 fault");
+        let desc = match fault {
+            ChainFault::MinFeerate { sat_per_vb } => {
+                payload.bytes(&sat_per_vb.to_le_bytes());
+                self.chain.set_min_feerate(sat_per_vb);
+                format!("fee floor {sat_per_vb} sat/vB")
+            }
+            ChainFault::StallUntil(until) => {
+                payload.bytes(&until.0.to_le_bytes());
+                self.stall_until = self.stall_until.max(until);
+                format!("blocks stalled until {until}")
+            }
+            ChainFault::Reorg { depth, txs } => {
+                payload.bytes(&depth.to_le_bytes());
+                payload.value(&txs);
+                match self.chain.reorg(depth, txs, self.now) {
+                    Ok(out) => {
+                        for b in &out.blocks {
+                            payload.bytes(&b.height.to_le_bytes());
+                            payload.bytes(&b.hash.to_byte_array());
+                        }
+                        let desc = format!(
+                            "reorg depth {depth} ({txs:?}) from height {}: {} txs out, {} back in the mempool, {} dropped",
+                            out.fork_height,
+                            out.reorged_out.len(),
+                            out.readmitted.len(),
+                            out.dropped.len()
+                        );
+                        self.counters.blocks_mined += out.blocks.len() as u64;
+                        self.blocks.extend(out.blocks.into_iter().map(Arc::new));
+                        let upto = self.blocks.len();
+                        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+                        for node in ids {
+                            self.push(self.now + CHAIN_LATENCY, Event::BlockNotify { node, upto });
+                        }
+                        desc
+                    }
+                    Err(e) => format!("reorg depth {depth} skipped: {e}"),
+                }
+            }
+        };
         (EventTag::Block, vec![NodeId::Chain], desc)
     }
 

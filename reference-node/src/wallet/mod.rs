@@ -5,6 +5,7 @@
 mod claim;
 mod deposit;
 mod exit;
+mod reorg;
 mod send;
 
 use crate::crypto::signing::{self, SecretNonce, SigningJob};
@@ -94,6 +95,8 @@ pub struct Wallet {
     /// After a failed claim attempt, the next one waits until then.
     claim_retry_at: Micros,
     height: u32,
+    /// Recent blocks and what was learned from them, to undo a reorg (`reorg.rs`).
+    chain: reorg::ChainView,
 }
 
 impl Wallet {
@@ -112,6 +115,7 @@ impl Wallet {
             poll_armed: false,
             claim_retry_at: Micros::ZERO,
             height: 0,
+            chain: reorg::ChainView::default(),
         }
     }
     pub fn id(&self) -> WalletId {
@@ -269,7 +273,7 @@ impl Wallet {
     }
 
     fn on_block(&mut self, ctx: &mut Ctx<'_>, block: &crate::chain::BlockInfo) {
-        if block.height <= self.height {
+        if !self.follow_chain(ctx, block) {
             return;
         }
         self.height = block.height;
@@ -278,11 +282,13 @@ impl Wallet {
         for (id, leaf) in self.leaves.iter_mut() {
             if let LeafState::PendingDeposit { deposit_txid } = &leaf.state {
                 if txids.contains(deposit_txid) {
+                    self.chain.record(block.height, reorg::Learned::Deposit { leaf: *id, txid: *deposit_txid, value_sats: leaf.value_sats });
                     leaf.state = LeafState::Available;
                     ctx.observe(Observation::DepositConfirmed { wallet: me, leaf: *id, value_sats: leaf.value_sats });
                 }
             }
         }
+        self.reconfirm_deposits(ctx, block.height, &txids);
         self.advance_exits(ctx, &txids);
         // New funds may unblock queued work.
         self.start_next(ctx);
@@ -384,6 +390,7 @@ impl Node for Wallet {
                     }
                 }
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
+                    self.exit_broadcast_refused(&txid);
                     ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });
                 }
                 _ => {}

@@ -2,6 +2,7 @@
 //! for Spark. See ARCHITECTURE.md.
 
 pub mod engine;
+pub mod l1faults;
 pub mod net;
 pub mod rng;
 pub mod scenario;

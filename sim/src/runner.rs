@@ -47,6 +47,7 @@ pub fn params_of(s: &Scenario) -> Params {
     p.dkg_batch = s.protocol.dkg_batch.min(u32::from(u16::MAX)) as u16;
     p.wallet_poll = s.protocol.wallet_poll;
     p.dkg_coordinators = vec![s.topology.coordinator];
+    p.deposit_confirmations = s.chain.deposit_confirmations;
     p.test_faults = TestFaults { skip_send_timelock_decrement: s.protocol.test_faults.contains(&TestFault::SkipSendTimelockDecrement) };
     p
 }
@@ -70,7 +71,9 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
     });
     let mut config = s.engine_config();
     config.keep_digest_log = keep_digest_log;
-    let mut engine = Engine::new(seed, config, Chain::new());
+    let mut chain = Chain::new();
+    chain.set_min_feerate(s.chain.min_feerate_sat_vb);
+    let mut engine = Engine::new(seed, config, chain);
     for (i, identity) in op_keys.into_iter().enumerate() {
         let id = OperatorId(i as u16);
         let cfg = OperatorConfig { id, identity, params: params.clone(), directory: directory.clone() };
@@ -103,6 +106,7 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
                     engine.add_partition(w);
                 }
             }
+            FaultSpec::L1(l1) => l1.schedule(&mut engine, s.chain.min_feerate_sat_vb),
         }
     }
     Built { engine, last_command }
@@ -151,6 +155,7 @@ fn horizon(s: &Scenario, last_command: Micros) -> Micros {
     let faults_end = s.faults.iter().map(|f| match f {
         FaultSpec::Crash { at, restart_after, .. } => *at + restart_after.unwrap_or(Micros::ZERO),
         FaultSpec::Partition { at, duration, .. } => *at + *duration,
+        FaultSpec::L1(l1) => l1.end(),
     });
     faults_end.fold(last_command, Micros::max) + s.run.settle
 }

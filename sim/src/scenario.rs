@@ -149,15 +149,23 @@ pub struct LinkOverride {
 
 /// `[chain]`:
 /// - `block_interval_s` = 600.0: mean of the exponential time between blocks, > 0.
+/// - `deposit_confirmations` = 1: blocks (the deposit's own included) before operators make a
+///   deposited leaf AVAILABLE, 1..=100 (Spark: 1 for single-use deposits, 3 for static ones).
+/// - `min_feerate_sat_vb` = 0: the mempool's standing minimum feerate in sat/vB, 0..=100000
+///   (0 admits Spark's zero-fee CPFP txs; a `fee_spike` fault raises it for a while).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChainSpec {
     pub block_interval: Micros,
+    pub deposit_confirmations: u32,
+    pub min_feerate_sat_vb: u64,
 }
 
 impl Default for ChainSpec {
     fn default() -> Self {
         ChainSpec {
             block_interval: Micros::from_secs(600),
+            deposit_confirmations: 1,
+            min_feerate_sat_vb: 0,
         }
     }
 }
@@ -259,6 +267,14 @@ impl Default for WorkloadSpec {
 ///   (omitted: the node stays down).
 /// - `kind = "partition"`: either `groups` (lists of node names; unlisted nodes form one more
 ///   group) or `isolate` (that set against everyone else), plus `at_s` and `duration_s` > 0.
+/// - L1 faults (`crate::l1faults`):
+///   - `kind = "reorg"`: `at_s`, `depth` (1..=100 blocks, at most the height at `at_s`, else the
+///     reorg is skipped and the trace says so), optional `txs` = "return" (default: the
+///     disconnected txs go back to the mempool and confirm again at the next block) or "drop"
+///     (they vanish; their senders must broadcast again). The new branch is `depth + 1` blocks.
+///   - `kind = "block_delay"`: `at_s`, `duration_s` > 0: no block is mined in that window.
+///   - `kind = "fee_spike"`: `at_s`, `duration_s` > 0, `min_feerate_sat_vb` (1..=100000): the
+///     mempool refuses txs paying less for that window, then the `[chain]` floor returns.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FaultSpec {
     Crash {
@@ -271,13 +287,15 @@ pub enum FaultSpec {
         at: Micros,
         duration: Micros,
     },
+    /// A reorg, block delay or fee spike.
+    L1(crate::l1faults::L1Fault),
 }
 
 impl FaultSpec {
     /// The partition window of a partition fault (`isolate` is stored as a single group).
     pub fn partition_window(&self, topology: &Topology) -> Option<PartitionWindow> {
         match self {
-            FaultSpec::Crash { .. } => None,
+            FaultSpec::Crash { .. } | FaultSpec::L1(_) => None,
             FaultSpec::Partition {
                 groups,
                 at,
@@ -518,6 +536,8 @@ struct RawLink {
 #[serde(deny_unknown_fields)]
 struct RawChain {
     block_interval_s: S<f64>,
+    deposit_confirmations: S<i64>,
+    min_feerate_sat_vb: S<i64>,
 }
 
 #[derive(Deserialize)]
@@ -556,6 +576,10 @@ struct RawFault {
     groups: S<Vec<Vec<Spanned<String>>>>,
     isolate: S<Vec<Spanned<String>>>,
     duration_s: S<f64>,
+    // --- L1 faults (reorg, fee_spike) ---
+    depth: S<i64>,
+    txs: S<String>,
+    min_feerate_sat_vb: S<i64>,
 }
 
 #[derive(Deserialize)]
@@ -667,6 +691,18 @@ impl Validator<'_> {
                         Zero::Forbidden,
                     )?
                     .unwrap_or(ChainSpec::default().block_interval),
+                deposit_confirmations: self.int(
+                    &c.deposit_confirmations,
+                    "chain.deposit_confirmations",
+                    1..=i64::from(reference_node::chain::MAX_REORG_DEPTH),
+                    1,
+                )? as u32,
+                min_feerate_sat_vb: self.int(
+                    &c.min_feerate_sat_vb,
+                    "chain.min_feerate_sat_vb",
+                    0..=MAX_FEERATE_SAT_VB,
+                    0,
+                )? as u64,
             },
         };
         let protocol = match &raw.protocol {
@@ -1078,6 +1114,9 @@ impl Validator<'_> {
             None => Ok(()),
         };
         let at_s = self.secs(&f.at_s, &at("at_s"), Zero::Allowed)?;
+        if let Some(spec) = self.l1_fault(i, f, span.clone(), at_s)? {
+            return Ok(spec);
+        }
         match f.kind.get_ref().as_str() {
             "crash" => {
                 forbid("groups", f.groups.as_ref().map(|s| s.span()), "crash")?;
@@ -1225,6 +1264,79 @@ impl Validator<'_> {
                 format!("expected \"pass\" or \"violation\", found \"{other}\""),
             )),
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// L1 faults (reorg, block_delay, fee_spike): see `crate::l1faults`.
+// ---------------------------------------------------------------------------------------------
+
+/// Highest feerate floor a scenario may ask for (sat/vB).
+const MAX_FEERATE_SAT_VB: i64 = 100_000;
+
+impl Validator<'_> {
+    /// An L1 fault, or `None` when `kind` is another kind (then its L1 keys must be absent).
+    fn l1_fault(&self, i: usize, f: &RawFault, span: Range<usize>, at_s: Option<Micros>) -> R<Option<FaultSpec>> {
+        use crate::l1faults::{L1Fault, KINDS};
+        use reference_node::chain::{ReorgTxs, MAX_REORG_DEPTH};
+        let kind = f.kind.get_ref().as_str();
+        let at = |k: &str| format!("fault[{i}].{k}");
+        let forbid = |k: &str, present: Option<Range<usize>>| match present {
+            Some(s) => Err(self.err(s, at(k), format!("`{k}` does not apply to a {kind} fault"))),
+            None => Ok(()),
+        };
+        let missing = |k: &str| self.err(span.clone(), at(k), format!("a {kind} fault needs `{k}`"));
+        if !KINDS.contains(&kind) {
+            forbid("depth", f.depth.as_ref().map(|s| s.span()))?;
+            forbid("txs", f.txs.as_ref().map(|s| s.span()))?;
+            forbid("min_feerate_sat_vb", f.min_feerate_sat_vb.as_ref().map(|s| s.span()))?;
+            return Ok(None);
+        }
+        forbid("node", f.node.as_ref().map(|s| s.span()))?;
+        forbid("restart_after_s", f.restart_after_s.as_ref().map(|s| s.span()))?;
+        forbid("groups", f.groups.as_ref().map(|s| s.span()))?;
+        forbid("isolate", f.isolate.as_ref().map(|s| s.span()))?;
+        let at_time = at_s.ok_or_else(|| missing("at_s"))?;
+        let duration = || -> R<Micros> {
+            self.secs(&f.duration_s, &at("duration_s"), Zero::Forbidden)?.ok_or_else(|| missing("duration_s"))
+        };
+        let fault = match kind {
+            "reorg" => {
+                forbid("duration_s", f.duration_s.as_ref().map(|s| s.span()))?;
+                forbid("min_feerate_sat_vb", f.min_feerate_sat_vb.as_ref().map(|s| s.span()))?;
+                if f.depth.is_none() {
+                    return Err(missing("depth"));
+                }
+                let depth = self.int(&f.depth, &at("depth"), 1..=i64::from(MAX_REORG_DEPTH), 1)? as u32;
+                let txs = match &f.txs {
+                    None => ReorgTxs::Return,
+                    Some(t) => match t.get_ref().as_str() {
+                        "return" => ReorgTxs::Return,
+                        "drop" => ReorgTxs::Drop,
+                        other => {
+                            return Err(self.err(t.span(), at("txs"), format!("expected \"return\" or \"drop\", found \"{other}\"")))
+                        }
+                    },
+                };
+                L1Fault::Reorg { at: at_time, depth, txs }
+            }
+            "block_delay" => {
+                forbid("depth", f.depth.as_ref().map(|s| s.span()))?;
+                forbid("txs", f.txs.as_ref().map(|s| s.span()))?;
+                forbid("min_feerate_sat_vb", f.min_feerate_sat_vb.as_ref().map(|s| s.span()))?;
+                L1Fault::BlockDelay { at: at_time, duration: duration()? }
+            }
+            _ => {
+                forbid("depth", f.depth.as_ref().map(|s| s.span()))?;
+                forbid("txs", f.txs.as_ref().map(|s| s.span()))?;
+                if f.min_feerate_sat_vb.is_none() {
+                    return Err(missing("min_feerate_sat_vb"));
+                }
+                let floor = self.int(&f.min_feerate_sat_vb, &at("min_feerate_sat_vb"), 1..=MAX_FEERATE_SAT_VB, 1)? as u64;
+                L1Fault::FeeSpike { at: at_time, duration: duration()?, min_feerate_sat_vb: floor }
+            }
+        };
+        Ok(Some(FaultSpec::L1(fault)))
     }
 }
 

@@ -391,6 +391,7 @@ impl Node for Wallet {
                 }
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
                     self.exit_broadcast_refused(&txid);
+                    self.deposit_broadcast_refused(&txid);
                     ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });
                 }
                 _ => {}

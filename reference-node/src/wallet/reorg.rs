@@ -33,6 +33,8 @@ pub(super) struct ChainView {
     /// Reorged-out deposits of leaves that already left PendingDeposit (sent, exiting): their
     /// DepositConfirmed is reported again when the tx is back in a block.
     reconfirm: BTreeMap<Txid, (LeafId, u64)>,
+    /// Deposit txs the mempool refused (a fee spike): broadcast again at the next block.
+    refused_deposits: std::collections::BTreeSet<Txid>,
 }
 
 impl ChainView {
@@ -66,8 +68,26 @@ impl Wallet {
         true
     }
 
-    /// Report again the deposits a reorg took away from leaves no longer pending.
+    /// The mempool refused a tx: a deposit of ours is broadcast again at the next block (an
+    /// exit's txs are handled in `exit.rs`).
+    pub(super) fn deposit_broadcast_refused(&mut self, txid: &[u8; 32]) {
+        use bitcoin::hashes::Hash as _;
+        let txid = Txid::from_byte_array(*txid);
+        let pending = self.leaves.values().any(|l| l.state == LeafState::PendingDeposit { deposit_txid: txid });
+        if pending && self.chain.deposit_txs.contains_key(&txid) {
+            self.chain.refused_deposits.insert(txid);
+        }
+    }
+
+    /// Report again the deposits a reorg took away from leaves no longer pending, and broadcast
+    /// again the deposits the mempool refused.
     pub(super) fn reconfirm_deposits(&mut self, ctx: &mut Ctx<'_>, height: u32, txids: &std::collections::BTreeSet<Txid>) {
+        for txid in std::mem::take(&mut self.chain.refused_deposits) {
+            let pending = self.leaves.values().any(|l| l.state == LeafState::PendingDeposit { deposit_txid: txid });
+            if let (true, Some(tx)) = (pending, self.chain.deposit_txs.get(&txid)) {
+                ctx.broadcast(tx.clone());
+            }
+        }
         let back: Vec<Txid> = self.chain.reconfirm.keys().filter(|t| txids.contains(*t)).copied().collect();
         for txid in back {
             let Some((leaf, value_sats)) = self.chain.reconfirm.remove(&txid) else { continue };

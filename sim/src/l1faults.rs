@@ -69,7 +69,7 @@ fn start(rng: &mut ChaCha20Rng, horizon: Micros) -> Micros {
 pub fn draw_reorg(rng: &mut ChaCha20Rng, horizon: Micros) -> FaultSpec {
     let at = start(rng, horizon);
     let depth = between(rng, 1, 6.min(u64::from(MAX_REORG_DEPTH))) as u32;
-    let txs = if rng.next_u64() % 4 == 0 { ReorgTxs::Drop } else { ReorgTxs::Return };
+    let txs = if rng.next_u64().is_multiple_of(4) { ReorgTxs::Drop } else { ReorgTxs::Return };
     FaultSpec::L1(L1Fault::Reorg { at, depth, txs })
 }
 

@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 pub struct TestFaults {
     /// Send keeps the current refund timelock instead of decrementing it by 100 (breaks I-6).
     pub skip_send_timelock_decrement: bool,
+    /// The wallet broadcasts an exit's refund as soon as the node tx confirms, ignoring the
+    /// refund's relative timelock: the mempool must refuse it as non-BIP68-final every time.
+    pub broadcast_refund_early: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

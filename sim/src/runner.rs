@@ -48,7 +48,10 @@ pub fn params_of(s: &Scenario) -> Params {
     p.wallet_poll = s.protocol.wallet_poll;
     p.dkg_coordinators = vec![s.topology.coordinator];
     p.deposit_confirmations = s.chain.deposit_confirmations;
-    p.test_faults = TestFaults { skip_send_timelock_decrement: s.protocol.test_faults.contains(&TestFault::SkipSendTimelockDecrement) };
+    p.test_faults = TestFaults {
+        skip_send_timelock_decrement: s.protocol.test_faults.contains(&TestFault::SkipSendTimelockDecrement),
+        broadcast_refund_early: s.protocol.test_faults.contains(&TestFault::BroadcastRefundEarly),
+    };
     p
 }
 

@@ -175,17 +175,23 @@ impl Default for ChainSpec {
 pub enum TestFault {
     /// The sender does not decrement the refund timelock on transfer (breaks I-6).
     SkipSendTimelockDecrement,
+    /// The wallet broadcasts exit refunds before their timelock (the L1 must refuse them).
+    BroadcastRefundEarly,
 }
 
 impl TestFault {
-    const ALL: [(&'static str, TestFault); 1] = [(
-        "skip_send_timelock_decrement",
-        TestFault::SkipSendTimelockDecrement,
-    )];
+    const ALL: [(&'static str, TestFault); 2] = [
+        (
+            "skip_send_timelock_decrement",
+            TestFault::SkipSendTimelockDecrement,
+        ),
+        ("broadcast_refund_early", TestFault::BroadcastRefundEarly),
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TestFault::SkipSendTimelockDecrement => "skip_send_timelock_decrement",
+            TestFault::BroadcastRefundEarly => "broadcast_refund_early",
         }
     }
 }
@@ -197,7 +203,8 @@ impl TestFault {
 /// - `dkg_pool_min` = 4: refill the keyshare pool below this many.
 /// - `dkg_batch` = 4: keyshares generated per DKG round, ≥ 1.
 /// - `wallet_poll_s` = 5.0: wallets poll for incoming transfers this often, > 0.
-/// - `test_faults` = []: deliberate bugs; allowed: "skip_send_timelock_decrement".
+/// - `test_faults` = []: deliberate bugs; allowed: "skip_send_timelock_decrement",
+///   "broadcast_refund_early" (the wallet broadcasts exit refunds before their timelock).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtocolSpec {
     pub gossip_retry: Micros,

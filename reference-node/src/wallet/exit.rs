@@ -17,8 +17,8 @@ use bitcoin::hashes::Hash as _;
 use bitcoin::Txid;
 use std::collections::BTreeSet;
 
-/// Bound on re-broadcasts of one exit's txs (about two weeks of blocks).
-pub const MAX_EXIT_REBROADCASTS: u32 = 2_016;
+/// Bound on re-broadcasts of one exit's txs (four weeks of blocks: longer than any timelock).
+pub const MAX_EXIT_REBROADCASTS: u32 = 4_032;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExitProgress {
@@ -71,7 +71,8 @@ impl Wallet {
             let csv = u32::from(timelock::blocks(leaf.refunds.cpfp.input[0].sequence).0);
             if let Some(h) = p.node_confirmed_at {
                 // The refund enters the next block at height + 1: BIP68 counts that block.
-                if !p.refund_broadcast && height + 1 - h >= csv && p.rebroadcasts <= MAX_EXIT_REBROADCASTS {
+                let mature = height + 1 - h >= csv || self.cfg.params.test_faults.broadcast_refund_early;
+                if !p.refund_broadcast && mature && p.rebroadcasts <= MAX_EXIT_REBROADCASTS {
                     p.refund_broadcast = true;
                     ctx.broadcast(leaf.refunds.cpfp.clone());
                 }

@@ -150,6 +150,28 @@ fn fee_spike_refuses_the_zero_fee_exit_until_it_ends() {
     assert!(!accepted.is_empty() && accepted.iter().all(|t| *t >= spike_end), "{accepted:?}");
 }
 
+#[test]
+fn mempool_refuses_a_non_final_refund_until_its_timelock_is_met() {
+    let path = "scenarios/l1/non-final.toml";
+    let s = load(path);
+    let r = assert_passes(&s, path);
+    assert_eq!(r.exits_confirmed, 1);
+    let (engine, events) = run_to(&s, Micros::from_secs(130_000));
+    let refusals: Vec<&str> = observed(&events)
+        .filter_map(|(_, o)| match o {
+            Observation::Rejected { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    // One refusal per block of the timelock, each with the typed non-final reason.
+    assert!(refusals.len() >= 1_990, "{} refusals", refusals.len());
+    assert!(refusals.iter().all(|r| r.contains("non-BIP68-final: needs 2000 confirmations")), "{:?}", refusals.iter().find(|r| !r.contains("non-BIP68-final")));
+    let leaf = engine.nodes().filter_map(|(_, a)| a.as_wallet()).flat_map(|w| w.leaves().values()).find(|l| l.state == reference_node::wallet::LeafState::Exited).expect("exited leaf");
+    let node_h = engine.chain().confirmation_height(&leaf.nodes.cpfp.compute_txid()).expect("node tx");
+    let refund_h = engine.chain().confirmation_height(&leaf.refunds.cpfp.compute_txid()).expect("refund");
+    assert_eq!(refund_h - node_h, 2_000, "accepted at the first height BIP68 allows");
+}
+
 // --- scenario keys --------------------------------------------------------------------------
 
 const HEAD: &str = "name = \"x\"\ndescription = \"d\"\n";

@@ -145,3 +145,137 @@ impl Operator {
         db.block_height = height.saturating_sub(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::BlockInfo;
+    use crate::crypto::{secp, SecretKey};
+    use crate::msg::{NodeSet, RefundSet};
+    use crate::node::{Input, Node};
+    use crate::operator::store::{DepositAddressRow, LeafRow};
+    use crate::operator::OperatorConfig;
+    use crate::params::{Directory, Params};
+    use crate::tx::template::p2tr_script;
+    use crate::types::{Micros, OperatorId};
+    use bitcoin::hashes::Hash as _;
+    use bitcoin::{Amount, Transaction, TxIn, TxOut};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+    use std::sync::Arc;
+
+    fn tx(inputs: Vec<OutPoint>, outputs: Vec<TxOut>) -> Transaction {
+        Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: inputs.into_iter().map(|previous_output| TxIn { previous_output, ..TxIn::default() }).collect(),
+            output: outputs,
+        }
+    }
+
+    fn hash(n: u8) -> BlockHash {
+        BlockHash::from_byte_array([n; 32])
+    }
+
+    fn block(height: u32, hash: BlockHash, parent: BlockHash, txs: Vec<Transaction>) -> Input {
+        Input::Block(Arc::new(BlockInfo { height, hash, parent, time: Micros::ZERO, txs }))
+    }
+
+    /// An operator holding one CREATING leaf whose deposit is output 0 of the returned tx.
+    fn operator_with_leaf(deposit_confirmations: u32) -> (Operator, Transaction, LeafId) {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let mut params = Params::new(1, 1);
+        params.deposit_confirmations = deposit_confirmations;
+        let cfg = OperatorConfig { id: OperatorId(0), identity: SecretKey::new(&mut rng), params: Arc::new(params), directory: Arc::new(Directory::default()) };
+        let mut op = Operator::new(cfg);
+        let key = SecretKey::new(&mut rng).public_key(secp());
+        let script = p2tr_script(&key);
+        let deposit = tx(vec![OutPoint::null()], vec![TxOut { value: Amount::from_sat(50_000), script_pubkey: script.clone() }]);
+        let outpoint = OutPoint { txid: deposit.compute_txid(), vout: 0 };
+        let (keyshare, leaf) = (KeyshareId([1; 16]), LeafId([2; 16]));
+        let dummy = tx(vec![outpoint], vec![]);
+        let mut db = op.store.begin();
+        db.deposit_addresses.insert(keyshare, DepositAddressRow { owner_identity: key, owner_signing_key: key, verifying_key: key, script: script.clone(), confirmed: None });
+        db.address_by_script.insert(script, keyshare);
+        db.leaf_by_deposit.insert(outpoint, leaf);
+        db.leaves.insert(
+            leaf,
+            LeafRow {
+                status: LeafStatus::Creating,
+                keyshare,
+                value_sats: 50_000,
+                verifying_key: key,
+                owner_identity: key,
+                owner_signing_key: key,
+                deposit_outpoint: outpoint,
+                nodes: NodeSet { cpfp: dummy.clone(), direct: dummy.clone() },
+                refunds: RefundSet { cpfp: dummy.clone(), direct: dummy.clone(), direct_from_cpfp: dummy },
+            },
+        );
+        op.store.commit(db);
+        (op, deposit, leaf)
+    }
+
+    fn feed(op: &mut Operator, input: Input) -> Vec<Observation> {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let mut ctx = Ctx::new(Micros::ZERO, NodeId::Operator(OperatorId(0)), &mut rng);
+        op.handle(&mut ctx, input);
+        ctx.into_outputs()
+            .into_iter()
+            .filter_map(|o| match o {
+                crate::node::Output::Observe(obs) => Some(obs),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn status(op: &Operator, leaf: LeafId) -> LeafStatus {
+        op.db().leaves[&leaf].status
+    }
+
+    #[test]
+    fn reorged_out_deposit_makes_the_leaf_creating_again_until_it_returns() {
+        let (mut op, deposit, leaf) = operator_with_leaf(1);
+        let genesis = BlockHash::all_zeros();
+        feed(&mut op, block(1, hash(1), genesis, vec![deposit.clone()]));
+        assert_eq!(status(&op, leaf), LeafStatus::Available);
+        feed(&mut op, block(2, hash(2), hash(1), vec![]));
+        // The same block again (a replay after a restart) changes nothing.
+        let commits = op.store_commits();
+        feed(&mut op, block(2, hash(2), hash(1), vec![]));
+        assert_eq!(op.store_commits(), commits);
+        // Another branch from genesis: block 1' without the deposit.
+        let obs = feed(&mut op, block(1, hash(11), genesis, vec![]));
+        assert_eq!(status(&op, leaf), LeafStatus::Creating);
+        assert_eq!(obs, vec![Observation::DepositReorged { node: NodeId::Operator(OperatorId(0)), leaf, leaf_status: "Available".into() }]);
+        assert!(op.db().deposit_addresses.values().all(|a| a.confirmed.is_none()));
+        assert_eq!((op.db().block_height, op.db().chain_watch.hashes.get(&1)), (1, Some(&hash(11))));
+        // The deposit comes back in block 2' of the new branch.
+        feed(&mut op, block(2, hash(12), hash(11), vec![deposit]));
+        assert_eq!(status(&op, leaf), LeafStatus::Available);
+        assert_eq!(op.db().chain_watch.deposits.values().copied().collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn reorged_out_exit_gives_the_leaf_its_status_back() {
+        let (mut op, deposit, leaf) = operator_with_leaf(1);
+        let outpoint = OutPoint { txid: deposit.compute_txid(), vout: 0 };
+        feed(&mut op, block(1, hash(1), BlockHash::all_zeros(), vec![deposit]));
+        let node_tx = tx(vec![outpoint], vec![]);
+        feed(&mut op, block(2, hash(2), hash(1), vec![node_tx]));
+        assert_eq!(status(&op, leaf), LeafStatus::OnChain);
+        feed(&mut op, block(2, hash(22), hash(1), vec![]));
+        assert_eq!(status(&op, leaf), LeafStatus::Available);
+        assert!(op.db().chain_watch.on_chain.is_empty());
+    }
+
+    #[test]
+    fn a_leaf_waits_for_deposit_confirmations() {
+        let (mut op, deposit, leaf) = operator_with_leaf(3);
+        feed(&mut op, block(1, hash(1), BlockHash::all_zeros(), vec![deposit]));
+        feed(&mut op, block(2, hash(2), hash(1), vec![]));
+        assert_eq!(status(&op, leaf), LeafStatus::Creating);
+        feed(&mut op, block(3, hash(3), hash(2), vec![]));
+        assert_eq!(status(&op, leaf), LeafStatus::Available);
+    }
+}

@@ -38,6 +38,10 @@ pub trait L1 {
     }
     /// L1 fault: the mempool's minimum feerate (sat/vB); a chain model without fees ignores it.
     fn set_min_feerate(&mut self, _sat_per_vb: u64) {}
+    /// The mempool's minimum feerate (sat/vB).
+    fn min_feerate(&self) -> u64 {
+        0
+    }
 }
 
 impl L1 for Chain {
@@ -56,6 +60,9 @@ impl L1 for Chain {
     fn set_min_feerate(&mut self, sat_per_vb: u64) {
         Chain::set_min_feerate(self, sat_per_vb)
     }
+    fn min_feerate(&self) -> u64 {
+        Chain::min_feerate(self)
+    }
 }
 
 /// An L1 fault the engine applies at its scheduled time (built from a scenario by `l1faults`).
@@ -63,8 +70,11 @@ impl L1 for Chain {
 pub enum ChainFault {
     /// Replace the last `depth` blocks by `depth + 1` empty ones; nodes see the new branch.
     Reorg { depth: u32, txs: ReorgTxs },
-    /// Set the mempool's minimum feerate (a fee spike raises it, its end lowers it back).
-    MinFeerate { sat_per_vb: u64 },
+    /// The mempool's minimum feerate is at least `sat_per_vb` until `until`. Overlapping spikes
+    /// compose: the floor is the highest active one, or the chain's own floor when none is.
+    FeeSpike { sat_per_vb: u64, until: Micros },
+    /// A spike's window closed: recompute the floor (scheduled by `FeeSpike` itself).
+    FeeSpikeEnd,
     /// No block is mined before `until`: a block that falls due waits for it.
     StallUntil(Micros),
 }
@@ -227,6 +237,9 @@ pub struct Engine<N: Node, C: L1> {
     blocks: Vec<Arc<BlockInfo>>,
     /// Block production waits until then (an L1 `block_delay` fault).
     stall_until: Micros,
+    /// Active fee spikes (until, sat/vB) and the chain's floor before the first one.
+    fee_spikes: Vec<(Micros, u64)>,
+    fee_base: Option<u64>,
     trace: Trace,
     counters: Counters,
 }
@@ -247,6 +260,8 @@ impl<N: Node, C: L1> Engine<N, C> {
             block_interval: config.block_interval,
             blocks: Vec::new(),
             stall_until: Micros::ZERO,
+            fee_spikes: Vec::new(),
+            fee_base: None,
             trace: Trace::new(config.keep_digest_log),
             counters: Counters::default(),
         };
@@ -614,10 +629,24 @@ impl<N: Node, C: L1> Engine<N, C> {
     fn chain_fault(&mut self, fault: ChainFault, payload: &mut Digester) -> (EventTag, Vec<NodeId>, String) {
         payload.bytes(b"l1 fault");
         let desc = match fault {
-            ChainFault::MinFeerate { sat_per_vb } => {
+            ChainFault::FeeSpike { sat_per_vb, until } => {
                 payload.bytes(&sat_per_vb.to_le_bytes());
-                self.chain.set_min_feerate(sat_per_vb);
-                format!("fee floor {sat_per_vb} sat/vB")
+                payload.bytes(&until.0.to_le_bytes());
+                let base = *self.fee_base.get_or_insert(self.chain.min_feerate());
+                self.fee_spikes.push((until, sat_per_vb));
+                self.push(until, Event::Chain(ChainFault::FeeSpikeEnd));
+                let floor = self.fee_spikes.iter().map(|(_, r)| *r).fold(base, u64::max);
+                self.chain.set_min_feerate(floor);
+                format!("fee spike: floor {floor} sat/vB until {until}")
+            }
+            ChainFault::FeeSpikeEnd => {
+                let now = self.now;
+                self.fee_spikes.retain(|(until, _)| *until > now);
+                let base = self.fee_base.unwrap_or(0);
+                let floor = self.fee_spikes.iter().map(|(_, r)| *r).fold(base, u64::max);
+                payload.bytes(&floor.to_le_bytes());
+                self.chain.set_min_feerate(floor);
+                format!("fee spike over: floor {floor} sat/vB")
             }
             ChainFault::StallUntil(until) => {
                 payload.bytes(&until.0.to_le_bytes());

@@ -27,8 +27,8 @@ pub enum L1Fault {
     Reorg { at: Micros, depth: u32, txs: ReorgTxs },
     /// No block is mined in `[at, at + duration)`; a block falling due waits for the end.
     BlockDelay { at: Micros, duration: Micros },
-    /// The mempool's minimum feerate is `min_feerate_sat_vb` in `[at, at + duration)`, then
-    /// back to the `[chain]` baseline.
+    /// The mempool's minimum feerate is at least `min_feerate_sat_vb` in `[at, at + duration)`,
+    /// then back to the `[chain]` floor (overlapping spikes: the highest active one wins).
     FeeSpike { at: Micros, duration: Micros, min_feerate_sat_vb: u64 },
 }
 
@@ -41,16 +41,16 @@ impl L1Fault {
         }
     }
 
-    /// Put the fault's events on the engine; `baseline_feerate` is what a spike returns to.
-    pub fn schedule<N: Node, C: L1>(&self, engine: &mut Engine<N, C>, baseline_feerate: u64) {
-        match *self {
-            L1Fault::Reorg { at, depth, txs } => engine.schedule_chain_fault(at, ChainFault::Reorg { depth, txs }),
-            L1Fault::BlockDelay { at, duration } => engine.schedule_chain_fault(at, ChainFault::StallUntil(at + duration)),
+    /// Put the fault's event on the engine.
+    pub fn schedule<N: Node, C: L1>(&self, engine: &mut Engine<N, C>) {
+        let (at, fault) = match *self {
+            L1Fault::Reorg { at, depth, txs } => (at, ChainFault::Reorg { depth, txs }),
+            L1Fault::BlockDelay { at, duration } => (at, ChainFault::StallUntil(at + duration)),
             L1Fault::FeeSpike { at, duration, min_feerate_sat_vb } => {
-                engine.schedule_chain_fault(at, ChainFault::MinFeerate { sat_per_vb: min_feerate_sat_vb });
-                engine.schedule_chain_fault(at + duration, ChainFault::MinFeerate { sat_per_vb: baseline_feerate });
+                (at, ChainFault::FeeSpike { sat_per_vb: min_feerate_sat_vb, until: at + duration })
             }
-        }
+        };
+        engine.schedule_chain_fault(at, fault);
     }
 }
 

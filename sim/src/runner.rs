@@ -109,7 +109,7 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
                     engine.add_partition(w);
                 }
             }
-            FaultSpec::L1(l1) => l1.schedule(&mut engine, s.chain.min_feerate_sat_vb),
+            FaultSpec::L1(l1) => l1.schedule(&mut engine),
         }
     }
     Built { engine, last_command }

@@ -24,12 +24,20 @@ pub const RNG_STREAM: &str = "faults/l1";
 pub enum L1Fault {
     /// At `at`, the last `depth` blocks are replaced by `depth + 1` empty ones; their txs go
     /// back to the mempool (`txs = "return"`) or are dropped (`"drop"`).
-    Reorg { at: Micros, depth: u32, txs: ReorgTxs },
+    Reorg {
+        at: Micros,
+        depth: u32,
+        txs: ReorgTxs,
+    },
     /// No block is mined in `[at, at + duration)`; a block falling due waits for the end.
     BlockDelay { at: Micros, duration: Micros },
     /// The mempool's minimum feerate is at least `min_feerate_sat_vb` in `[at, at + duration)`,
     /// then back to the `[chain]` floor (overlapping spikes: the highest active one wins).
-    FeeSpike { at: Micros, duration: Micros, min_feerate_sat_vb: u64 },
+    FeeSpike {
+        at: Micros,
+        duration: Micros,
+        min_feerate_sat_vb: u64,
+    },
 }
 
 impl L1Fault {
@@ -37,7 +45,9 @@ impl L1Fault {
     pub fn end(&self) -> Micros {
         match self {
             L1Fault::Reorg { at, .. } => *at,
-            L1Fault::BlockDelay { at, duration } | L1Fault::FeeSpike { at, duration, .. } => *at + *duration,
+            L1Fault::BlockDelay { at, duration } | L1Fault::FeeSpike { at, duration, .. } => {
+                *at + *duration
+            }
         }
     }
 
@@ -46,9 +56,17 @@ impl L1Fault {
         let (at, fault) = match *self {
             L1Fault::Reorg { at, depth, txs } => (at, ChainFault::Reorg { depth, txs }),
             L1Fault::BlockDelay { at, duration } => (at, ChainFault::StallUntil(at + duration)),
-            L1Fault::FeeSpike { at, duration, min_feerate_sat_vb } => {
-                (at, ChainFault::FeeSpike { sat_per_vb: min_feerate_sat_vb, until: at + duration })
-            }
+            L1Fault::FeeSpike {
+                at,
+                duration,
+                min_feerate_sat_vb,
+            } => (
+                at,
+                ChainFault::FeeSpike {
+                    sat_per_vb: min_feerate_sat_vb,
+                    until: at + duration,
+                },
+            ),
         };
         engine.schedule_chain_fault(at, fault);
     }
@@ -69,7 +87,11 @@ fn start(rng: &mut ChaCha20Rng, horizon: Micros) -> Micros {
 pub fn draw_reorg(rng: &mut ChaCha20Rng, horizon: Micros) -> FaultSpec {
     let at = start(rng, horizon);
     let depth = between(rng, 1, 6.min(u64::from(MAX_REORG_DEPTH))) as u32;
-    let txs = if rng.next_u64().is_multiple_of(4) { ReorgTxs::Drop } else { ReorgTxs::Return };
+    let txs = if rng.next_u64().is_multiple_of(4) {
+        ReorgTxs::Drop
+    } else {
+        ReorgTxs::Return
+    };
     FaultSpec::L1(L1Fault::Reorg { at, depth, txs })
 }
 
@@ -85,7 +107,11 @@ pub fn draw_fee_spike(rng: &mut ChaCha20Rng, horizon: Micros) -> FaultSpec {
     let at = start(rng, horizon);
     let duration = Micros::from_secs(between(rng, 600, 21_600));
     let min_feerate_sat_vb = between(rng, 2, 200);
-    FaultSpec::L1(L1Fault::FeeSpike { at, duration, min_feerate_sat_vb })
+    FaultSpec::L1(L1Fault::FeeSpike {
+        at,
+        duration,
+        min_feerate_sat_vb,
+    })
 }
 
 #[cfg(test)]

@@ -197,13 +197,20 @@ impl Chain {
 
     /// Connect a block holding `entries` (parents before children) on top of the tip. `branch`
     /// goes into the hash so a replacement block at a height never repeats the old one's hash.
-    fn connect_block(&mut self, time: Micros, entries: Vec<MempoolEntry>, branch: u32) -> BlockInfo {
+    fn connect_block(
+        &mut self,
+        time: Micros,
+        entries: Vec<MempoolEntry>,
+        branch: u32,
+    ) -> BlockInfo {
         self.height += 1;
         let height = self.height;
         self.mempool_outputs.clear();
         self.mempool_spends.clear();
         let mut txs = Vec::with_capacity(entries.len());
-        let mut undo = BlockUndo { entries: Vec::with_capacity(entries.len()) };
+        let mut undo = BlockUndo {
+            entries: Vec::with_capacity(entries.len()),
+        };
         for entry in entries {
             // Arrival order puts parents first, so a child's in-block prevout is already here.
             let mut spent = Vec::with_capacity(entry.tx.input.len());
@@ -249,12 +256,21 @@ impl Chain {
             self.funded_total,
             self.confirmed_utxo_total() + self.confirmed_fees_total
         );
-        BlockInfo { height, hash, parent, time, txs }
+        BlockInfo {
+            height,
+            hash,
+            parent,
+            time,
+            txs,
+        }
     }
 
     /// The hash of the tip (all zeros before the first block).
     pub fn tip_hash(&self) -> BlockHash {
-        self.hashes.last().copied().unwrap_or_else(BlockHash::all_zeros)
+        self.hashes
+            .last()
+            .copied()
+            .unwrap_or_else(BlockHash::all_zeros)
     }
 
     /// The hash of the block at `height` on the current branch.
@@ -310,7 +326,11 @@ impl Chain {
 
     /// Every acceptance rule, in order, with `min_sat_per_vb` as the fee floor; returns the txid
     /// and fee of an acceptable tx.
-    fn check(&mut self, tx: &Transaction, min_sat_per_vb: u64) -> Result<(Txid, Amount), ChainReject> {
+    fn check(
+        &mut self,
+        tx: &Transaction,
+        min_sat_per_vb: u64,
+    ) -> Result<(Txid, Amount), ChainReject> {
         let txid = tx.compute_txid();
         if self.confirmed.contains_key(&txid) || self.in_mempool(&txid) {
             return Err(ChainReject::Duplicate(txid));
@@ -489,7 +509,13 @@ fn check_feerate(tx: &Transaction, fee: Amount, min_sat_per_vb: u64) -> Result<(
 
 /// A block's id: double SHA-256 over its parent, height, time, branch and txids. Not a real
 /// header hash (there is no proof of work), but unique per branch, which is all a watcher needs.
-fn block_hash(parent: BlockHash, height: u32, time: Micros, branch: u32, undo: &BlockUndo) -> BlockHash {
+fn block_hash(
+    parent: BlockHash,
+    height: u32,
+    time: Micros,
+    branch: u32,
+    undo: &BlockUndo,
+) -> BlockHash {
     let mut bytes = Vec::with_capacity(48 + 32 * undo.entries.len());
     bytes.extend_from_slice(parent.as_byte_array());
     bytes.extend_from_slice(&height.to_le_bytes());

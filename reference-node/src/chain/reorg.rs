@@ -5,7 +5,7 @@
 //! (`MaybeUpdateMempoolForReorg`): a child whose BIP68 relative lock counted confirmations of a
 //! now disconnected parent becomes non-final and leaves the mempool. Re-admitted transactions
 //! bypass the fee floor (Core re-adds disconnected txs with `bypass_limits`).
-use super::{Chain, MempoolEntry, BlockInfo};
+use super::{BlockInfo, Chain, MempoolEntry};
 use crate::types::Micros;
 use bitcoin::{BlockHash, OutPoint, Txid};
 
@@ -49,12 +49,20 @@ pub struct ReorgOutcome {
 
 impl Chain {
     /// Replace the last `depth` blocks by `depth + 1` empty ones, all stamped `time`.
-    pub fn reorg(&mut self, depth: u32, txs: ReorgTxs, time: Micros) -> Result<ReorgOutcome, ReorgError> {
+    pub fn reorg(
+        &mut self,
+        depth: u32,
+        txs: ReorgTxs,
+        time: Micros,
+    ) -> Result<ReorgOutcome, ReorgError> {
         if depth == 0 {
             return Err(ReorgError::ZeroDepth);
         }
         if depth > self.height {
-            return Err(ReorgError::DeeperThanChain { depth, height: self.height });
+            return Err(ReorgError::DeeperThanChain {
+                depth,
+                height: self.height,
+            });
         }
         if depth as usize > self.undo.len() {
             return Err(ReorgError::DeeperThanUndo { depth });
@@ -70,13 +78,17 @@ impl Chain {
         }
         disconnected.reverse();
         blocks_entries.reverse();
-        let disconnected_entries: Vec<MempoolEntry> = blocks_entries.into_iter().flatten().collect();
+        let disconnected_entries: Vec<MempoolEntry> =
+            blocks_entries.into_iter().flatten().collect();
         let reorged_out: Vec<Txid> = disconnected_entries.iter().map(|e| e.txid).collect();
         self.stats.reorgs += 1;
         self.stats.txs_reorged_out += reorged_out.len() as u64;
         let mut dropped = Vec::new();
         let candidates = match txs {
-            ReorgTxs::Return => disconnected_entries.into_iter().chain(old_mempool).collect::<Vec<_>>(),
+            ReorgTxs::Return => disconnected_entries
+                .into_iter()
+                .chain(old_mempool)
+                .collect::<Vec<_>>(),
             ReorgTxs::Drop => {
                 dropped.extend(reorged_out.iter().copied());
                 old_mempool
@@ -107,19 +119,34 @@ impl Chain {
             // Still valid: the empty blocks only added confirmations to their prevouts.
             self.accept(txid, tx, entry.fee);
         }
-        Ok(ReorgOutcome { fork_height, disconnected, reorged_out, readmitted, dropped, blocks })
+        Ok(ReorgOutcome {
+            fork_height,
+            disconnected,
+            reorged_out,
+            readmitted,
+            dropped,
+            blocks,
+        })
     }
 
     /// Undo the tip block; returns its entries in block order.
     fn disconnect_tip(&mut self) -> Vec<MempoolEntry> {
-        let Some(undo) = self.undo.pop_back() else { return Vec::new() };
+        let Some(undo) = self.undo.pop_back() else {
+            return Vec::new();
+        };
         let mut entries = Vec::with_capacity(undo.entries.len());
         // Children after parents in a block: undo from the last tx back.
         for (entry, spent) in undo.entries.into_iter().rev() {
             for vout in 0..entry.tx.output.len() {
-                let outpoint = OutPoint { txid: entry.txid, vout: super::vout_u32(vout) };
+                let outpoint = OutPoint {
+                    txid: entry.txid,
+                    vout: super::vout_u32(vout),
+                };
                 let removed = self.utxos.remove(&outpoint);
-                debug_assert!(removed.is_some(), "output {outpoint} of a tip block is spent");
+                debug_assert!(
+                    removed.is_some(),
+                    "output {outpoint} of a tip block is spent"
+                );
             }
             for (outpoint, utxo) in spent {
                 self.utxos.insert(outpoint, utxo);
@@ -131,7 +158,10 @@ impl Chain {
         entries.reverse();
         self.hashes.pop();
         self.height -= 1;
-        debug_assert_eq!(self.funded_total, self.confirmed_utxo_total() + self.confirmed_fees_total);
+        debug_assert_eq!(
+            self.funded_total,
+            self.confirmed_utxo_total() + self.confirmed_fees_total
+        );
         entries
     }
 }

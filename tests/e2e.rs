@@ -372,3 +372,36 @@ fn stuck_rollback_gossip_is_caught_as_i12() {
     assert_eq!(report["matched_expectation"], true);
     assert_eq!(exit, 0);
 }
+
+// --- L1 faults (scenarios/l1/: one scenario per fault kind) -----------------------------------
+
+#[test]
+fn l1_fault_scenarios_pass_with_their_outcomes() {
+    // (file, deposits confirmed, transfers claimed, exits confirmed)
+    let expected: [(&str, u64, u64, u64); 5] = [
+        ("l1/block-delay.toml", 2, 4, 0),
+        ("l1/fee-spike.toml", 2, 2, 1),
+        ("l1/non-final.toml", 2, 0, 1),
+        ("l1/reorg-deposit.toml", 2, 4, 0),
+        ("l1/reorg-exit.toml", 2, 0, 1),
+    ];
+    let files: Vec<String> = toml_files(&scenario("l1/"))
+        .iter()
+        .map(|p| format!("l1/{}", p.file_name().and_then(|n| n.to_str()).unwrap_or("?")))
+        .collect();
+    assert_eq!(files, expected.map(|e| e.0.to_owned()).to_vec(), "every l1 scenario is checked here");
+    for (rel, deposits, claimed, exits) in expected {
+        let text = std::fs::read_to_string(scenario(rel)).expect("read");
+        assert!(text.starts_with('#'), "{rel}: start with a comment");
+        let report = assert_passes(rel, 1);
+        assert_eq!(report["deposits_confirmed"], deposits, "{rel}");
+        assert_eq!(report["transfers_claimed"], claimed, "{rel}");
+        assert_eq!(report["exits_confirmed"], exits, "{rel}");
+    }
+}
+
+#[test]
+fn check_determinism_on_an_l1_reorg_exits_0() {
+    let out = sparksim(&["check-determinism", &scenario("l1/reorg-deposit.toml"), "--seed", "3"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+}

@@ -23,6 +23,12 @@ pub enum Observation {
     ExitConfirmed { wallet: WalletId, leaf: LeafId, value_sats: u64 },
     /// A workload command that could not be carried out (e.g. no available leaf).
     CommandSkipped { wallet: WalletId, reason: String },
+    /// L1 reorg: a deposit `node` had counted as confirmed left the chain. `leaf_status` is the
+    /// leaf's state then: an operator puts an AVAILABLE leaf back to CREATING; a state past it
+    /// means the leaf moved off-chain on a deposit that may never come back (spark-protocol §8.2).
+    DepositReorged { node: crate::types::NodeId, leaf: LeafId, leaf_status: String },
+    /// L1 reorg: the exit refund a wallet saw confirmed left the chain; the exit resumes.
+    ExitReorged { wallet: WalletId, leaf: LeafId },
     /// Something a node rejected (a message, a tx): evidence for reports, not a violation.
     Rejected { what: String, reason: String },
     // --- Byzantine operators and their detection (operator/byzantine.rs) ---

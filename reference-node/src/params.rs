@@ -10,6 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct TestFaults {
     /// Send keeps the current refund timelock instead of decrementing it by 100 (breaks I-6).
     pub skip_send_timelock_decrement: bool,
+    /// The wallet broadcasts an exit's refund as soon as the node tx confirms, ignoring the
+    /// refund's relative timelock: the mempool must refuse it as non-BIP68-final every time.
+    pub broadcast_refund_early: bool,
 }
 
 /// Known Spark hazards (spark-protocol §8.2) a regression scenario switches back on to prove the
@@ -96,6 +99,9 @@ pub struct Params {
     pub hazards: Hazards,
     /// Byzantine operators and what each does (spark-protocol §5.1); empty by default.
     pub byzantine: BTreeMap<OperatorId, BTreeSet<Behaviour>>,
+    /// Confirmations before the chain watcher makes a deposit's leaf AVAILABLE (spark-protocol
+    /// §3.3: single-use deposits count 1 — "seen in a block" — static deposits 3).
+    pub deposit_confirmations: u32,
 }
 
 impl Params {
@@ -117,6 +123,7 @@ impl Params {
             test_faults: TestFaults::default(),
             hazards: Hazards::default(),
             byzantine: BTreeMap::new(),
+            deposit_confirmations: 1,
         }
     }
     pub fn operator_ids(&self) -> impl Iterator<Item = OperatorId> {

@@ -494,6 +494,17 @@ impl Checker {
             Observation::CulpritNamed { .. } => self.coverage.hit("identifiable-abort"),
             // Judged in checker/hazards.rs and checker/theft.rs.
             Observation::GuardRefused { .. } | Observation::ColludedSignature { .. } | Observation::TheftAttempt { .. } => {}
+            // L1 reorgs: a confirmation the wallet reported is undone (and reported again if
+            // the tx comes back), so conservation counts only what is on the chain.
+            Observation::DepositReorged { node: reference_node::types::NodeId::Wallet(_), leaf, .. } => {
+                self.deposits.remove(leaf);
+            }
+            Observation::ExitReorged { leaf, .. } => {
+                self.exits.remove(leaf);
+                self.coverage.hit("exit-reorged");
+            }
+            // An operator's view of a reorged deposit: the leaf's status is judged from its store.
+            Observation::DepositReorged { .. } => self.coverage.hit("deposit-reorged"),
         }
     }
 

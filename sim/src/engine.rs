@@ -34,7 +34,7 @@ use bitcoin::hashes::Hash as _;
 use bitcoin::{Transaction, Txid};
 use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
-use reference_node::chain::{BlockInfo, Chain, ChainReject};
+use reference_node::chain::{BlockInfo, Chain, ChainReject, ReorgError, ReorgOutcome, ReorgTxs};
 use reference_node::msg::Msg;
 use reference_node::node::{Ctx, Input, Node, Output, TimerKind};
 use reference_node::observe::Observation;
@@ -53,6 +53,17 @@ pub trait L1 {
     fn mine_block(&mut self, time: Micros) -> BlockInfo;
     /// The height of the tip.
     fn height(&self) -> u32;
+    /// L1 fault: replace the last `depth` blocks (see `chain::reorg`). A chain model without
+    /// reorgs refuses.
+    fn reorg(&mut self, depth: u32, _txs: ReorgTxs, _time: Micros) -> Result<ReorgOutcome, ReorgError> {
+        Err(ReorgError::DeeperThanUndo { depth })
+    }
+    /// L1 fault: the mempool's minimum feerate (sat/vB); a chain model without fees ignores it.
+    fn set_min_feerate(&mut self, _sat_per_vb: u64) {}
+    /// The mempool's minimum feerate (sat/vB).
+    fn min_feerate(&self) -> u64 {
+        0
+    }
 }
 
 impl L1 for Chain {
@@ -65,6 +76,29 @@ impl L1 for Chain {
     fn height(&self) -> u32 {
         Chain::height(self)
     }
+    fn reorg(&mut self, depth: u32, txs: ReorgTxs, time: Micros) -> Result<ReorgOutcome, ReorgError> {
+        Chain::reorg(self, depth, txs, time)
+    }
+    fn set_min_feerate(&mut self, sat_per_vb: u64) {
+        Chain::set_min_feerate(self, sat_per_vb)
+    }
+    fn min_feerate(&self) -> u64 {
+        Chain::min_feerate(self)
+    }
+}
+
+/// An L1 fault the engine applies at its scheduled time (built from a scenario by `l1faults`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainFault {
+    /// Replace the last `depth` blocks by `depth + 1` empty ones; nodes see the new branch.
+    Reorg { depth: u32, txs: ReorgTxs },
+    /// The mempool's minimum feerate is at least `sat_per_vb` until `until`. Overlapping spikes
+    /// compose: the floor is the highest active one, or the chain's own floor when none is.
+    FeeSpike { sat_per_vb: u64, until: Micros },
+    /// A spike's window closed: recompute the floor (scheduled by `FeeSpike` itself).
+    FeeSpikeEnd,
+    /// No block is mined before `until`: a block that falls due waits for it.
+    StallUntil(Micros),
 }
 
 /// How a run is set up.
@@ -178,6 +212,7 @@ enum Event {
         node: NodeId,
         crash: MidHandlerCrash,
     },
+    Chain(ChainFault),
 }
 
 /// A crash that lands inside a handler (see the module comment).
@@ -250,6 +285,11 @@ pub struct Engine<N: Node, C: L1> {
     chain_rng: ChaCha20Rng,
     block_interval: Option<Micros>,
     blocks: Vec<Arc<BlockInfo>>,
+    /// Block production waits until then (an L1 `block_delay` fault).
+    stall_until: Micros,
+    /// Active fee spikes (until, sat/vB) and the chain's floor before the first one.
+    fee_spikes: Vec<(Micros, u64)>,
+    fee_base: Option<u64>,
     trace: Trace,
     counters: Counters,
     /// Nodes whose clock is not global time.
@@ -274,6 +314,9 @@ impl<N: Node, C: L1> Engine<N, C> {
             chain_rng: rng::stream(seed, rng::CHAIN),
             block_interval: config.block_interval,
             blocks: Vec::new(),
+            stall_until: Micros::ZERO,
+            fee_spikes: Vec::new(),
+            fee_base: None,
             trace: Trace::new(config.keep_digest_log),
             counters: Counters::default(),
             clocks: BTreeMap::new(),
@@ -346,6 +389,11 @@ impl<N: Node, C: L1> Engine<N, C> {
         let index = self.net.add_partition(window);
         self.push(from, Event::PartitionStart(index));
         self.push(until, Event::PartitionEnd(index));
+    }
+
+    /// An L1 fault at `at` (see [`ChainFault`]).
+    pub fn schedule_chain_fault(&mut self, at: Micros, fault: ChainFault) {
+        self.push(at, Event::Chain(fault));
     }
 
     /// Pops and processes the next event; `None` when the queue is empty.
@@ -574,6 +622,7 @@ impl<N: Node, C: L1> Engine<N, C> {
                 (EventTag::Restart, vec![id], desc)
             }
             Event::Block => self.mine(payload),
+            Event::Chain(fault) => self.chain_fault(fault, payload),
             Event::BlockNotify { node, upto } => {
                 payload.bytes(&(upto as u64).to_le_bytes());
                 let desc = if self.is_up(node) {
@@ -649,6 +698,12 @@ impl<N: Node, C: L1> Engine<N, C> {
 
     /// Mines one block, notifies every node after the chain latency, schedules the next one.
     fn mine(&mut self, payload: &mut Digester) -> (EventTag, Vec<NodeId>, String) {
+        if self.now < self.stall_until {
+            // Delayed, not skipped: the block comes when the stall ends (no new interval draw).
+            payload.bytes(b"stalled");
+            self.push(self.stall_until, Event::Block);
+            return (EventTag::Block, vec![NodeId::Chain], format!("block delayed until {}", self.stall_until));
+        }
         let info = Arc::new(self.chain.mine_block(self.now));
         payload.bytes(&info.height.to_le_bytes());
         payload.bytes(&info.time.0.to_le_bytes());
@@ -664,6 +719,67 @@ impl<N: Node, C: L1> Engine<N, C> {
             self.push(self.now + CHAIN_LATENCY, Event::BlockNotify { node, upto });
         }
         self.schedule_next_block();
+        (EventTag::Block, vec![NodeId::Chain], desc)
+    }
+
+    /// Applies an L1 fault. A reorg's replacement blocks join the run's block log, so every node
+    /// (and a node restarting later) sees the old tip, then the new branch, in order.
+    fn chain_fault(&mut self, fault: ChainFault, payload: &mut Digester) -> (EventTag, Vec<NodeId>, String) {
+        payload.bytes(b"l1 fault");
+        let desc = match fault {
+            ChainFault::FeeSpike { sat_per_vb, until } => {
+                payload.bytes(&sat_per_vb.to_le_bytes());
+                payload.bytes(&until.0.to_le_bytes());
+                let base = *self.fee_base.get_or_insert(self.chain.min_feerate());
+                self.fee_spikes.push((until, sat_per_vb));
+                self.push(until, Event::Chain(ChainFault::FeeSpikeEnd));
+                let floor = self.fee_spikes.iter().map(|(_, r)| *r).fold(base, u64::max);
+                self.chain.set_min_feerate(floor);
+                format!("fee spike: floor {floor} sat/vB until {until}")
+            }
+            ChainFault::FeeSpikeEnd => {
+                let now = self.now;
+                self.fee_spikes.retain(|(until, _)| *until > now);
+                let base = self.fee_base.unwrap_or(0);
+                let floor = self.fee_spikes.iter().map(|(_, r)| *r).fold(base, u64::max);
+                payload.bytes(&floor.to_le_bytes());
+                self.chain.set_min_feerate(floor);
+                format!("fee spike over: floor {floor} sat/vB")
+            }
+            ChainFault::StallUntil(until) => {
+                payload.bytes(&until.0.to_le_bytes());
+                self.stall_until = self.stall_until.max(until);
+                format!("blocks stalled until {until}")
+            }
+            ChainFault::Reorg { depth, txs } => {
+                payload.bytes(&depth.to_le_bytes());
+                payload.value(&txs);
+                match self.chain.reorg(depth, txs, self.now) {
+                    Ok(out) => {
+                        for b in &out.blocks {
+                            payload.bytes(&b.height.to_le_bytes());
+                            payload.bytes(&b.hash.to_byte_array());
+                        }
+                        let desc = format!(
+                            "reorg depth {depth} ({txs:?}) from height {}: {} txs out, {} back in the mempool, {} dropped",
+                            out.fork_height,
+                            out.reorged_out.len(),
+                            out.readmitted.len(),
+                            out.dropped.len()
+                        );
+                        self.counters.blocks_mined += out.blocks.len() as u64;
+                        self.blocks.extend(out.blocks.into_iter().map(Arc::new));
+                        let upto = self.blocks.len();
+                        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+                        for node in ids {
+                            self.push(self.now + CHAIN_LATENCY, Event::BlockNotify { node, upto });
+                        }
+                        desc
+                    }
+                    Err(e) => format!("reorg depth {depth} skipped: {e}"),
+                }
+            }
+        };
         (EventTag::Block, vec![NodeId::Chain], desc)
     }
 
@@ -998,6 +1114,8 @@ mod tests {
             self.height += 1;
             BlockInfo {
                 height: self.height,
+                hash: bitcoin::BlockHash::from_byte_array([self.height as u8; 32]),
+                parent: bitcoin::BlockHash::from_byte_array([self.height as u8 - 1; 32]),
                 time,
                 txs: std::mem::take(&mut self.mempool),
             }

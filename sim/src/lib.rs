@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod engine;
+pub mod l1faults;
 pub mod net;
 pub mod rng;
 pub mod scenario;

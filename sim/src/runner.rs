@@ -49,8 +49,12 @@ pub fn params_of(s: &Scenario) -> Params {
     p.dkg_batch = s.protocol.dkg_batch.min(u32::from(u16::MAX)) as u16;
     p.wallet_poll = s.protocol.wallet_poll;
     p.dkg_coordinators = vec![s.topology.coordinator];
-    p.test_faults = TestFaults { skip_send_timelock_decrement: s.protocol.test_faults.contains(&TestFault::SkipSendTimelockDecrement) };
     adversary_params(s, &mut p);
+    p.deposit_confirmations = s.chain.deposit_confirmations;
+    p.test_faults = TestFaults {
+        skip_send_timelock_decrement: s.protocol.test_faults.contains(&TestFault::SkipSendTimelockDecrement),
+        broadcast_refund_early: s.protocol.test_faults.contains(&TestFault::BroadcastRefundEarly),
+    };
     p
 }
 
@@ -85,7 +89,9 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
     });
     let mut config = s.engine_config();
     config.keep_digest_log = keep_digest_log;
-    let mut engine = Engine::new(seed, config, Chain::new());
+    let mut chain = Chain::new();
+    chain.set_min_feerate(s.chain.min_feerate_sat_vb);
+    let mut engine = Engine::new(seed, config, chain);
     for (i, identity) in op_keys.into_iter().enumerate() {
         let id = OperatorId(i as u16);
         let cfg = OperatorConfig { id, identity, params: params.clone(), directory: directory.clone() };
@@ -143,6 +149,7 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
                     engine.set_clock(id, Clock { skew_us: *skew_us, drift_ppm: *drift_ppm, skew_from: *at });
                 }
             }
+            FaultSpec::L1(l1) => l1.schedule(&mut engine),
         }
     }
     Built { engine, last_command }

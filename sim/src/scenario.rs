@@ -173,15 +173,23 @@ pub struct LinkOverride {
 
 /// `[chain]`:
 /// - `block_interval_s` = 600.0: mean of the exponential time between blocks, > 0.
+/// - `deposit_confirmations` = 1: blocks (the deposit's own included) before operators make a
+///   deposited leaf AVAILABLE, 1..=100 (Spark: 1 for single-use deposits, 3 for static ones).
+/// - `min_feerate_sat_vb` = 0: the mempool's standing minimum feerate in sat/vB, 0..=100000
+///   (0 admits Spark's zero-fee CPFP txs; a `fee_spike` fault raises it for a while).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChainSpec {
     pub block_interval: Micros,
+    pub deposit_confirmations: u32,
+    pub min_feerate_sat_vb: u64,
 }
 
 impl Default for ChainSpec {
     fn default() -> Self {
         ChainSpec {
             block_interval: Micros::from_secs(600),
+            deposit_confirmations: 1,
+            min_feerate_sat_vb: 0,
         }
     }
 }
@@ -191,17 +199,23 @@ impl Default for ChainSpec {
 pub enum TestFault {
     /// The sender does not decrement the refund timelock on transfer (breaks I-6).
     SkipSendTimelockDecrement,
+    /// The wallet broadcasts exit refunds before their timelock (the L1 must refuse them).
+    BroadcastRefundEarly,
 }
 
 impl TestFault {
-    const ALL: [(&'static str, TestFault); 1] = [(
-        "skip_send_timelock_decrement",
-        TestFault::SkipSendTimelockDecrement,
-    )];
+    const ALL: [(&'static str, TestFault); 2] = [
+        (
+            "skip_send_timelock_decrement",
+            TestFault::SkipSendTimelockDecrement,
+        ),
+        ("broadcast_refund_early", TestFault::BroadcastRefundEarly),
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TestFault::SkipSendTimelockDecrement => "skip_send_timelock_decrement",
+            TestFault::BroadcastRefundEarly => "broadcast_refund_early",
         }
     }
 }
@@ -213,7 +227,8 @@ impl TestFault {
 /// - `dkg_pool_min` = 4: refill the keyshare pool below this many.
 /// - `dkg_batch` = 4: keyshares generated per DKG round, ≥ 1.
 /// - `wallet_poll_s` = 5.0: wallets poll for incoming transfers this often, > 0.
-/// - `test_faults` = []: deliberate bugs; allowed: "skip_send_timelock_decrement".
+/// - `test_faults` = []: deliberate bugs; allowed: "skip_send_timelock_decrement"
+///   and "broadcast_refund_early" (the wallet broadcasts exit refunds before their timelock).
 /// - `hazards` = []: known Spark hazards (spark-protocol §8.2) restored on purpose; allowed:
 ///   "gossip_ack_unapplied", "claim_settle_split", "claim_skip_timelock_decrement" (see [`Hazard`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -305,6 +320,14 @@ impl Default for WorkloadSpec {
 ///   0) ahead of global time and drifting by `drift_ppm` (signed, default 0, within
 ///   -900000..=9000000). Expiry, background tasks and timeouts use that clock. With `at_s` the
 ///   skew applies only from then: the clock steps (jumps) by `skew_ms` at `at_s`.
+/// - L1 faults (`crate::l1faults`):
+///   - `kind = "reorg"`: `at_s`, `depth` (1..=100 blocks, at most the height at `at_s`, else the
+///     reorg is skipped and the trace says so), optional `txs` = "return" (default: the
+///     disconnected txs go back to the mempool and confirm again at the next block) or "drop"
+///     (they vanish; their senders must broadcast again). The new branch is `depth + 1` blocks.
+///   - `kind = "block_delay"`: `at_s`, `duration_s` > 0: no block is mined in that window.
+///   - `kind = "fee_spike"`: `at_s`, `duration_s` > 0, `min_feerate_sat_vb` (1..=100000): the
+///     mempool refuses txs paying less for that window, then the `[chain]` floor returns.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FaultSpec {
     Crash {
@@ -348,6 +371,8 @@ pub enum FaultSpec {
         /// When the skew applies: 0 from the start, later a clock step.
         at: Micros,
     },
+    /// A reorg, block delay or fee spike.
+    L1(crate::l1faults::L1Fault),
 }
 
 impl FaultSpec {
@@ -396,6 +421,7 @@ impl FaultSpec {
             | FaultSpec::NetPartition { at, duration, .. } => *at + *duration,
             FaultSpec::SlowNode { at, duration, .. } => *at + duration.unwrap_or(Micros::ZERO),
             FaultSpec::Clock { at, .. } => *at,
+            FaultSpec::L1(l1) => l1.end(),
         }
     }
 }
@@ -803,6 +829,8 @@ struct RawLink {
 #[serde(deny_unknown_fields)]
 struct RawChain {
     block_interval_s: S<f64>,
+    deposit_confirmations: S<i64>,
+    min_feerate_sat_vb: S<i64>,
 }
 
 #[derive(Deserialize)]
@@ -853,6 +881,10 @@ struct RawFault {
     factor: S<f64>,
     skew_ms: S<f64>,
     drift_ppm: S<i64>,
+    // --- L1 faults (reorg, fee_spike) ---
+    depth: S<i64>,
+    txs: S<String>,
+    min_feerate_sat_vb: S<i64>,
 }
 
 #[derive(Deserialize)]
@@ -978,6 +1010,18 @@ impl Validator<'_> {
                         Zero::Forbidden,
                     )?
                     .unwrap_or(ChainSpec::default().block_interval),
+                deposit_confirmations: self.int(
+                    &c.deposit_confirmations,
+                    "chain.deposit_confirmations",
+                    1..=i64::from(reference_node::chain::MAX_REORG_DEPTH),
+                    1,
+                )? as u32,
+                min_feerate_sat_vb: self.int(
+                    &c.min_feerate_sat_vb,
+                    "chain.min_feerate_sat_vb",
+                    0..=MAX_FEERATE_SAT_VB,
+                    0,
+                )? as u64,
             },
         };
         let protocol = match &raw.protocol {
@@ -1444,6 +1488,9 @@ impl Validator<'_> {
             None => Ok(()),
         };
         let at_s = self.secs(&f.at_s, &at("at_s"), Zero::Allowed)?;
+        if let Some(spec) = self.l1_fault(i, f, span.clone(), at_s)? {
+            return Ok(spec);
+        }
         match f.kind.get_ref().as_str() {
             "crash" if f.mid_handler.as_ref().is_some_and(|m| *m.get_ref()) => {
                 self.net_fault(i, f, span, topo)
@@ -1624,7 +1671,7 @@ impl Validator<'_> {
 }
 
 /// Every `[[fault]]` kind, for error messages.
-const FAULT_KINDS: [&str; 5] = ["crash", "partition", "asymmetric_partition", "slow_node", "clock"];
+const FAULT_KINDS: [&str; 8] = ["crash", "partition", "asymmetric_partition", "slow_node", "clock", "reorg", "block_delay", "fee_spike"];
 
 /// The `[[fault]]` keys of the network, process and clock faults.
 const NET_FAULT_KEYS: [&str; 10] = [
@@ -1662,6 +1709,9 @@ fn fault_keys(f: &RawFault) -> Vec<(&'static str, Range<usize>)> {
         sp("factor", &f.factor),
         sp("skew_ms", &f.skew_ms),
         sp("drift_ppm", &f.drift_ppm),
+        sp("depth", &f.depth),
+        sp("txs", &f.txs),
+        sp("min_feerate_sat_vb", &f.min_feerate_sat_vb),
     ]
     .into_iter()
     .flatten()
@@ -1866,6 +1916,81 @@ impl Validator<'_> {
             }
         }
         Ok(Some(spec))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// L1 faults (reorg, block_delay, fee_spike): see `crate::l1faults`.
+// ---------------------------------------------------------------------------------------------
+
+/// Highest feerate floor a scenario may ask for (sat/vB).
+const MAX_FEERATE_SAT_VB: i64 = 100_000;
+
+impl Validator<'_> {
+    /// An L1 fault, or `None` when `kind` is another kind (then its L1 keys must be absent).
+    fn l1_fault(&self, i: usize, f: &RawFault, span: Range<usize>, at_s: Option<Micros>) -> R<Option<FaultSpec>> {
+        use crate::l1faults::{L1Fault, KINDS};
+        use reference_node::chain::{ReorgTxs, MAX_REORG_DEPTH};
+        let kind = f.kind.get_ref().as_str();
+        let at = |k: &str| format!("fault[{i}].{k}");
+        let forbid = |k: &str, present: Option<Range<usize>>| match present {
+            Some(s) => Err(self.err(s, at(k), format!("`{k}` does not apply to a {kind} fault"))),
+            None => Ok(()),
+        };
+        let missing = |k: &str| self.err(span.clone(), at(k), format!("a {kind} fault needs `{k}`"));
+        if !KINDS.contains(&kind) {
+            forbid("depth", f.depth.as_ref().map(|s| s.span()))?;
+            forbid("txs", f.txs.as_ref().map(|s| s.span()))?;
+            forbid("min_feerate_sat_vb", f.min_feerate_sat_vb.as_ref().map(|s| s.span()))?;
+            return Ok(None);
+        }
+        // None of the network, process and clock keys apply to an L1 fault.
+        self.only_net_keys(i, f, kind, &[])?;
+        forbid("node", f.node.as_ref().map(|s| s.span()))?;
+        forbid("restart_after_s", f.restart_after_s.as_ref().map(|s| s.span()))?;
+        forbid("groups", f.groups.as_ref().map(|s| s.span()))?;
+        forbid("isolate", f.isolate.as_ref().map(|s| s.span()))?;
+        let at_time = at_s.ok_or_else(|| missing("at_s"))?;
+        let duration = || -> R<Micros> {
+            self.secs(&f.duration_s, &at("duration_s"), Zero::Forbidden)?.ok_or_else(|| missing("duration_s"))
+        };
+        let fault = match kind {
+            "reorg" => {
+                forbid("duration_s", f.duration_s.as_ref().map(|s| s.span()))?;
+                forbid("min_feerate_sat_vb", f.min_feerate_sat_vb.as_ref().map(|s| s.span()))?;
+                if f.depth.is_none() {
+                    return Err(missing("depth"));
+                }
+                let depth = self.int(&f.depth, &at("depth"), 1..=i64::from(MAX_REORG_DEPTH), 1)? as u32;
+                let txs = match &f.txs {
+                    None => ReorgTxs::Return,
+                    Some(t) => match t.get_ref().as_str() {
+                        "return" => ReorgTxs::Return,
+                        "drop" => ReorgTxs::Drop,
+                        other => {
+                            return Err(self.err(t.span(), at("txs"), format!("expected \"return\" or \"drop\", found \"{other}\"")))
+                        }
+                    },
+                };
+                L1Fault::Reorg { at: at_time, depth, txs }
+            }
+            "block_delay" => {
+                forbid("depth", f.depth.as_ref().map(|s| s.span()))?;
+                forbid("txs", f.txs.as_ref().map(|s| s.span()))?;
+                forbid("min_feerate_sat_vb", f.min_feerate_sat_vb.as_ref().map(|s| s.span()))?;
+                L1Fault::BlockDelay { at: at_time, duration: duration()? }
+            }
+            _ => {
+                forbid("depth", f.depth.as_ref().map(|s| s.span()))?;
+                forbid("txs", f.txs.as_ref().map(|s| s.span()))?;
+                if f.min_feerate_sat_vb.is_none() {
+                    return Err(missing("min_feerate_sat_vb"));
+                }
+                let floor = self.int(&f.min_feerate_sat_vb, &at("min_feerate_sat_vb"), 1..=MAX_FEERATE_SAT_VB, 1)? as u64;
+                L1Fault::FeeSpike { at: at_time, duration: duration()?, min_feerate_sat_vb: floor }
+            }
+        };
+        Ok(Some(FaultSpec::L1(fault)))
     }
 }
 

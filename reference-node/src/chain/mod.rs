@@ -1,18 +1,33 @@
 //! The L1 model: UTXO set, mempool, blocks. Enforces BIP68 relative timelocks and verifies every
 //! input of every accepted transaction with libbitcoinconsensus 0.106 (taproot-aware).
 //!
-//! Fees are not modelled beyond value conservation: a transaction whose outputs do not exceed its
-//! inputs is accepted, so a zero-fee v3 CPFP parent (spark-protocol §3.2) enters the mempool on
-//! its own. Package relay, TRUC (v3) topology rules and fee-rate minimums come later.
+//! Fees: the mempool has a minimum feerate (0 by default, so a zero-fee v3 CPFP parent of
+//! spark-protocol §3.2 enters on its own); a fee spike raises it and admission rejects anything
+//! below it with [`ChainReject::FeeTooLow`]. The floor applies at admission only: what is already
+//! in the mempool is mined. Package relay (CPFP through the P2A anchor) and TRUC topology rules
+//! are not modelled yet.
+//!
+//! Blocks are hash-linked and the last [`MAX_REORG_DEPTH`] keep undo data, so a reorg can
+//! disconnect them (see `reorg.rs`).
 use crate::types::Micros;
 use bitcoin::absolute::LockTime;
+use bitcoin::hashes::Hash as _;
 use bitcoin::transaction::Version;
-use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness};
-use std::collections::BTreeMap;
+use bitcoin::{
+    Amount, BlockHash, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness,
+};
+use std::collections::{BTreeMap, VecDeque};
+
+mod reorg;
+pub use reorg::{ReorgError, ReorgOutcome, ReorgTxs, MAX_REORG_DEPTH};
 
 #[derive(Clone, Debug)]
 pub struct BlockInfo {
     pub height: u32,
+    /// This block's id; a node's chain watcher compares `parent` with its own tip to see a reorg.
+    pub hash: BlockHash,
+    /// The hash of the block at `height - 1` on this block's branch.
+    pub parent: BlockHash,
     pub time: Micros,
     /// Confirmed in this block, in order (parents before children).
     pub txs: Vec<Transaction>,
@@ -43,6 +58,12 @@ pub enum ChainReject {
     Consensus { index: usize, detail: String },
     #[error("outputs ({outputs}) exceed inputs ({inputs})")]
     ValueOut { inputs: Amount, outputs: Amount },
+    #[error("feerate too low: fee {fee} for {vsize} vB is below the mempool minimum of {min_sat_per_vb} sat/vB")]
+    FeeTooLow {
+        fee: Amount,
+        vsize: u64,
+        min_sat_per_vb: u64,
+    },
     #[error("transaction {0} already known")]
     Duplicate(Txid),
     #[error("malformed: {0}")]
@@ -56,6 +77,12 @@ pub struct ChainStats {
     pub txs_rejected: u64,
     /// Inputs run through libbitcoinconsensus (every input of every accepted tx, at least).
     pub inputs_verified: u64,
+    pub reorgs: u32,
+    /// Confirmed txs whose block a reorg disconnected.
+    pub txs_reorged_out: u64,
+    /// Of those and of the mempool at the reorg, txs not re-admitted (dropped by the fault, or
+    /// no longer valid on the new branch, e.g. non-BIP68-final).
+    pub txs_dropped_on_reorg: u64,
 }
 
 /// Script flags of a post-taproot block (DEPENDENCIES.md §3).
@@ -67,6 +94,12 @@ const SEQUENCE_DISABLE_FLAG: u32 = 1 << 31;
 const SEQUENCE_TYPE_FLAG: u32 = 1 << 22;
 /// BIP68 applies only to transactions of version 2 and above.
 const BIP68_MIN_VERSION: i32 = 2;
+
+/// What it takes to disconnect one block: its txs in block order, each with the outputs it spent.
+#[derive(Clone, Debug)]
+struct BlockUndo {
+    entries: Vec<(MempoolEntry, Vec<(OutPoint, Utxo)>)>,
+}
 
 /// A transaction waiting for the next block.
 #[derive(Clone, Debug)]
@@ -95,6 +128,12 @@ pub struct Chain {
     funded_total: Amount,
     confirmed_fees_total: Amount,
     stats: ChainStats,
+    /// Block hash by height (index 0: the genesis hash).
+    hashes: Vec<BlockHash>,
+    /// Undo data of the last blocks, oldest first, at most [`MAX_REORG_DEPTH`].
+    undo: VecDeque<BlockUndo>,
+    /// Mempool admission floor in sat/vB (a fee spike raises it).
+    min_feerate_sat_vb: u64,
 }
 
 impl Chain {
@@ -110,6 +149,9 @@ impl Chain {
             funded_total: Amount::ZERO,
             confirmed_fees_total: Amount::ZERO,
             stats: ChainStats::default(),
+            hashes: vec![BlockHash::all_zeros()],
+            undo: VecDeque::new(),
+            min_feerate_sat_vb: 0,
         }
     }
 
@@ -134,7 +176,7 @@ impl Chain {
 
     /// Mempool acceptance (all checks above, as of the next block's height).
     pub fn submit(&mut self, tx: Transaction) -> Result<Txid, ChainReject> {
-        match self.check(&tx) {
+        match self.check(&tx, self.min_feerate_sat_vb) {
             Ok((txid, fee)) => {
                 self.accept(txid, tx, fee);
                 self.stats.txs_accepted += 1;
@@ -149,21 +191,39 @@ impl Chain {
 
     /// Mine every mempool tx into block height+1.
     pub fn mine_block(&mut self, time: Micros) -> BlockInfo {
+        let entries = std::mem::take(&mut self.mempool);
+        self.connect_block(time, entries, self.stats.reorgs)
+    }
+
+    /// Connect a block holding `entries` (parents before children) on top of the tip. `branch`
+    /// goes into the hash so a replacement block at a height never repeats the old one's hash.
+    fn connect_block(
+        &mut self,
+        time: Micros,
+        entries: Vec<MempoolEntry>,
+        branch: u32,
+    ) -> BlockInfo {
         self.height += 1;
         let height = self.height;
-        let entries = std::mem::take(&mut self.mempool);
         self.mempool_outputs.clear();
         self.mempool_spends.clear();
         let mut txs = Vec::with_capacity(entries.len());
+        let mut undo = BlockUndo {
+            entries: Vec::with_capacity(entries.len()),
+        };
         for entry in entries {
             // Arrival order puts parents first, so a child's in-block prevout is already here.
+            let mut spent = Vec::with_capacity(entry.tx.input.len());
             for input in &entry.tx.input {
-                let spent = self.utxos.remove(&input.previous_output);
+                let utxo = self.utxos.remove(&input.previous_output);
                 debug_assert!(
-                    spent.is_some(),
+                    utxo.is_some(),
                     "mempool tx {} spends a missing outpoint",
                     entry.txid
                 );
+                if let Some(utxo) = utxo {
+                    spent.push((input.previous_output, utxo));
+                }
             }
             for (vout, output) in entry.tx.output.iter().enumerate() {
                 let outpoint = OutPoint {
@@ -180,14 +240,51 @@ impl Chain {
             }
             self.confirmed.insert(entry.txid, height);
             self.confirmed_fees_total += entry.fee;
-            txs.push(entry.tx);
+            txs.push(entry.tx.clone());
+            undo.entries.push((entry, spent));
         }
         self.stats.blocks += 1;
+        let parent = self.tip_hash();
+        let hash = block_hash(parent, height, time, branch, &undo);
+        self.hashes.push(hash);
+        self.undo.push_back(undo);
+        if self.undo.len() > MAX_REORG_DEPTH as usize {
+            self.undo.pop_front();
+        }
+        debug_assert_eq!(self.hashes.len(), height as usize + 1);
         debug_assert_eq!(
             self.funded_total,
             self.confirmed_utxo_total() + self.confirmed_fees_total
         );
-        BlockInfo { height, time, txs }
+        BlockInfo {
+            height,
+            hash,
+            parent,
+            time,
+            txs,
+        }
+    }
+
+    /// The hash of the tip (all zeros before the first block).
+    pub fn tip_hash(&self) -> BlockHash {
+        self.hashes
+            .last()
+            .copied()
+            .unwrap_or_else(BlockHash::all_zeros)
+    }
+
+    /// The hash of the block at `height` on the current branch.
+    pub fn block_hash(&self, height: u32) -> Option<BlockHash> {
+        self.hashes.get(height as usize).copied()
+    }
+
+    /// Set the mempool admission floor (sat/vB); 0 admits zero-fee transactions.
+    pub fn set_min_feerate(&mut self, sat_per_vb: u64) {
+        self.min_feerate_sat_vb = sat_per_vb;
+    }
+
+    pub fn min_feerate(&self) -> u64 {
+        self.min_feerate_sat_vb
     }
 
     pub fn height(&self) -> u32 {
@@ -227,8 +324,13 @@ impl Chain {
         self.confirmed_fees_total
     }
 
-    /// Every acceptance rule, in order; returns the txid and fee of an acceptable tx.
-    fn check(&mut self, tx: &Transaction) -> Result<(Txid, Amount), ChainReject> {
+    /// Every acceptance rule, in order, with `min_sat_per_vb` as the fee floor; returns the txid
+    /// and fee of an acceptable tx.
+    fn check(
+        &mut self,
+        tx: &Transaction,
+        min_sat_per_vb: u64,
+    ) -> Result<(Txid, Amount), ChainReject> {
         let txid = tx.compute_txid();
         if self.confirmed.contains_key(&txid) || self.in_mempool(&txid) {
             return Err(ChainReject::Duplicate(txid));
@@ -238,6 +340,7 @@ impl Chain {
         self.check_conflicts(tx)?;
         let fee = check_value(tx, &prevouts)?;
         self.check_bip68(tx, &prevouts)?;
+        check_feerate(tx, fee, min_sat_per_vb)?;
         self.verify_scripts(tx, &prevouts)?;
         Ok((txid, fee))
     }
@@ -386,6 +489,42 @@ fn check_value(tx: &Transaction, prevouts: &[Utxo]) -> Result<Amount, ChainRejec
     inputs
         .checked_sub(outputs)
         .ok_or(ChainReject::ValueOut { inputs, outputs })
+}
+
+/// The mempool floor: fee ≥ floor × vsize (a floor of 0 admits zero-fee CPFP parents).
+fn check_feerate(tx: &Transaction, fee: Amount, min_sat_per_vb: u64) -> Result<(), ChainReject> {
+    if min_sat_per_vb == 0 {
+        return Ok(());
+    }
+    let vsize = tx.vsize() as u64;
+    if fee.to_sat() < min_sat_per_vb.saturating_mul(vsize) {
+        return Err(ChainReject::FeeTooLow {
+            fee,
+            vsize,
+            min_sat_per_vb,
+        });
+    }
+    Ok(())
+}
+
+/// A block's id: double SHA-256 over its parent, height, time, branch and txids. Not a real
+/// header hash (there is no proof of work), but unique per branch, which is all a watcher needs.
+fn block_hash(
+    parent: BlockHash,
+    height: u32,
+    time: Micros,
+    branch: u32,
+    undo: &BlockUndo,
+) -> BlockHash {
+    let mut bytes = Vec::with_capacity(48 + 32 * undo.entries.len());
+    bytes.extend_from_slice(parent.as_byte_array());
+    bytes.extend_from_slice(&height.to_le_bytes());
+    bytes.extend_from_slice(&time.0.to_le_bytes());
+    bytes.extend_from_slice(&branch.to_le_bytes());
+    for (entry, _) in &undo.entries {
+        bytes.extend_from_slice(entry.txid.as_byte_array());
+    }
+    BlockHash::from_raw_hash(bitcoin::hashes::sha256d::Hash::hash(&bytes))
 }
 
 fn checked_sum(values: impl Iterator<Item = Amount>) -> Option<Amount> {

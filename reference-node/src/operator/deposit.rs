@@ -313,8 +313,7 @@ impl Operator {
             return Err("leaf key is not owner key + SE key".into());
         }
         ks.status = KeyshareStatus::InUse;
-        let confirmed = db.deposit_addresses.get(&leaf.keyshare).and_then(|a| a.confirmed).map(|(op, _)| op);
-        let status = if confirmed == Some(leaf.deposit_outpoint) { LeafStatus::Available } else { LeafStatus::Creating };
+        let status = if self.deposit_mature(db, leaf.keyshare, leaf.deposit_outpoint) { LeafStatus::Available } else { LeafStatus::Creating };
         db.leaf_by_deposit.insert(leaf.deposit_outpoint, leaf.leaf);
         db.leaves.insert(
             leaf.leaf,

@@ -173,6 +173,8 @@ pub struct Db {
     /// Gossip applied here (deduplication of retries).
     pub gossip_applied: BTreeSet<GossipId>,
     pub block_height: u32,
+    /// The chain watcher's view of recent blocks, for reorgs (`watcher.rs`).
+    pub chain_watch: super::watcher::ChainWatch,
 }
 
 /// The durable store. `begin` hands out a working copy; only `commit` makes it durable.

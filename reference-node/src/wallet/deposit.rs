@@ -158,6 +158,7 @@ impl Wallet {
             self.l1_coins.push((OutPoint { txid, vout: 1 }, change.clone()));
         }
         ctx.observe(Observation::DepositBroadcast { wallet: self.cfg.id, leaf: d.leaf, holds_signed_exit: true });
+        self.chain.remember_deposit(&deposit_tx);
         ctx.broadcast(deposit_tx);
     }
 }

@@ -5,6 +5,7 @@
 mod claim;
 mod deposit;
 mod exit;
+mod reorg;
 mod send;
 mod thief;
 
@@ -102,6 +103,8 @@ pub struct Wallet {
     /// only a thief uses them: wallet/thief.rs).
     sent_away: BTreeMap<LeafId, WalletLeaf>,
     theft: Option<thief::Theft>,
+    /// Recent blocks and what was learned from them, to undo a reorg (`reorg.rs`).
+    chain: reorg::ChainView,
 }
 
 impl Wallet {
@@ -122,6 +125,7 @@ impl Wallet {
             height: 0,
             sent_away: BTreeMap::new(),
             theft: None,
+            chain: reorg::ChainView::default(),
         }
     }
     pub fn id(&self) -> WalletId {
@@ -288,7 +292,7 @@ impl Wallet {
     }
 
     fn on_block(&mut self, ctx: &mut Ctx<'_>, block: &crate::chain::BlockInfo) {
-        if block.height <= self.height {
+        if !self.follow_chain(ctx, block) {
             return;
         }
         self.height = block.height;
@@ -297,11 +301,13 @@ impl Wallet {
         for (id, leaf) in self.leaves.iter_mut() {
             if let LeafState::PendingDeposit { deposit_txid } = &leaf.state {
                 if txids.contains(deposit_txid) {
+                    self.chain.record(block.height, reorg::Learned::Deposit { leaf: *id, txid: *deposit_txid, value_sats: leaf.value_sats });
                     leaf.state = LeafState::Available;
                     ctx.observe(Observation::DepositConfirmed { wallet: me, leaf: *id, value_sats: leaf.value_sats });
                 }
             }
         }
+        self.reconfirm_deposits(ctx, block.height, &txids);
         self.advance_exits(ctx, &txids);
         // New funds may unblock queued work.
         self.start_next(ctx);
@@ -405,6 +411,8 @@ impl Node for Wallet {
                 }
                 Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
+                    self.exit_broadcast_refused(&txid);
+                    self.deposit_broadcast_refused(&txid);
                     ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });
                 }
                 _ => {}

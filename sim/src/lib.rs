@@ -10,3 +10,5 @@ pub mod actor;
 pub mod checker;
 pub mod report;
 pub mod runner;
+pub mod timeline;
+pub mod scenario_writer;

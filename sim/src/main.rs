@@ -252,6 +252,7 @@ fn embedded_quickstart() -> Result<Scenario> {
 fn run_once(scenario: &Scenario, scenario_path: &str, seed: u64, keep_log: bool) -> RunResult {
     let opts = RunOptions {
         keep_digest_log: keep_log,
+        ..RunOptions::default()
     };
     runner::run(scenario, scenario_path, seed, &opts)
 }

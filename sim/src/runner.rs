@@ -6,7 +6,8 @@ use crate::checker::Checker;
 use crate::engine::{Engine, StepRecord, L1};
 use crate::report::{MessageCounts, Outcome, RunReport, Violation, SCHEMA_VERSION};
 use crate::rng;
-use crate::scenario::{Expectation, FaultSpec, Scenario, TestFault};
+use crate::scenario::{DepositAt, ExitAt, ExplicitWorkload, Expectation, FaultSpec, Scenario, TestFault, TransferAt, WorkloadSpec};
+use crate::timeline::{Timeline, TimelineRecorder};
 use crate::trace::EventDigest;
 use bitcoin::{Amount, TxOut};
 use rand_core::RngCore;
@@ -25,11 +26,15 @@ use std::sync::Arc;
 pub struct RunOptions {
     /// Keep a per-event digest log (for `check-determinism`).
     pub keep_digest_log: bool,
+    /// Keep a bounded timeline of events (for the HTML and Perfetto reports): the ring size.
+    pub timeline_capacity: Option<usize>,
 }
 
 pub struct RunResult {
     pub report: RunReport,
     pub digest_log: Option<Vec<EventDigest>>,
+    /// Present when [`RunOptions::timeline_capacity`] was set.
+    pub timeline: Option<Timeline>,
 }
 
 pub type SimEngine = Engine<Actor, Chain>;
@@ -71,6 +76,7 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
     let mut config = s.engine_config();
     config.keep_digest_log = keep_digest_log;
     let mut engine = Engine::new(seed, config, Chain::new());
+    let plan = plan_workload(s, seed);
     for (i, identity) in op_keys.into_iter().enumerate() {
         let id = OperatorId(i as u16);
         let cfg = OperatorConfig { id, identity, params: params.clone(), directory: directory.clone() };
@@ -82,14 +88,14 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
         let mut wallet = Wallet::new(cfg);
         let script = template::p2tr_script(&wallet.l1_key_public());
         // One coin per deposit, so deposits never wait for an unconfirmed change output.
-        for sats in s.workload.deposit_sats.iter().cycle().take(s.workload.deposits_per_wallet as usize) {
+        for sats in plan.deposits.iter().filter(|d| d.wallet == id).map(|d| d.sats) {
             let value = Amount::from_sat(sats + L1_MARGIN_SATS / 10);
             let outpoint = engine.chain_mut().fund(script.clone(), value);
             wallet.add_l1_coin(outpoint, TxOut { value, script_pubkey: script.clone() });
         }
         engine.add_node(NodeId::Wallet(id), Actor::Wallet(Box::new(wallet)));
     }
-    let last_command = schedule_workload(s, seed, &mut engine);
+    let last_command = schedule_workload(&plan, &mut engine);
     for f in &s.faults {
         match f {
             FaultSpec::Crash { node, at, restart_after } => {
@@ -108,21 +114,27 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
     Built { engine, last_command }
 }
 
-/// Deposits at the start, transfers as a Poisson process from `transfer_start`, exits after the
-/// last transfer — all drawn from the "workload" stream.
-fn schedule_workload(s: &Scenario, seed: u64, engine: &mut SimEngine) -> Micros {
+/// The workload a run executes: the scenario's explicit lists, or the random draw from the
+/// "workload" stream (deposits at the start, transfers as a Poisson process from
+/// `transfer_start`, exits after the last transfer). `sparksim shrink` records this as an
+/// explicit workload, which then schedules exactly the same commands in the same order.
+pub fn plan_workload(s: &Scenario, seed: u64) -> ExplicitWorkload {
+    if let Some(explicit) = &s.workload.explicit {
+        return explicit.clone();
+    }
     let mut rng = rng::stream(seed, rng::WORKLOAD);
     let wallets = u64::from(s.topology.wallets);
     let w = &s.workload;
-    let mut last = Micros::ZERO;
+    let mut plan = ExplicitWorkload::default();
     for wallet in 0..s.topology.wallets {
         for k in 0..w.deposits_per_wallet as usize {
             let at = rng::uniform_micros(&mut rng, Micros::ZERO, Micros::from_secs(10));
             let sats = w.deposit_sats[k % w.deposit_sats.len()];
-            engine.schedule_command(at, WalletId(wallet), Command::Deposit { sats });
+            plan.deposits.push(DepositAt { wallet: WalletId(wallet), at, sats });
         }
     }
     let mut t = w.transfer_start;
+    let mut last = Micros::ZERO;
     for _ in 0..w.transfers {
         t = t + rng::exponential_micros(&mut rng, w.transfer_interval_mean);
         if wallets < 2 {
@@ -130,17 +142,33 @@ fn schedule_workload(s: &Scenario, seed: u64, engine: &mut SimEngine) -> Micros 
         }
         let sender = rng.next_u64() % wallets;
         let receiver = (sender + 1 + rng.next_u64() % (wallets - 1)) % wallets;
-        engine.schedule_command(t, WalletId(sender as u16), Command::Send { receiver: WalletId(receiver as u16) });
+        plan.transfers.push(TransferAt { at: t, from: WalletId(sender as u16), to: WalletId(receiver as u16) });
         last = t;
     }
-    let exit_at = w.exit_at.unwrap_or(last.max(w.transfer_start) + Micros::from_secs(60));
+    let exit_at = w.exit_at.unwrap_or(last.max(w.transfer_start) + WorkloadSpec::EXIT_AFTER_LAST_TRANSFER);
     let mut order: Vec<u16> = (0..s.topology.wallets).collect();
     for i in (1..order.len()).rev() {
         order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
     for wallet in order.into_iter().take(w.exits as usize) {
-        engine.schedule_command(exit_at, WalletId(wallet), Command::Exit);
-        last = last.max(exit_at);
+        plan.exits.push(ExitAt { at: exit_at, wallet: WalletId(wallet) });
+    }
+    plan
+}
+
+/// Schedules the planned workload; returns when the last transfer or exit is due.
+fn schedule_workload(plan: &ExplicitWorkload, engine: &mut SimEngine) -> Micros {
+    let mut last = Micros::ZERO;
+    for d in &plan.deposits {
+        engine.schedule_command(d.at, d.wallet, Command::Deposit { sats: d.sats });
+    }
+    for t in &plan.transfers {
+        engine.schedule_command(t.at, t.from, Command::Send { receiver: t.to });
+        last = last.max(t.at);
+    }
+    for e in &plan.exits {
+        engine.schedule_command(e.at, e.wallet, Command::Exit);
+        last = last.max(e.at);
     }
     last
 }
@@ -177,6 +205,7 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
     let horizon = horizon(scenario, last_command);
     let mut last_index = 0;
     let mut panicked = false;
+    let mut recorder = opts.timeline_capacity.map(TimelineRecorder::new);
     loop {
         let rec = match step_or_finding(&mut engine) {
             Ok(Some(rec)) => rec,
@@ -188,7 +217,11 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
             }
         };
         last_index = rec.index;
-        violations.extend(checker.after_event(&engine, &rec));
+        let found = checker.after_event(&engine, &rec);
+        if let Some(t) = recorder.as_mut() {
+            t.record(&rec, &found);
+        }
+        violations.extend(found);
         let now = engine.now();
         if now >= scenario.run.max_sim_time || (now >= horizon && !exits_in_progress(&engine)) {
             break;
@@ -197,9 +230,12 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
     if !panicked {
         violations.extend(checker.at_end(&engine, last_index));
     }
+    if let Some(t) = recorder.as_mut() {
+        t.note_end_violations(&violations);
+    }
     let report = make_report(scenario, scenario_path, seed, &engine, &checker, violations, wall_start.elapsed().as_secs_f64());
     let digest_log = engine.digest_log().map(|l| l.to_vec());
-    RunResult { report, digest_log }
+    RunResult { report, digest_log, timeline: recorder.map(TimelineRecorder::finish) }
 }
 
 fn make_report(s: &Scenario, path: &str, seed: u64, engine: &SimEngine, checker: &Checker, violations: Vec<Violation>, wall_time_s: f64) -> RunReport {

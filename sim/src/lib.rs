@@ -12,3 +12,7 @@ pub mod report;
 pub mod runner;
 pub mod timeline;
 pub mod scenario_writer;
+pub mod campaign;
+pub mod html;
+pub mod junit;
+pub mod perfetto;

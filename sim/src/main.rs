@@ -471,6 +471,7 @@ mod tests {
             sim_time_s: 1_262_000.0,
             wall_time_s: 1.5,
             replay_command: String::new(),
+            fault_mix: Default::default(),
         }
     }
 

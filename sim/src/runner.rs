@@ -238,6 +238,18 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
     RunResult { report, digest_log, timeline: recorder.map(TimelineRecorder::finish) }
 }
 
+/// Faults by kind. The kind is the variant's name, so a fault kind added later is counted
+/// without touching this function.
+pub fn fault_mix(s: &Scenario) -> std::collections::BTreeMap<String, u32> {
+    let mut mix = std::collections::BTreeMap::new();
+    for f in &s.faults {
+        let debug = format!("{f:?}");
+        let name: String = debug.chars().take_while(|c| c.is_alphanumeric()).collect();
+        *mix.entry(name.to_lowercase()).or_insert(0) += 1;
+    }
+    mix
+}
+
 fn make_report(s: &Scenario, path: &str, seed: u64, engine: &SimEngine, checker: &Checker, violations: Vec<Violation>, wall_time_s: f64) -> RunReport {
     let outcome = if violations.is_empty() { Outcome::Pass } else { Outcome::Fail };
     let (expected, matched) = match s.expect {
@@ -272,6 +284,7 @@ fn make_report(s: &Scenario, path: &str, seed: u64, engine: &SimEngine, checker:
         sim_time_s: engine.now().as_secs_f64(),
         wall_time_s,
         replay_command: format!("sparksim run {path} --seed {seed}"),
+        fault_mix: fault_mix(s),
     }
 }
 

@@ -67,11 +67,18 @@ impl TimelineRecorder {
         if !violations.is_empty() && self.first_violation.is_none() {
             self.first_violation = Some(rec.index);
         }
+        let kind = rec.description.split_whitespace().next().unwrap_or("event").to_owned();
+        let node = match rec.node {
+            Some(n) => n.to_string(),
+            None if kind == "block" || kind == "submit" => "chain".to_owned(),
+            None if kind == "partition" => "network".to_owned(),
+            None => "engine".to_owned(),
+        };
         let event = TimelineEvent {
             index: rec.index,
             time_s: rec.time.as_secs_f64(),
-            node: rec.node.map_or_else(|| "engine".to_owned(), |n| n.to_string()),
-            kind: rec.description.split_whitespace().next().unwrap_or("event").to_owned(),
+            node,
+            kind,
             description: rec.description.clone(),
             observations: rec.observations.iter().map(observation_line).collect(),
             violations,

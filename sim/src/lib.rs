@@ -16,3 +16,4 @@ pub mod campaign;
 pub mod html;
 pub mod junit;
 pub mod perfetto;
+pub mod shrink;

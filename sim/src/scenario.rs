@@ -697,7 +697,11 @@ impl Validator<'_> {
     fn locate_toml_error(&self, e: &toml::de::Error) -> ScenarioError {
         let span = e.span().unwrap_or(0..0);
         let start = floor_char_boundary(self.text, span.start);
-        let message = e.message().trim().replace('\n', "; ");
+        let mut message = e.message().trim().replace('\n', "; ");
+        if message.is_empty() {
+            // toml gives no message for some lexer errors (e.g. a control character in a comment).
+            message = "invalid TOML here (a control character or malformed syntax)".to_owned();
+        }
         let named = quoted_after(&message, "unknown field `")
             .or_else(|| quoted_after(&message, "missing field `"));
         let table = table_path_at(self.text, start);

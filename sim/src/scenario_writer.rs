@@ -269,4 +269,66 @@ mod tests {
         let e = Scenario::parse("e.toml", op).expect_err("not a wallet");
         assert_eq!((e.line, e.column, e.field.as_str()), (5, 10, "workload.exit[0].wallet"), "{e}");
     }
+
+    /// The library's scenario texts, read once.
+    fn library() -> &'static [(String, String)] {
+        static LIB: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+        LIB.get_or_init(|| {
+            scenario_files().into_iter().map(|p| (p.display().to_string(), std::fs::read_to_string(&p).expect("read"))).collect()
+        })
+    }
+
+    /// Byte-level edits: replace, delete, insert, or duplicate a line.
+    fn mutate(base: &str, edits: &[(usize, u8, u8)]) -> String {
+        let mut bytes = base.as_bytes().to_vec();
+        for &(pos, op, b) in edits {
+            if bytes.is_empty() {
+                break;
+            }
+            let i = pos % bytes.len();
+            match op % 4 {
+                0 => bytes[i] = b,
+                1 => {
+                    bytes.remove(i);
+                }
+                2 => bytes.insert(i, b),
+                _ => {
+                    let start = bytes[..i].iter().rposition(|c| *c == b'\n').map_or(0, |k| k + 1);
+                    let end = bytes[i..].iter().position(|c| *c == b'\n').map_or(bytes.len(), |k| i + k);
+                    let line = bytes[start..end].to_vec();
+                    bytes.splice(end..end, std::iter::once(b'\n').chain(line));
+                }
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Fuzzing the parser with every library file, randomly mutated: it never panics, an
+        /// error always names the file, a line, a column and a field, and whatever still
+        /// parses writes back to an equal scenario.
+        #[test]
+        fn mutated_library_files_never_panic_and_always_explain(
+            which in 0usize..64,
+            edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>(), proptest::prelude::any::<u8>()), 1..6),
+        ) {
+            let lib = library();
+            let (name, text) = &lib[which % lib.len()];
+            let mutated = mutate(text, &edits);
+            match Scenario::parse(name, &mutated) {
+                Err(e) => {
+                    proptest::prop_assert!(e.line >= 1 && e.column >= 1, "{e}");
+                    proptest::prop_assert!(!e.field.is_empty(), "{e}");
+                    proptest::prop_assert_eq!(&e.file, name);
+                    proptest::prop_assert!(!e.message.is_empty());
+                }
+                Ok(s) => {
+                    let again = Scenario::parse(name, &to_toml(&s, "")).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+                    proptest::prop_assert_eq!(s, again);
+                }
+            }
+        }
+    }
 }

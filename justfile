@@ -29,3 +29,12 @@ check-determinism:
 # Run one scenario with one seed, e.g. `just run scenarios/crash-restart.toml 7`.
 run SCENARIO SEED="1":
     cargo run --release -- run {{SCENARIO}} --seed {{SEED}}
+
+# Campaign throughput: seed-runs per core-hour on the quickstart scenario, and the speedup
+# from --jobs 1 to --jobs 2 (SPARKSIM_BENCH_SEEDS=N to change the seed count, default 8).
+bench-campaign:
+    cargo bench -p sparksim --bench campaign
+
+# A nightly-style campaign over the whole scenario library, e.g. `just campaign 1..200 2`.
+campaign SEEDS="1..20" JOBS="2":
+    cargo run --release -- campaign scenarios --seeds {{SEEDS}} --jobs {{JOBS}} --out campaign-out

@@ -87,13 +87,20 @@ impl Shard {
     }
 }
 
-/// The build a result belongs to: the crate version, plus `SPARKSIM_BUILD` (e.g. a git commit)
-/// when it was set at compile time. Results of another build are never reused.
+/// The build a result belongs to: the crate version and a digest of the running executable
+/// (so a rebuilt binary never reuses an older binary's results), plus `SPARKSIM_BUILD` (e.g. a
+/// git commit) when it was set at compile time.
 pub fn build_id() -> String {
-    match option_env!("SPARKSIM_BUILD") {
-        Some(b) if !b.is_empty() => format!("{}+{b}", env!("CARGO_PKG_VERSION")),
-        _ => env!("CARGO_PKG_VERSION").to_owned(),
+    let mut id = env!("CARGO_PKG_VERSION").to_owned();
+    if let Some(b) = option_env!("SPARKSIM_BUILD").filter(|b| !b.is_empty()) {
+        id.push('+');
+        id.push_str(b);
     }
+    if let Some(bytes) = std::env::current_exe().ok().and_then(|p| std::fs::read(p).ok()) {
+        id.push_str("-exe.");
+        id.push_str(&hex::encode(&Sha256::digest(&bytes)[..6]));
+    }
+    id
 }
 
 /// One line of `results.jsonl`: the run's full report plus what identifies it for resuming.
@@ -159,6 +166,8 @@ pub struct CampaignConfig {
     pub known_failing: KnownFailing,
     /// Draw an `indicatif` progress bar on stderr (hidden anyway when stderr is not a terminal).
     pub progress: bool,
+    /// The build results are keyed by; `None`: [`build_id`].
+    pub build: Option<String>,
 }
 
 /// Scenario files under `target` (or `target` itself), sorted.
@@ -313,7 +322,7 @@ pub fn run(cfg: &CampaignConfig) -> Result<CampaignOutcome, CampaignError> {
         let scenario = Scenario::parse(&path, &text).map_err(LoadError::from)?;
         loaded.push(Loaded { digest: digest(&text), path, scenario });
     }
-    let build = build_id();
+    let build = cfg.build.clone().unwrap_or_else(build_id);
 
     // Known failing seeds first (those of this campaign's scenarios, in this shard), then the range.
     let same_file = |a: &str, b: &str| a == b || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y);

@@ -389,7 +389,7 @@ fn cmd_campaign(
         }
         None => campaign::KnownFailing::default(),
     };
-    let cfg = campaign::CampaignConfig { target: target.to_path_buf(), seeds, jobs: jobs.max(1), shard, out: out.to_path_buf(), known_failing, progress };
+    let cfg = campaign::CampaignConfig { target: target.to_path_buf(), seeds, jobs: jobs.max(1), shard, out: out.to_path_buf(), known_failing, progress, build: None };
     // Wall time for the throughput line only; no run reads it.
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();

@@ -173,6 +173,22 @@ fn campaign_resumes_after_a_kill_and_shards_merge_to_the_same_runs() {
 }
 
 #[test]
+fn known_failing_seeds_run_first() {
+    let dir = temp_dir("known");
+    let scenario = write(&dir, "small.toml", SMALL);
+    let known = write(&dir, "known.toml", &format!("[[seed]]\nscenario = \"{scenario}\"\nseed = 9\nnote = \"test\"\n"));
+    let out_dir = dir.join("out");
+    let out = sparksim(&["campaign", &scenario, "--seeds", "1..2", "--jobs", "1", "--known-failing", &known, "--out", s(&out_dir)]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let seeds: Vec<u64> = results(&out_dir).iter().filter_map(|l| l["seed"].as_u64()).collect();
+    assert_eq!(seeds, vec![9, 1, 2], "the known failing seed runs first, then the range");
+    let bad = write(&dir, "bad.toml", "[[seed]]\nscenario = \"x\"\nsed = 1\n");
+    let out = sparksim(&["campaign", &scenario, "--seeds", "1..1", "--known-failing", &bad, "--out", s(&out_dir)]);
+    assert_eq!(code(&out), 2, "a malformed known-failing file is bad input: {}", text(&out));
+    assert!(text(&out).contains("bad.toml"), "{}", text(&out));
+}
+
+#[test]
 fn a_failing_campaign_exits_1_and_every_format_carries_the_replay_command() {
     let dir = temp_dir("fail");
     let scenario = write(&dir, "noisy.toml", NOISY_I6);

@@ -121,6 +121,9 @@ enum Command {
         /// Known failing seeds to run first (default: scenarios/known-failing-seeds.toml if present).
         #[arg(long)]
         known_failing: Option<PathBuf>,
+        /// Do not run the known failing seeds (e.g. in CI, which checks the library's own seeds).
+        #[arg(long, conflicts_with = "known_failing")]
+        no_known_failing: bool,
         /// No progress bar.
         #[arg(long)]
         no_progress: bool,
@@ -230,8 +233,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             junit,
             perfetto,
         } => cmd_run(&scenario, seed, json, &out, Extras { html, junit, perfetto }),
-        Command::Campaign { target, seeds, jobs, shard, out, known_failing, no_progress, failure_pages } => {
-            cmd_campaign(&target, &seeds, jobs, shard.as_deref(), &out, known_failing.as_deref(), !no_progress, failure_pages)
+        Command::Campaign { target, seeds, jobs, shard, out, known_failing, no_known_failing, no_progress, failure_pages } => {
+            let known = if no_known_failing { KnownFailingSource::None } else { KnownFailingSource::from(known_failing) };
+            cmd_campaign(&target, &seeds, jobs, shard.as_deref(), &out, known, !no_progress, failure_pages)
         }
         Command::Merge { dirs, out } => cmd_merge(&dirs, &out),
         Command::Shrink { report, seed, invariant, out, max_runs } => cmd_shrink(&report, seed, invariant, out, max_runs),
@@ -369,6 +373,20 @@ fn write_extras(result: &RunResult, out: &Path, extras: Extras) -> Result<Vec<Pa
     Ok(paths)
 }
 
+/// Where a campaign's known failing seeds come from.
+enum KnownFailingSource {
+    /// `scenarios/known-failing-seeds.toml` if it exists.
+    Default,
+    File(PathBuf),
+    None,
+}
+
+impl From<Option<PathBuf>> for KnownFailingSource {
+    fn from(p: Option<PathBuf>) -> Self {
+        p.map_or(KnownFailingSource::Default, KnownFailingSource::File)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn cmd_campaign(
     target: &Path,
@@ -376,18 +394,18 @@ fn cmd_campaign(
     jobs: usize,
     shard: Option<&str>,
     out: &Path,
-    known_failing: Option<&Path>,
+    known_failing: KnownFailingSource,
     progress: bool,
     failure_pages: usize,
 ) -> Result<ExitCode> {
     let seeds = campaign::parse_seeds(seeds)?;
     let shard = shard.map(campaign::parse_shard).transpose()?.unwrap_or(campaign::Shard::ALL);
     let known_failing = match known_failing {
-        Some(p) => campaign::KnownFailing::load(p)?,
-        None if Path::new(campaign::KNOWN_FAILING_DEFAULT).exists() => {
+        KnownFailingSource::File(p) => campaign::KnownFailing::load(&p)?,
+        KnownFailingSource::Default if Path::new(campaign::KNOWN_FAILING_DEFAULT).exists() => {
             campaign::KnownFailing::load(Path::new(campaign::KNOWN_FAILING_DEFAULT))?
         }
-        None => campaign::KnownFailing::default(),
+        KnownFailingSource::Default | KnownFailingSource::None => campaign::KnownFailing::default(),
     };
     let cfg = campaign::CampaignConfig { target: target.to_path_buf(), seeds, jobs: jobs.max(1), shard, out: out.to_path_buf(), known_failing, progress, build: None };
     // Wall time for the throughput line only; no run reads it.

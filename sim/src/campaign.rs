@@ -26,7 +26,7 @@ use std::sync::{mpsc, Mutex};
 /// The results file inside a campaign's output directory.
 pub const RESULTS_FILE: &str = "results.jsonl";
 /// The known-failing-seeds file a campaign reads by default, if it exists.
-pub const KNOWN_FAILING_DEFAULT: &str = "scenarios/known-failing-seeds.toml";
+pub const KNOWN_FAILING_DEFAULT: &str = "known-failing-seeds.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CampaignError {

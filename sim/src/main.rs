@@ -96,7 +96,7 @@ enum Command {
     /// SCENARIO_OR_DIR is one scenario file or a directory searched recursively (bad/ skipped).
     /// Each finished run appends one JSON line to OUT/results.jsonl; killed and restarted with
     /// the same arguments, the campaign skips what is already there. Seeds listed in
-    /// scenarios/known-failing-seeds.toml run first. At the end OUT holds campaign.json,
+    /// known-failing-seeds.toml run first. At the end OUT holds campaign.json,
     /// junit.xml, campaign.html, and failures/ with a JSON, HTML and Perfetto trace per failing
     /// run. Exit 0 when every run matched its scenario's expectation, else 1.
     #[command(after_help = format!(
@@ -118,7 +118,7 @@ enum Command {
         /// Output directory (results.jsonl and the reports).
         #[arg(long)]
         out: PathBuf,
-        /// Known failing seeds to run first (default: scenarios/known-failing-seeds.toml if present).
+        /// Known failing seeds to run first (default: known-failing-seeds.toml if present).
         #[arg(long)]
         known_failing: Option<PathBuf>,
         /// Do not run the known failing seeds (e.g. in CI, which checks the library's own seeds).
@@ -375,7 +375,7 @@ fn write_extras(result: &RunResult, out: &Path, extras: Extras) -> Result<Vec<Pa
 
 /// Where a campaign's known failing seeds come from.
 enum KnownFailingSource {
-    /// `scenarios/known-failing-seeds.toml` if it exists.
+    /// `known-failing-seeds.toml` if it exists.
     Default,
     File(PathBuf),
     None,

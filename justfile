@@ -34,3 +34,12 @@ run SCENARIO SEED="1":
 # prints the table check / cases / identical / first mismatch.
 interop:
     cargo test -p reference-node --test interop -- --nocapture --test-threads 1
+
+# Campaign throughput: seed-runs per core-hour on the quickstart scenario, and the speedup
+# from --jobs 1 to --jobs 2 (SPARKSIM_BENCH_SEEDS=N to change the seed count, default 8).
+bench-campaign:
+    cargo bench -p sparksim --bench campaign
+
+# A nightly-style campaign over the whole scenario library, e.g. `just campaign 1..200 2`.
+campaign SEEDS="1..20" JOBS="2":
+    cargo run --release -- campaign scenarios --seeds {{SEEDS}} --jobs {{JOBS}} --out campaign-out

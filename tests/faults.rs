@@ -17,7 +17,7 @@ fn run(name: &str) -> (RunReport, Vec<EventDigest>) {
     let p = path(name);
     let s = Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"));
     let seed = s.seed.unwrap_or(1);
-    let r = runner::run(&s, &p, seed, &RunOptions { keep_digest_log: true });
+    let r = runner::run(&s, &p, seed, &RunOptions { keep_digest_log: true, timeline_capacity: None });
     let report = r.report;
     assert!(
         report.matched_expectation,

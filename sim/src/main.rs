@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 use sparksim::report::{Outcome, RunReport};
 use sparksim::runner::{self, RunOptions, RunResult};
 use sparksim::scenario::{LoadError, Scenario};
+use sparksim::timeline::{self, Timeline};
 use sparksim::trace::first_divergence;
+use sparksim::{campaign, html, junit, perfetto, scenario_writer, shrink};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -79,6 +81,93 @@ enum Command {
         /// Directory the report is written to (created if missing).
         #[arg(long, default_value = DEFAULT_OUT_DIR)]
         out: PathBuf,
+        /// Also write a self-contained HTML page (timeline, first violation, latency, coverage).
+        #[arg(long)]
+        html: bool,
+        /// Also write JUnit XML (one test case: this scenario and seed).
+        #[arg(long)]
+        junit: bool,
+        /// Also write a Chrome/Perfetto trace (open in ui.perfetto.dev), one lane per node.
+        #[arg(long)]
+        perfetto: bool,
+    },
+    /// Run every (scenario, seed) of a seed range on K cores; resumable; shardable.
+    ///
+    /// SCENARIO_OR_DIR is one scenario file or a directory searched recursively (bad/ skipped).
+    /// Each finished run appends one JSON line to OUT/results.jsonl; killed and restarted with
+    /// the same arguments, the campaign skips what is already there. Seeds listed in
+    /// known-failing-seeds.toml run first. At the end OUT holds campaign.json,
+    /// junit.xml, campaign.html, and failures/ with a JSON, HTML and Perfetto trace per failing
+    /// run. Exit 0 when every run matched its scenario's expectation, else 1.
+    #[command(after_help = format!(
+        "Examples:\n  sparksim campaign scenarios/ --seeds 1..200 --jobs 2 --out campaign-out\n  \
+         sparksim campaign scenarios/quickstart.toml --seeds 1..1000 --shard $JOB_COMPLETION_INDEX/8 --out shard-$JOB_COMPLETION_INDEX\n\n{EXIT_CODES}"
+    ))]
+    Campaign {
+        /// A scenario file or a directory of them.
+        target: PathBuf,
+        /// Seed range, both ends included: A..B (or a single seed).
+        #[arg(long)]
+        seeds: String,
+        /// Worker threads (independent runs in parallel; each run stays single-threaded).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// This machine's share: I/N keeps the seeds with seed % N == I.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Output directory (results.jsonl and the reports).
+        #[arg(long)]
+        out: PathBuf,
+        /// Known failing seeds to run first (default: known-failing-seeds.toml if present).
+        #[arg(long)]
+        known_failing: Option<PathBuf>,
+        /// Do not run the known failing seeds (e.g. in CI, which checks the library's own seeds).
+        #[arg(long, conflicts_with = "known_failing")]
+        no_known_failing: bool,
+        /// No progress bar.
+        #[arg(long)]
+        no_progress: bool,
+        /// At most this many failing runs get a re-run with an HTML page and a Perfetto trace.
+        #[arg(long, default_value_t = 10)]
+        failure_pages: usize,
+    },
+    /// Combine campaign directories (shards) into one report: sorted, de-duplicated.
+    #[command(after_help = format!(
+        "Example:\n  sparksim merge shard-0 shard-1 shard-2 --out nightly\n\n{EXIT_CODES}"
+    ))]
+    Merge {
+        /// Campaign output directories (or results.jsonl files).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the merged results.jsonl, campaign.json, junit.xml and campaign.html go.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Shrink a failing run to a minimal scenario that still violates the same invariant.
+    ///
+    /// Takes a run report (reports/x-seed7.json), a campaign result line, or a campaign's
+    /// results.jsonl (its first failing run, or the one --seed picks). Records the run's
+    /// workload explicitly, delta-debugs faults, transfers, wallets and fault windows, and writes
+    /// the minimal scenario (default: scenarios/regressions/<name>-seed<N>.toml).
+    #[command(after_help = format!(
+        "Example:\n  sparksim shrink reports/crash-restart-seed7.json\n  \
+         sparksim shrink nightly/results.jsonl --seed 4242\n\n{EXIT_CODES}"
+    ))]
+    Shrink {
+        /// A report, a result line, or a results.jsonl.
+        report: PathBuf,
+        /// With a results.jsonl: the failing run with this seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The invariant to preserve (default: the run's first violation).
+        #[arg(long)]
+        invariant: Option<String>,
+        /// Where to write the minimal scenario.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Give up reducing after this many candidate runs.
+        #[arg(long, default_value_t = 400)]
+        max_runs: usize,
     },
     /// Re-run the scenario and seed recorded in a report and confirm the trace hash is the same.
     ///
@@ -140,7 +229,16 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             seed,
             json,
             out,
-        } => cmd_run(&scenario, seed, json, &out),
+            html,
+            junit,
+            perfetto,
+        } => cmd_run(&scenario, seed, json, &out, Extras { html, junit, perfetto }),
+        Command::Campaign { target, seeds, jobs, shard, out, known_failing, no_known_failing, no_progress, failure_pages } => {
+            let known = if no_known_failing { KnownFailingSource::None } else { KnownFailingSource::from(known_failing) };
+            cmd_campaign(&target, &seeds, jobs, shard.as_deref(), &out, known, !no_progress, failure_pages)
+        }
+        Command::Merge { dirs, out } => cmd_merge(&dirs, &out),
+        Command::Shrink { report, seed, invariant, out, max_runs } => cmd_shrink(&report, seed, invariant, out, max_runs),
         Command::Replay { report } => cmd_replay(&report),
         Command::CheckDeterminism { scenario, seed } => cmd_check_determinism(&scenario, seed),
         Command::Demo { seed, out } => cmd_demo(seed, &out),
@@ -151,17 +249,28 @@ fn dispatch(command: Command) -> Result<ExitCode> {
 // Subcommands
 // ---------------------------------------------------------------------------------------------
 
-fn cmd_run(path: &Path, seed: Option<u64>, json: bool, out: &Path) -> Result<ExitCode> {
+fn cmd_run(path: &Path, seed: Option<u64>, json: bool, out: &Path, extras: Extras) -> Result<ExitCode> {
     let scenario = load_scenario(path)?;
     let seed = seed.or(scenario.seed).unwrap_or(DEFAULT_SEED);
-    let result = run_once(&scenario, &path.display().to_string(), seed, false);
+    let opts = RunOptions {
+        timeline_capacity: (extras.html || extras.perfetto).then_some(timeline::DEFAULT_CAPACITY),
+        ..RunOptions::default()
+    };
+    let result = runner::run(&scenario, &path.display().to_string(), seed, &opts);
     let report_path = write_report(&result.report, out)?;
+    let written = write_extras(&result, out, extras)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&result.report)?);
         eprintln!("report: {}", report_path.display());
+        for p in &written {
+            eprintln!("report: {}", p.display());
+        }
     } else {
         print_summary(&scenario, &result.report);
         print_report_location(&report_path, "sparksim");
+        for p in &written {
+            row("", p.display());
+        }
     }
     Ok(expectation_exit_code(&result.report))
 }
@@ -231,6 +340,195 @@ fn cmd_check_determinism(path: &Path, seed: Option<u64>) -> Result<ExitCode> {
     Ok(ExitCode::from(1))
 }
 
+/// Which extra report formats `run` writes next to the JSON.
+#[derive(Clone, Copy, Default)]
+struct Extras {
+    html: bool,
+    junit: bool,
+    perfetto: bool,
+}
+
+/// Writes `OUT/<name>-seed<N>.html`, `.junit.xml`, `.perfetto.json` as asked.
+fn write_extras(result: &RunResult, out: &Path, extras: Extras) -> Result<Vec<PathBuf>> {
+    let stem = report_file_name(&result.report);
+    let stem = stem.trim_end_matches(".json");
+    let empty = Timeline::default();
+    let timeline = result.timeline.as_ref().unwrap_or(&empty);
+    let mut files: Vec<(String, String)> = Vec::new();
+    if extras.html {
+        files.push((format!("{stem}.html"), html::run_page(&result.report, Some(timeline))));
+    }
+    if extras.junit {
+        files.push((format!("{stem}.junit.xml"), junit::junit_xml(std::slice::from_ref(&result.report))));
+    }
+    if extras.perfetto {
+        files.push((format!("{stem}.perfetto.json"), perfetto::trace_json(&result.report, timeline).to_string()));
+    }
+    let mut paths = Vec::new();
+    for (name, text) in files {
+        let p = out.join(name);
+        std::fs::write(&p, text).with_context(|| format!("{}: cannot write report", p.display()))?;
+        paths.push(p);
+    }
+    Ok(paths)
+}
+
+/// Where a campaign's known failing seeds come from.
+enum KnownFailingSource {
+    /// `known-failing-seeds.toml` if it exists.
+    Default,
+    File(PathBuf),
+    None,
+}
+
+impl From<Option<PathBuf>> for KnownFailingSource {
+    fn from(p: Option<PathBuf>) -> Self {
+        p.map_or(KnownFailingSource::Default, KnownFailingSource::File)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_campaign(
+    target: &Path,
+    seeds: &str,
+    jobs: usize,
+    shard: Option<&str>,
+    out: &Path,
+    known_failing: KnownFailingSource,
+    progress: bool,
+    failure_pages: usize,
+) -> Result<ExitCode> {
+    let seeds = campaign::parse_seeds(seeds)?;
+    let shard = shard.map(campaign::parse_shard).transpose()?.unwrap_or(campaign::Shard::ALL);
+    let known_failing = match known_failing {
+        KnownFailingSource::File(p) => campaign::KnownFailing::load(&p)?,
+        KnownFailingSource::Default if Path::new(campaign::KNOWN_FAILING_DEFAULT).exists() => {
+            campaign::KnownFailing::load(Path::new(campaign::KNOWN_FAILING_DEFAULT))?
+        }
+        KnownFailingSource::Default | KnownFailingSource::None => campaign::KnownFailing::default(),
+    };
+    let cfg = campaign::CampaignConfig { target: target.to_path_buf(), seeds, jobs: jobs.max(1), shard, out: out.to_path_buf(), known_failing, progress, build: None };
+    // Wall time for the throughput line only; no run reads it.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    let outcome = campaign::run(&cfg)?;
+    let wall = started.elapsed().as_secs_f64();
+    let r = &outcome.report;
+    println!("campaign {} (seeds {}..{}, shard {}/{}, {} jobs)", target.display(), cfg.seeds.start(), cfg.seeds.end(), shard.index, shard.count, cfg.jobs);
+    row("runs", format!("{} ({} now, {} already done)", r.runs_total, outcome.ran_now, outcome.skipped_as_done));
+    if outcome.ran_now > 0 && wall > 0.0 {
+        row("speed", format!("{:.2} runs/s on {} jobs ({:.0} seed-runs per core-hour)", outcome.ran_now as f64 / wall, cfg.jobs, outcome.ran_now as f64 / wall * 3600.0 / cfg.jobs as f64));
+    }
+    if outcome.unreadable_lines > 0 {
+        row("warning", format!("{} unreadable lines in results.jsonl were skipped", outcome.unreadable_lines));
+    }
+    finish_campaign_report(r, out, failure_pages, !outcome.harness_errors.is_empty())
+}
+
+fn cmd_merge(dirs: &[PathBuf], out: &Path) -> Result<ExitCode> {
+    let (report, unreadable) = campaign::merge(dirs)?;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create directory", out.display()))?;
+    let mut lines = String::new();
+    for d in dirs {
+        let path = if d.is_dir() { d.join(campaign::RESULTS_FILE) } else { d.clone() };
+        for l in campaign::read_results(&path, false)?.0 {
+            lines.push_str(&serde_json::to_string(&l)?);
+            lines.push('\n');
+        }
+    }
+    let merged = out.join(campaign::RESULTS_FILE);
+    std::fs::write(&merged, lines).with_context(|| format!("{}: cannot write", merged.display()))?;
+    println!("merged {} directories", dirs.len());
+    row("runs", report.runs_total);
+    if unreadable > 0 {
+        row("warning", format!("{unreadable} unreadable lines skipped"));
+    }
+    finish_campaign_report(&report, out, 0, false)
+}
+
+/// Prints the verdict and the failures (each with its replay command), writes the reports, and
+/// re-runs up to `failure_pages` failures with a timeline for their HTML and Perfetto files.
+fn finish_campaign_report(r: &campaign::CampaignReport, out: &Path, failure_pages: usize, harness_errors: bool) -> Result<ExitCode> {
+    row("scenarios", r.scenarios);
+    row("as expected", r.runs_matched);
+    row("NOT as exp.", r.runs_not_matched);
+    for f in r.failures().take(20) {
+        let why = f.violations.first().map_or_else(|| format!("expected {}", f.expected), |v| format!("{}: {}", v.invariant, v.message));
+        println!("    - {} seed {}: {why}\n      replay: {}", f.scenario, f.seed, f.replay_command);
+    }
+    if r.runs_not_matched > 20 {
+        println!("    ... and {} more (campaign.json)", r.runs_not_matched - 20);
+    }
+    for p in campaign::write_reports(r, out)? {
+        row("report", p.display());
+    }
+    let pages = out.join("failures");
+    for f in r.failures().take(failure_pages) {
+        let Ok(scenario) = Scenario::load(&f.scenario_path) else { continue };
+        let opts = RunOptions { timeline_capacity: Some(timeline::DEFAULT_CAPACITY), ..RunOptions::default() };
+        let result = runner::run(&scenario, &f.scenario_path, f.seed, &opts);
+        std::fs::create_dir_all(&pages).with_context(|| format!("{}: cannot create", pages.display()))?;
+        write_report(&result.report, &pages)?;
+        for p in write_extras(&result, &pages, Extras { html: true, junit: false, perfetto: true })? {
+            row("failure", p.display());
+        }
+    }
+    Ok(if r.runs_not_matched == 0 && !harness_errors { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn cmd_shrink(input: &Path, seed: Option<u64>, invariant: Option<String>, out: Option<PathBuf>, max_runs: usize) -> Result<ExitCode> {
+    let report = pick_failing_run(input, seed)?;
+    let invariant = match invariant.or_else(|| report.violations.first().map(|v| v.invariant.clone())) {
+        Some(i) => i,
+        None => anyhow::bail!("{}: seed {} has no violation: nothing to shrink", input.display(), report.seed),
+    };
+    let scenario = if report.scenario_path == EMBEDDED_QUICKSTART { embedded_quickstart()? } else { load_scenario(Path::new(&report.scenario_path))? };
+    let target = shrink::Target { seed: report.seed, invariant: invariant.clone() };
+    println!("shrinking {} seed {} (keeping {invariant}) ...", report.scenario_path, report.seed);
+    let shrunk = shrink::shrink(&scenario, &target, max_runs)?;
+    let name = report_file_name(&report);
+    let out = out.unwrap_or_else(|| Path::new("scenarios/regressions").join(name.replace(".json", ".toml")));
+    let mut minimal = shrunk.scenario.clone();
+    minimal.name = format!("{}-seed{}-shrunk", scenario.name, report.seed);
+    minimal.description = format!("Shrunk from {} seed {}: still violates {invariant}.", report.scenario_path, report.seed);
+    let out_s = out.display().to_string();
+    let text = scenario_writer::to_toml(&minimal, &shrink::header(&report.scenario_path, &target, &shrunk, &out_s));
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    std::fs::write(&out, text).with_context(|| format!("{}: cannot write", out.display()))?;
+    let (b, a) = (shrunk.before, shrunk.after);
+    let pct = |x: u64, y: u64| if x == 0 { 0.0 } else { 100.0 * (x as f64 - y as f64) / x as f64 };
+    row("events", format!("{} -> {} ({:.0}% smaller)", b.events, a.events, pct(b.events, a.events)));
+    row("faults", format!("{} -> {}", b.faults, a.faults));
+    row("transfers", format!("{} -> {}", b.transfers, a.transfers));
+    row("deposits", format!("{} -> {}", b.deposits, a.deposits));
+    row("wallets", format!("{} -> {}", b.wallets, a.wallets));
+    row("runs", format!("{} candidate runs", shrunk.runs));
+    row("written", out.display());
+    row("replay", format!("sparksim run {}", out.display()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A run report from a report file, a single result line, or a results.jsonl (the failing run
+/// with `seed`, else the first failing one).
+fn pick_failing_run(input: &Path, seed: Option<u64>) -> Result<RunReport> {
+    let text = std::fs::read_to_string(input).with_context(|| format!("{}: cannot read", input.display()))?;
+    if let Ok(r) = serde_json::from_str::<RunReport>(&text) {
+        return Ok(r);
+    }
+    let (lines, _) = campaign::read_results(input, false)?;
+    if lines.is_empty() {
+        anyhow::bail!("{}: neither a run report nor a results.jsonl with complete lines", input.display());
+    }
+    lines
+        .into_iter()
+        .map(|l| l.report)
+        .filter(|r| !r.violations.is_empty())
+        .find(|r| seed.is_none_or(|s| r.seed == s))
+        .with_context(|| format!("{}: no run with a violation{}", input.display(), seed.map_or(String::new(), |s| format!(" for seed {s}"))))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Loading, running, writing
 // ---------------------------------------------------------------------------------------------
@@ -252,6 +550,7 @@ fn embedded_quickstart() -> Result<Scenario> {
 fn run_once(scenario: &Scenario, scenario_path: &str, seed: u64, keep_log: bool) -> RunResult {
     let opts = RunOptions {
         keep_digest_log: keep_log,
+        ..RunOptions::default()
     };
     runner::run(scenario, scenario_path, seed, &opts)
 }
@@ -473,6 +772,7 @@ mod tests {
             checker: None,
             adversary: None,
             swarm: None,
+            fault_mix: Default::default(),
         }
     }
 

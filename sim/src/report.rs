@@ -1,5 +1,12 @@
 //! The run report: what a run did and found, as JSON with a versioned schema.
+//!
+//! The schema is documented field by field in `docs/report-schema.md` and guarded by an `insta`
+//! snapshot (`sim/src/snapshots/`): a change to the JSON shows up as a snapshot diff to review.
+//! Adding a field is compatible (readers ignore unknown fields; new fields carry
+//! `#[serde(default)]` so older reports still load); renaming or removing one bumps
+//! [`SCHEMA_VERSION`].
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Bump when a field changes meaning or disappears (adding a field is compatible).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -82,6 +89,9 @@ pub struct RunReport {
     /// still read and the schema stays v1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swarm: Option<crate::swarm::SwarmMix>,
+    /// How many `[[fault]]` entries of each kind the scenario injected (`crash`, `partition`, ...).
+    #[serde(default)]
+    pub fault_mix: BTreeMap<String, u32>,
 }
 
 // --- checker: invariant table, sometimes coverage, per-operation latency -------------------------
@@ -157,4 +167,93 @@ pub struct AdversaryReport {
     /// A former owner's theft attempts the protocol blocked / that produced a valid spend.
     pub theft_attempts_blocked: u64,
     pub theft_attempts_succeeded: u64,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A report with every field set: the snapshot is the schema's reference example.
+    pub(crate) fn example() -> RunReport {
+        RunReport {
+            schema_version: SCHEMA_VERSION,
+            scenario: "skip-timelock-decrement".into(),
+            scenario_path: "scenarios/regressions/skip-timelock-decrement.toml".into(),
+            seed: 1,
+            outcome: Outcome::Fail,
+            expected: "violation:I-6".into(),
+            matched_expectation: true,
+            violations: vec![Violation {
+                invariant: "I-6".into(),
+                sim_time_s: 1801.25,
+                event_index: 4242,
+                message: "refund CSV 2000 not below previous owner's 2000".into(),
+            }],
+            trace_hash: "ab".repeat(32),
+            events: 10_000,
+            operators: 5,
+            threshold: 3,
+            wallets: 4,
+            deposits_confirmed: 8,
+            transfers_sent: 6,
+            transfers_claimed: 6,
+            transfers_returned: 0,
+            exits_confirmed: 0,
+            invariant_checks: 60_000,
+            transfer_latency: LatencySummary { samples: 6, p50_s: Some(0.21), p99_s: Some(0.5), max_s: Some(0.51), budget_p99_s: Some(10.0) },
+            messages: MessageCounts { sent: 900, delivered: 890, dropped: 10 },
+            blocks: 12,
+            txs_verified_inputs: 8,
+            sim_time_s: 2400.5,
+            wall_time_s: 0.5,
+            replay_command: "sparksim run scenarios/regressions/skip-timelock-decrement.toml --seed 1".into(),
+            fault_mix: BTreeMap::from([("crash".to_owned(), 1)]),
+            checker: Some(CheckerReport {
+                invariants: vec![InvariantRow {
+                    id: "I-6".into(),
+                    name: "strict refund ordering".into(),
+                    kind: "always".into(),
+                    status: "checked".into(),
+                    checks: 120,
+                    violations: 1,
+                    note: "every signed refund against the leaf's history".into(),
+                }],
+                sometimes: BTreeMap::from([("transfer-claimed".to_owned(), 6), ("transfer-returned".to_owned(), 0)]),
+                latency: BTreeMap::from([(
+                    "claim".to_owned(),
+                    OpLatency {
+                        samples: 6,
+                        p50_s: Some(0.21),
+                        p99_s: Some(0.5),
+                        max_s: Some(0.51),
+                        budget_p50_s: None,
+                        budget_p99_s: Some(10.0),
+                        budget_max_s: None,
+                        histogram: vec![HistogramBucket { le_s: Some(0.5), count: 5 }, HistogramBucket { le_s: None, count: 1 }],
+                    },
+                )]),
+                liveness: LivenessPhase { start_s: 2000.0, deadline_s: 2_000_000.0, end_s: 2400.5, quiet: true },
+            }),
+            adversary: Some(AdversaryReport {
+                culprits_named: BTreeMap::from([("operator:3".to_owned(), 2)]),
+                nonce_reuse_refused: 1,
+                theft_attempts_blocked: 1,
+                theft_attempts_succeeded: 0,
+            }),
+            swarm: Some(crate::swarm::SwarmMix::default()),
+        }
+    }
+
+    #[test]
+    fn report_schema_snapshot() {
+        insta::assert_json_snapshot!("run_report_v1", example());
+    }
+
+    #[test]
+    fn a_report_without_the_newer_optional_fields_still_loads() {
+        let mut v = serde_json::to_value(example()).expect("serialises");
+        v.as_object_mut().expect("object").remove("fault_mix");
+        let r: RunReport = serde_json::from_value(v).expect("loads");
+        assert!(r.fault_mix.is_empty());
+    }
 }

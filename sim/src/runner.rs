@@ -8,7 +8,8 @@ use crate::engine::{Engine, MidHandlerCrash, StepRecord, L1};
 use crate::net::SlowWindow;
 use crate::report::{LivenessPhase, MessageCounts, Outcome, RunReport, Violation, SCHEMA_VERSION};
 use crate::rng;
-use crate::scenario::{Expectation, FaultSpec, Scenario, TestFault};
+use crate::scenario::{DepositAt, ExitAt, ExplicitWorkload, Expectation, FaultSpec, Scenario, TestFault, TransferAt, WorkloadSpec};
+use crate::timeline::{Timeline, TimelineRecorder};
 use crate::trace::EventDigest;
 use bitcoin::{Amount, TxOut};
 use rand_core::RngCore;
@@ -27,11 +28,15 @@ use std::sync::Arc;
 pub struct RunOptions {
     /// Keep a per-event digest log (for `check-determinism`).
     pub keep_digest_log: bool,
+    /// Keep a bounded timeline of events (for the HTML and Perfetto reports): the ring size.
+    pub timeline_capacity: Option<usize>,
 }
 
 pub struct RunResult {
     pub report: RunReport,
     pub digest_log: Option<Vec<EventDigest>>,
+    /// Present when [`RunOptions::timeline_capacity`] was set.
+    pub timeline: Option<Timeline>,
 }
 
 pub type SimEngine = Engine<Actor, Chain>;
@@ -92,6 +97,7 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
     let mut chain = Chain::new();
     chain.set_min_feerate(s.chain.min_feerate_sat_vb);
     let mut engine = Engine::new(seed, config, chain);
+    let plan = plan_workload(s, seed);
     for (i, identity) in op_keys.into_iter().enumerate() {
         let id = OperatorId(i as u16);
         let cfg = OperatorConfig { id, identity, params: params.clone(), directory: directory.clone() };
@@ -103,14 +109,14 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
         let mut wallet = Wallet::new(cfg);
         let script = template::p2tr_script(&wallet.l1_key_public());
         // One coin per deposit, so deposits never wait for an unconfirmed change output.
-        for sats in s.workload.deposit_sats.iter().cycle().take(s.workload.deposits_per_wallet as usize) {
+        for sats in plan.deposits.iter().filter(|d| d.wallet == id).map(|d| d.sats) {
             let value = Amount::from_sat(sats + L1_MARGIN_SATS / 10);
             let outpoint = engine.chain_mut().fund(script.clone(), value);
             wallet.add_l1_coin(outpoint, TxOut { value, script_pubkey: script.clone() });
         }
         engine.add_node(NodeId::Wallet(id), Actor::Wallet(Box::new(wallet)));
     }
-    let mut last_command = schedule_workload(s, seed, &mut engine);
+    let mut last_command = schedule_workload(&plan, &mut engine);
     for t in &s.thefts {
         engine.schedule_command(t.at, t.wallet, Command::Steal);
         last_command = last_command.max(t.at);
@@ -155,21 +161,27 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
     Built { engine, last_command }
 }
 
-/// Deposits at the start, transfers as a Poisson process from `transfer_start`, exits after the
-/// last transfer — all drawn from the "workload" stream.
-fn schedule_workload(s: &Scenario, seed: u64, engine: &mut SimEngine) -> Micros {
+/// The workload a run executes: the scenario's explicit lists, or the random draw from the
+/// "workload" stream (deposits at the start, transfers as a Poisson process from
+/// `transfer_start`, exits after the last transfer). `sparksim shrink` records this as an
+/// explicit workload, which then schedules exactly the same commands in the same order.
+pub fn plan_workload(s: &Scenario, seed: u64) -> ExplicitWorkload {
+    if let Some(explicit) = &s.workload.explicit {
+        return explicit.clone();
+    }
     let mut rng = rng::stream(seed, rng::WORKLOAD);
     let wallets = u64::from(s.topology.wallets);
     let w = &s.workload;
-    let mut last = Micros::ZERO;
+    let mut plan = ExplicitWorkload::default();
     for wallet in 0..s.topology.wallets {
         for k in 0..w.deposits_per_wallet as usize {
             let at = rng::uniform_micros(&mut rng, Micros::ZERO, Micros::from_secs(10));
             let sats = w.deposit_sats[k % w.deposit_sats.len()];
-            engine.schedule_command(at, WalletId(wallet), Command::Deposit { sats });
+            plan.deposits.push(DepositAt { wallet: WalletId(wallet), at, sats });
         }
     }
     let mut t = w.transfer_start;
+    let mut last = Micros::ZERO;
     for _ in 0..w.transfers {
         t = t + rng::exponential_micros(&mut rng, w.transfer_interval_mean);
         if wallets < 2 {
@@ -177,17 +189,33 @@ fn schedule_workload(s: &Scenario, seed: u64, engine: &mut SimEngine) -> Micros 
         }
         let sender = rng.next_u64() % wallets;
         let receiver = (sender + 1 + rng.next_u64() % (wallets - 1)) % wallets;
-        engine.schedule_command(t, WalletId(sender as u16), Command::Send { receiver: WalletId(receiver as u16) });
+        plan.transfers.push(TransferAt { at: t, from: WalletId(sender as u16), to: WalletId(receiver as u16) });
         last = t;
     }
-    let exit_at = w.exit_at.unwrap_or(last.max(w.transfer_start) + Micros::from_secs(60));
+    let exit_at = w.exit_at.unwrap_or(last.max(w.transfer_start) + WorkloadSpec::EXIT_AFTER_LAST_TRANSFER);
     let mut order: Vec<u16> = (0..s.topology.wallets).collect();
     for i in (1..order.len()).rev() {
         order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
     for wallet in order.into_iter().take(w.exits as usize) {
-        engine.schedule_command(exit_at, WalletId(wallet), Command::Exit);
-        last = last.max(exit_at);
+        plan.exits.push(ExitAt { at: exit_at, wallet: WalletId(wallet) });
+    }
+    plan
+}
+
+/// Schedules the planned workload; returns when the last transfer or exit is due.
+fn schedule_workload(plan: &ExplicitWorkload, engine: &mut SimEngine) -> Micros {
+    let mut last = Micros::ZERO;
+    for d in &plan.deposits {
+        engine.schedule_command(d.at, d.wallet, Command::Deposit { sats: d.sats });
+    }
+    for t in &plan.transfers {
+        engine.schedule_command(t.at, t.from, Command::Send { receiver: t.to });
+        last = last.max(t.at);
+    }
+    for e in &plan.exits {
+        engine.schedule_command(e.at, e.wallet, Command::Exit);
+        last = last.max(e.at);
     }
     last
 }
@@ -231,6 +259,7 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
     let mut quiet = false;
     let mut last_index = 0;
     let mut panicked = false;
+    let mut recorder = opts.timeline_capacity.map(TimelineRecorder::new);
     loop {
         let rec = match step_or_finding(&mut engine) {
             Ok(Some(rec)) => rec,
@@ -242,7 +271,11 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
             }
         };
         last_index = rec.index;
-        violations.extend(checker.after_event(&engine, &rec));
+        let found = checker.after_event(&engine, &rec);
+        if let Some(t) = recorder.as_mut() {
+            t.record(&rec, &found);
+        }
+        violations.extend(found);
         let now = engine.now();
         if now >= horizon {
             quiet = checker::is_quiet(&engine);
@@ -258,10 +291,25 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
     if !panicked {
         violations.extend(checker.at_end(&engine, last_index));
     }
+    if let Some(t) = recorder.as_mut() {
+        t.note_end_violations(&violations);
+    }
     let mut report = make_report(scenario, scenario_path, seed, &engine, &checker, violations, wall_start.elapsed().as_secs_f64());
     report.swarm = swarm_mix;
     let digest_log = engine.digest_log().map(|l| l.to_vec());
-    RunResult { report, digest_log }
+    RunResult { report, digest_log, timeline: recorder.map(TimelineRecorder::finish) }
+}
+
+/// Faults by kind. The kind is the variant's name, so a fault kind added later is counted
+/// without touching this function.
+pub fn fault_mix(s: &Scenario) -> std::collections::BTreeMap<String, u32> {
+    let mut mix = std::collections::BTreeMap::new();
+    for f in &s.faults {
+        let debug = format!("{f:?}");
+        let name: String = debug.chars().take_while(|c| c.is_alphanumeric()).collect();
+        *mix.entry(name.to_lowercase()).or_insert(0) += 1;
+    }
+    mix
 }
 
 /// The adversary section of the report: only for runs with Byzantine operators, thefts or hazards.
@@ -315,6 +363,7 @@ fn make_report(s: &Scenario, path: &str, seed: u64, engine: &SimEngine, checker:
         checker: Some(checker.report()),
         adversary: adversary_report(s, checker),
         swarm: None,
+        fault_mix: fault_mix(s),
     }
 }
 

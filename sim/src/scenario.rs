@@ -277,6 +277,51 @@ pub struct WorkloadSpec {
     pub exits: u32,
     /// `None`: 60 s after the last transfer (known only once the workload is drawn).
     pub exit_at: Option<Micros>,
+    /// An explicit workload (`[[workload.deposit]]`, `[[workload.transfer]]`,
+    /// `[[workload.exit]]`): when set, the random keys above are unused and nothing is drawn.
+    pub explicit: Option<ExplicitWorkload>,
+}
+
+/// An explicit workload, listed action by action, so a recorded or shrunk run replays without
+/// the random draw. Written by `sparksim shrink`; set by `explicit = true` in `[workload]` or
+/// by any of the lists below (then the random keys `deposits_per_wallet`, `deposit_sats`,
+/// `transfers`, `transfer_start_s`, `transfer_interval_s`, `exits`, `exit_at_s` are refused).
+/// - `[[workload.deposit]]`: `wallet` ("wallet:N"), `at_s`, `sats` > 0. The wallet is funded on
+///   L1 at genesis with one coin per deposit it makes.
+/// - `[[workload.transfer]]`: `at_s`, `from`, `to` (two different wallets): `from` sends one
+///   leaf to `to`.
+/// - `[[workload.exit]]`: `at_s`, `wallet`: the wallet exits unilaterally to L1.
+///
+/// Actions are scheduled in list order (deposits, then transfers, then exits), which is the
+/// order the random draw schedules them in, so a recorded workload gives the same trace hash.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExplicitWorkload {
+    pub deposits: Vec<DepositAt>,
+    pub transfers: Vec<TransferAt>,
+    pub exits: Vec<ExitAt>,
+}
+
+/// One `[[workload.deposit]]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepositAt {
+    pub wallet: WalletId,
+    pub at: Micros,
+    pub sats: u64,
+}
+
+/// One `[[workload.transfer]]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransferAt {
+    pub at: Micros,
+    pub from: WalletId,
+    pub to: WalletId,
+}
+
+/// One `[[workload.exit]]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitAt {
+    pub at: Micros,
+    pub wallet: WalletId,
 }
 
 impl WorkloadSpec {
@@ -294,6 +339,7 @@ impl Default for WorkloadSpec {
             transfer_interval_mean: Micros::from_secs(2),
             exits: 1,
             exit_at: None,
+            explicit: None,
         }
     }
 }
@@ -856,6 +902,36 @@ struct RawWorkload {
     transfer_interval_s: S<f64>,
     exits: S<i64>,
     exit_at_s: S<f64>,
+    explicit: S<bool>,
+    #[serde(default)]
+    deposit: Vec<Spanned<RawDeposit>>,
+    #[serde(default)]
+    transfer: Vec<Spanned<RawTransfer>>,
+    #[serde(default)]
+    exit: Vec<Spanned<RawExit>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeposit {
+    wallet: Spanned<String>,
+    at_s: S<f64>,
+    sats: Spanned<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransfer {
+    at_s: S<f64>,
+    from: Spanned<String>,
+    to: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExit {
+    at_s: S<f64>,
+    wallet: Spanned<String>,
 }
 
 /// Flat rather than a serde-tagged enum: internally tagged enums buffer their content, which
@@ -964,7 +1040,11 @@ impl Validator<'_> {
     fn locate_toml_error(&self, e: &toml::de::Error) -> ScenarioError {
         let span = e.span().unwrap_or(0..0);
         let start = floor_char_boundary(self.text, span.start);
-        let message = e.message().trim().replace('\n', "; ");
+        let mut message = e.message().trim().replace('\n', "; ");
+        if message.is_empty() {
+            // toml gives no message for some lexer errors (e.g. a control character in a comment).
+            message = "invalid TOML here (a control character or malformed syntax)".to_owned();
+        }
         let named = quoted_after(&message, "unknown field `")
             .or_else(|| quoted_after(&message, "missing field `"));
         let table = table_path_at(self.text, start);
@@ -1030,7 +1110,7 @@ impl Validator<'_> {
         };
         let workload = match &raw.workload {
             None => WorkloadSpec::default(),
-            Some(w) => self.workload(w)?,
+            Some(w) => self.workload(w, &topology)?,
         };
         let faults = raw
             .fault
@@ -1417,8 +1497,14 @@ impl Validator<'_> {
         })
     }
 
-    fn workload(&self, w: &RawWorkload) -> R<WorkloadSpec> {
+    fn workload(&self, w: &RawWorkload, topo: &Topology) -> R<WorkloadSpec> {
         let d = WorkloadSpec::default();
+        if let Some(explicit) = self.explicit_workload(w, topo)? {
+            return Ok(WorkloadSpec {
+                explicit: Some(explicit),
+                ..d
+            });
+        }
         let deposit_sats = match &w.deposit_sats {
             None => d.deposit_sats,
             Some(list) if list.get_ref().is_empty() => {
@@ -1473,7 +1559,70 @@ impl Validator<'_> {
                 .unwrap_or(d.transfer_interval_mean),
             exits: self.int(&w.exits, "workload.exits", 0..=MAX_COUNT, d.exits.into())? as u32,
             exit_at: self.secs(&w.exit_at_s, "workload.exit_at_s", Zero::Allowed)?,
+            explicit: None,
         })
+    }
+
+    /// The explicit workload, if `[workload]` asks for one (see [`ExplicitWorkload`]).
+    fn explicit_workload(&self, w: &RawWorkload, topo: &Topology) -> R<Option<ExplicitWorkload>> {
+        let flag = w.explicit.as_ref().map(|b| *b.get_ref());
+        let lists = !(w.deposit.is_empty() && w.transfer.is_empty() && w.exit.is_empty());
+        if flag == Some(false) && lists {
+            let span = w.explicit.as_ref().map_or(0..0, |b| b.span());
+            return Err(self.err(span, "workload.explicit", "explicit = false, but deposit/transfer/exit lists are given"));
+        }
+        if !(flag == Some(true) || lists) {
+            return Ok(None);
+        }
+        let random_keys = [
+            ("deposits_per_wallet", w.deposits_per_wallet.as_ref().map(|s| s.span())),
+            ("deposit_sats", w.deposit_sats.as_ref().map(|s| s.span())),
+            ("transfers", w.transfers.as_ref().map(|s| s.span())),
+            ("transfer_start_s", w.transfer_start_s.as_ref().map(|s| s.span())),
+            ("transfer_interval_s", w.transfer_interval_s.as_ref().map(|s| s.span())),
+            ("exits", w.exits.as_ref().map(|s| s.span())),
+            ("exit_at_s", w.exit_at_s.as_ref().map(|s| s.span())),
+        ];
+        if let Some((k, Some(span))) = random_keys.into_iter().find(|(_, s)| s.is_some()) {
+            return Err(self.err(
+                span,
+                format!("workload.{k}"),
+                "an explicit workload (deposit/transfer/exit lists) cannot also set the random key",
+            ));
+        }
+        let wallet = |s: &Spanned<String>, field: &str| match self.pattern(s, field, topo, Allow::SingleNode)? {
+            NodePattern::Node(NodeId::Wallet(id)) => Ok(id),
+            other => Err(self.err(s.span(), field, format!("expected a wallet (wallet:N), found {other}"))),
+        };
+        let time = |v: &S<f64>, field: &str, span: &Range<usize>| {
+            self.secs(v, field, Zero::Allowed)?
+                .ok_or_else(|| self.err(span.clone(), field, "needs `at_s`"))
+        };
+        let mut out = ExplicitWorkload::default();
+        for (i, d) in w.deposit.iter().enumerate() {
+            let (span, d) = (d.span(), d.get_ref());
+            let at = |k: &str| format!("workload.deposit[{i}].{k}");
+            let sats = match u64::try_from(*d.sats.get_ref()) {
+                Ok(v) if v > 0 => v,
+                _ => return Err(self.err(d.sats.span(), at("sats"), format!("expected an amount > 0 sats, found {}", d.sats.get_ref()))),
+            };
+            out.deposits.push(DepositAt { wallet: wallet(&d.wallet, &at("wallet"))?, at: time(&d.at_s, &at("at_s"), &span)?, sats });
+        }
+        for (i, t) in w.transfer.iter().enumerate() {
+            let (span, t) = (t.span(), t.get_ref());
+            let at = |k: &str| format!("workload.transfer[{i}].{k}");
+            let (from, to) = (wallet(&t.from, &at("from"))?, wallet(&t.to, &at("to"))?);
+            if from == to {
+                return Err(self.err(t.to.span(), at("to"), format!("a wallet cannot send to itself ({})", t.to.get_ref())));
+            }
+            out.transfers.push(TransferAt { at: time(&t.at_s, &at("at_s"), &span)?, from, to });
+        }
+        for (i, e) in w.exit.iter().enumerate() {
+            let (span, e) = (e.span(), e.get_ref());
+            let at = |k: &str| format!("workload.exit[{i}].{k}");
+            out.exits.push(ExitAt { at: time(&e.at_s, &at("at_s"), &span)?, wallet: wallet(&e.wallet, &at("wallet"))? });
+        }
+        Ok(Some(out))
     }
 
     fn fault(&self, i: usize, f: &Spanned<RawFault>, topo: &Topology) -> R<FaultSpec> {

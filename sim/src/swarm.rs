@@ -87,7 +87,18 @@ pub const KINDS: &[SwarmKind] = &[
     SwarmKind { name: "crash_mid_handler", draw: draw_crash_mid_handler },
     SwarmKind { name: "clock", draw: draw_clock },
     SwarmKind { name: "swizzle_clog", draw: draw_swizzle_clog },
+    SwarmKind { name: "reorg", draw: |d| draw_l1(d, crate::l1faults::draw_reorg) },
+    SwarmKind { name: "block_delay", draw: |d| draw_l1(d, crate::l1faults::draw_block_delay) },
+    SwarmKind { name: "fee_spike", draw: |d| draw_l1(d, crate::l1faults::draw_fee_spike) },
 ];
+
+/// An L1 fault (`crate::l1faults`), placed before the end of the fault window.
+fn draw_l1(d: &mut Draw<'_>, draw: fn(&mut ChaCha20Rng, Micros) -> FaultSpec) -> Params {
+    let fault = draw(d.rng, d.window.1);
+    let described = format!("{fault:?}");
+    d.scenario.faults.push(fault);
+    params(json!({ "fault": described }))
+}
 
 /// The names of every registered kind.
 pub fn kind_names() -> Vec<&'static str> {

@@ -1,0 +1,185 @@
+//! A bounded record of a run's events for the HTML timeline and the Perfetto trace.
+//!
+//! Memory stays bounded however long the run: before the first violation only the last
+//! `capacity` events are kept (a ring), and after it only `AFTER_VIOLATION` more. A small run
+//! therefore keeps every event; a large one keeps the events that led to its first violation.
+use crate::engine::StepRecord;
+use crate::report::Violation;
+use reference_node::observe::Observation;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// Events kept after the first violation (what happened right after it).
+pub const AFTER_VIOLATION: usize = 32;
+/// Default ring size: every event of the quickstart-sized runs fits.
+pub const DEFAULT_CAPACITY: usize = 20_000;
+
+/// One event, as the timeline shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub index: u64,
+    pub time_s: f64,
+    /// The lane: the node the event is about (`operator:0`, `wallet:1`, `chain`), or `engine`.
+    pub node: String,
+    /// The first word of the description: deliver, timer, crash, restart, block, command, ...
+    pub kind: String,
+    pub description: String,
+    /// One line per observation the node reported.
+    pub observations: Vec<String>,
+    /// The invariants this event violated ("I-6: ..."), empty for most events.
+    pub violations: Vec<String>,
+}
+
+/// The slice of a run's events a report shows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub events: Vec<TimelineEvent>,
+    /// Events of the run that were not kept (before the window).
+    pub events_dropped: u64,
+    /// Index of the first event that violated an invariant, if any.
+    pub first_violation_index: Option<u64>,
+}
+
+/// Builds a [`Timeline`] step by step with bounded memory.
+#[derive(Debug)]
+pub struct TimelineRecorder {
+    capacity: usize,
+    ring: VecDeque<TimelineEvent>,
+    dropped: u64,
+    first_violation: Option<u64>,
+    /// Events after the first violation (at most `AFTER_VIOLATION`), never evicting the ring.
+    tail: Vec<TimelineEvent>,
+}
+
+impl TimelineRecorder {
+    pub fn new(capacity: usize) -> Self {
+        TimelineRecorder { capacity: capacity.max(1), ring: VecDeque::new(), dropped: 0, first_violation: None, tail: Vec::new() }
+    }
+
+    /// Records one step and the violations the checker found right after it.
+    pub fn record(&mut self, rec: &StepRecord, violations: &[Violation]) {
+        let after_violation = self.first_violation.is_some();
+        if after_violation && self.tail.len() >= AFTER_VIOLATION {
+            self.dropped += 1;
+            return;
+        }
+        let violations: Vec<String> = violations.iter().map(|v| format!("{}: {}", v.invariant, v.message)).collect();
+        if !violations.is_empty() && self.first_violation.is_none() {
+            self.first_violation = Some(rec.index);
+        }
+        let kind = rec.description.split_whitespace().next().unwrap_or("event").to_owned();
+        let node = match rec.node {
+            Some(n) => n.to_string(),
+            None if kind == "block" || kind == "submit" => "chain".to_owned(),
+            None if kind == "partition" => "network".to_owned(),
+            None => "engine".to_owned(),
+        };
+        let event = TimelineEvent {
+            index: rec.index,
+            time_s: rec.time.as_secs_f64(),
+            node,
+            kind,
+            description: rec.description.clone(),
+            observations: rec.observations.iter().map(observation_line).collect(),
+            violations,
+        };
+        if after_violation {
+            self.tail.push(event);
+            return;
+        }
+        if self.ring.len() == self.capacity {
+            self.ring.pop_front();
+            self.dropped += 1;
+        }
+        self.ring.push_back(event);
+    }
+
+    /// Marks a violation found outside any event (at the end of the run: liveness, budgets).
+    pub fn note_end_violations(&mut self, violations: &[Violation]) {
+        if self.first_violation.is_none() {
+            if let Some(v) = violations.first() {
+                self.first_violation = Some(v.event_index);
+            }
+        }
+    }
+
+    pub fn finish(self) -> Timeline {
+        let mut events: Vec<TimelineEvent> = self.ring.into();
+        events.extend(self.tail);
+        Timeline { events, events_dropped: self.dropped, first_violation_index: self.first_violation }
+    }
+}
+
+/// One readable line per observation, without the bulky parts (whole transactions, keys).
+fn observation_line(o: &Observation) -> String {
+    match o {
+        Observation::NonceUsed { signer, .. } => format!("nonce used by {signer}"),
+        Observation::RefundSigned { leaf, tx, .. } => {
+            format!("refund signed for leaf {leaf} (sequence {})", tx.input.first().map_or(0, |i| i.sequence.0))
+        }
+        Observation::DepositBroadcast { wallet, leaf, .. } => format!("deposit broadcast by {wallet} (leaf {leaf})"),
+        Observation::DepositConfirmed { wallet, leaf, value_sats } => format!("deposit confirmed: {wallet} leaf {leaf}, {value_sats} sats"),
+        Observation::TransferSent { transfer, sender, leaf, value_sats, .. } => {
+            format!("transfer {transfer} sent by {sender} (leaf {leaf}, {value_sats} sats)")
+        }
+        Observation::TransferReturned { transfer, sender } => format!("transfer {transfer} returned to {sender}"),
+        Observation::TransferClaimed { transfer, receiver } => format!("transfer {transfer} claimed by {receiver}"),
+        Observation::ExitConfirmed { wallet, leaf, value_sats } => format!("exit confirmed: {wallet} leaf {leaf}, {value_sats} sats"),
+        Observation::CommandSkipped { wallet, reason } => format!("command skipped by {wallet}: {reason}"),
+        Observation::Rejected { what, reason } => format!("rejected {what}: {reason}"),
+        Observation::DepositReorged { node, leaf, leaf_status } => format!("{node}: deposit of leaf {leaf} reorged out (leaf was {leaf_status})"),
+        Observation::ExitReorged { wallet, leaf } => format!("{wallet}: exit of leaf {leaf} reorged out"),
+        Observation::CulpritNamed { by, culprit, reason } => format!("{by} named culprit {culprit}: {reason}"),
+        Observation::GuardRefused { signer, rule, detail } => format!("{signer}'s signer guard refused ({rule:?}): {detail}"),
+        Observation::ColludedSignature { operator, .. } => format!("{operator} co-signed with a key share it should have forgotten"),
+        Observation::TheftAttempt { wallet, leaf, colluders, outcome } => {
+            let colluders: Vec<String> = colluders.iter().map(|o| o.to_string()).collect();
+            match outcome {
+                Ok(_) => format!("{wallet} stole leaf {leaf} with {}", colluders.join(", ")),
+                Err(e) => format!("{wallet}'s theft of leaf {leaf} blocked: {e}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reference_node::types::Micros;
+
+    fn step(index: u64) -> StepRecord {
+        StepRecord { index, time: Micros::from_secs(index), node: None, description: format!("block #{index}"), observations: vec![], digest: [0; 32] }
+    }
+
+    fn violation(index: u64) -> Violation {
+        Violation { invariant: "I-6".into(), sim_time_s: index as f64, event_index: index, message: "m".into() }
+    }
+
+    #[test]
+    fn keeps_the_last_events_before_the_first_violation_and_a_few_after() {
+        let mut r = TimelineRecorder::new(10);
+        for i in 0..100 {
+            let v = if i == 50 { vec![violation(i)] } else { vec![] };
+            r.record(&step(i), &v);
+        }
+        let t = r.finish();
+        assert_eq!(t.first_violation_index, Some(50));
+        assert_eq!(t.events.len(), 10 + AFTER_VIOLATION, "bounded: the ring plus the tail");
+        assert_eq!(t.events[9].index, 50, "the violating event ends the ring");
+        assert!(!t.events[9].violations.is_empty());
+        assert_eq!(t.events[0].index, 41);
+        assert_eq!(t.events.last().map(|e| e.index), Some(50 + AFTER_VIOLATION as u64));
+        assert_eq!(t.events_dropped + t.events.len() as u64, 100);
+        assert_eq!(t.events[0].kind, "block");
+    }
+
+    #[test]
+    fn a_small_run_keeps_everything() {
+        let mut r = TimelineRecorder::new(1000);
+        for i in 0..20 {
+            r.record(&step(i), &[]);
+        }
+        let t = r.finish();
+        assert_eq!((t.events.len(), t.events_dropped, t.first_violation_index), (20, 0, None));
+    }
+}

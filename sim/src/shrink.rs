@@ -384,5 +384,10 @@ mod tests {
         reparsed.workload = recorded.workload.clone();
         assert_eq!(reparsed, recorded);
         assert_eq!(crate::swarm::expand(&reparsed, seed).0, reparsed, "nothing left to draw");
+        // The same run: the swarm run of the seed and the recorded file give one trace hash.
+        let a = runner::run(&s, path, seed, &RunOptions::default()).report;
+        let b = runner::run(&reparsed, path, seed, &RunOptions::default()).report;
+        assert_eq!(a.trace_hash, b.trace_hash);
+        assert!(a.swarm.is_some() && b.swarm.is_none());
     }
 }

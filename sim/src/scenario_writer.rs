@@ -512,6 +512,14 @@ mod tests {
         }
         // All of them at once, in order.
         round_trip("every fault", |s| s.faults = table.iter().map(|(f, _)| f.clone()).collect());
+        // A symmetric partition that does not flap has no form of its own: it reads back as the
+        // plain partition, which cuts the same window.
+        let steady = FaultSpec::NetPartition { groups: vec![vec![n(op(1))]], direction: Direction::Both, at: t(3), duration: t(4_000), flap: None };
+        let mut s = Scenario::parse("t.toml", "name = \"t\"\ndescription = \"d\"\n").expect("minimal");
+        s.faults = vec![steady.clone()];
+        let back = Scenario::parse("t.toml", &to_toml(&s, "")).expect("parses");
+        assert!(matches!(back.faults[..], [FaultSpec::Partition { .. }]), "{:?}", back.faults);
+        assert_eq!(back.faults[0].partition_windows(&s.topology), steady.partition_windows(&s.topology));
     }
 
     /// Every other section with every optional key set to a non-default value.

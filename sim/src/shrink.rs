@@ -64,9 +64,12 @@ pub enum ShrinkError {
     Writer(String),
 }
 
-/// The scenario with its realised workload written out and its seed fixed.
+/// The scenario with its realised workload written out and its seed fixed. A swarm scenario
+/// is recorded as the seed's expansion (the drawn faults and network settings written out,
+/// `swarm` off), so the file replays that run without the draw and delta-debugging can drop
+/// a drawn fault (with swarm still on, every candidate would draw them all again).
 pub fn record(s: &Scenario, seed: u64) -> Scenario {
-    let mut out = s.clone();
+    let (mut out, _mix) = crate::swarm::expand(s, seed);
     out.workload.explicit = Some(runner::plan_workload(s, seed));
     out.seed = Some(seed);
     out
@@ -354,5 +357,37 @@ mod tests {
         let text = scenario_writer::to_toml(&recorded, "");
         let reparsed = Scenario::parse(path, &text).expect("parses");
         assert_eq!(runner::run(&reparsed, path, 3, &RunOptions::default()).report.trace_hash, a.trace_hash);
+    }
+
+    #[test]
+    fn a_recorded_swarm_run_has_swarm_off_and_the_drawn_faults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/faults/swarm.toml");
+        let s = Scenario::load(path).expect("loads");
+        assert!(s.swarm.is_some());
+        // A seed whose draw adds faults and changes the network (not just the file's own).
+        let seed = (0..64)
+            .find(|seed| {
+                let (x, _) = crate::swarm::expand(&s, *seed);
+                x.faults.len() > s.faults.len() && x.network != s.network
+            })
+            .expect("some seed draws faults and network settings");
+        let (expanded, mix) = crate::swarm::expand(&s, seed);
+        assert!(mix.is_some_and(|m| !m.on().is_empty()));
+        let recorded = record(&s, seed);
+        assert_eq!(recorded.swarm, None, "the recorded file must not draw again");
+        assert_eq!(recorded.faults, expanded.faults);
+        assert_eq!(recorded.network, expanded.network);
+        // Written and read back, it is still the expansion, and replays without swarm.
+        // (An explicit workload leaves the random workload keys unused: they are not written.)
+        let mut reparsed = Scenario::parse(path, &scenario_writer::to_toml(&recorded, "")).expect("parses");
+        assert_eq!(reparsed.workload.explicit, recorded.workload.explicit);
+        reparsed.workload = recorded.workload.clone();
+        assert_eq!(reparsed, recorded);
+        assert_eq!(crate::swarm::expand(&reparsed, seed).0, reparsed, "nothing left to draw");
+        // The same run: the swarm run of the seed and the recorded file give one trace hash.
+        let a = runner::run(&s, path, seed, &RunOptions::default()).report;
+        let b = runner::run(&reparsed, path, seed, &RunOptions::default()).report;
+        assert_eq!(a.trace_hash, b.trace_hash);
+        assert!(a.swarm.is_some() && b.swarm.is_none());
     }
 }

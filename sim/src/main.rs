@@ -602,7 +602,10 @@ fn expectation_exit_code(report: &RunReport) -> ExitCode {
 // ---------------------------------------------------------------------------------------------
 
 fn print_summary(scenario: &Scenario, r: &RunReport) {
-    let deposits_planned = u64::from(scenario.workload.deposits_per_wallet) * u64::from(r.wallets);
+    let deposits_planned = match &scenario.workload.explicit {
+        Some(e) => e.deposits.len() as u64,
+        None => u64::from(scenario.workload.deposits_per_wallet) * u64::from(r.wallets),
+    };
     println!("{} (seed {})", r.scenario, r.seed);
     row(
         "operators",

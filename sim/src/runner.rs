@@ -21,6 +21,7 @@ use reference_node::params::{Directory, Hazards, Params, TestFaults};
 use reference_node::tx::template;
 use reference_node::types::{Micros, NodeId, OperatorId, WalletId};
 use reference_node::wallet::{Command, Wallet, WalletConfig};
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -234,6 +235,19 @@ fn liveness_deadline(s: &Scenario, horizon: Micros) -> Micros {
     s.budgets.liveness.map_or(s.run.max_sim_time, |b| (horizon + b).min(s.run.max_sim_time))
 }
 
+/// A run that reached `run.max_events`: a message or timer storm, named by the node with the
+/// most events and how much simulated time the events covered.
+fn event_budget_finding(rec: &StepRecord, max_events: u64, per_node: &BTreeMap<NodeId, u64>) -> Violation {
+    let top = per_node.iter().max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)));
+    let who = top.map_or(String::new(), |(id, n)| format!("; busiest node {id} with {n} events"));
+    Violation {
+        invariant: "event-budget".into(),
+        sim_time_s: rec.time.as_secs_f64(),
+        event_index: rec.index,
+        message: format!("the run reached run.max_events = {max_events} by {:.1} s simulated{who}: a message or timer storm (last event: {})", rec.time.as_secs_f64(), rec.description),
+    }
+}
+
 /// One engine step, with a panic inside a node turned into an error carrying its message (a
 /// finding for the report), never an unwinding harness.
 pub fn step_or_finding<N: Node, C: L1>(engine: &mut Engine<N, C>) -> Result<Option<StepRecord>, String> {
@@ -260,6 +274,8 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
     let mut last_index = 0;
     let mut panicked = false;
     let mut recorder = opts.timeline_capacity.map(TimelineRecorder::new);
+    // Events per node, to name the source of a storm if the run hits `run.max_events`.
+    let mut busiest: BTreeMap<NodeId, u64> = BTreeMap::new();
     loop {
         let rec = match step_or_finding(&mut engine) {
             Ok(Some(rec)) => rec,
@@ -271,6 +287,9 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
             }
         };
         last_index = rec.index;
+        if let Some(node) = rec.node {
+            *busiest.entry(node).or_insert(0) += 1;
+        }
         let found = checker.after_event(&engine, &rec);
         if let Some(t) = recorder.as_mut() {
             t.record(&rec, &found);
@@ -281,6 +300,10 @@ pub fn run(scenario: &Scenario, scenario_path: &str, seed: u64, opts: &RunOption
             quiet = checker::is_quiet(&engine);
         }
         if now >= scenario.run.max_sim_time || (now >= horizon && (quiet || now >= deadline)) {
+            break;
+        }
+        if rec.index + 1 >= scenario.run.max_events {
+            violations.push(event_budget_finding(&rec, scenario.run.max_events, &busiest));
             break;
         }
     }
@@ -400,6 +423,17 @@ mod tests {
         assert_eq!(liveness_deadline(&parse(""), h), Micros::from_secs(2_000_000), "no budget: max_sim_time");
         assert_eq!(liveness_deadline(&parse("[budgets]\nliveness_s = 300\n"), h), Micros::from_secs(1300));
         assert_eq!(liveness_deadline(&parse("[budgets]\nliveness_s = 300\n[run]\nmax_sim_time_s = 1100\n"), h), Micros::from_secs(1100));
+    }
+
+    #[test]
+    fn a_run_past_max_events_is_an_event_budget_finding_not_a_hang() {
+        let text = "name = \"t\"\ndescription = \"d\"\n[run]\nmax_events = 2000\n[expect]\noutcome = \"violation\"\ninvariant = \"event-budget\"\n";
+        let s = Scenario::parse("t.toml", text).expect("parses");
+        let r = run(&s, "t.toml", 1, &RunOptions { keep_digest_log: false, timeline_capacity: None });
+        assert_eq!(r.report.events, 2000, "stops at the budget");
+        let v = r.report.violations.iter().find(|v| v.invariant == "event-budget").expect("event-budget finding");
+        assert!(v.message.contains("busiest node"), "{}", v.message);
+        assert!(r.report.matched_expectation);
     }
 
     #[test]

@@ -606,10 +606,12 @@ pub enum Invariant {
     /// A leaf spent on chain by a former owner with ≥ t colluding operators: the documented
     /// trust limit (spark-protocol §5.1) was crossed, not a protocol bug.
     TrustAssumptionBroken,
+    /// The run reached `run.max_events`: a message or timer storm.
+    EventBudget,
 }
 
 impl Invariant {
-    const ALL: [Invariant; 9] = [
+    const ALL: [Invariant; 10] = [
         Invariant::I1,
         Invariant::I2,
         Invariant::I3,
@@ -619,6 +621,7 @@ impl Invariant {
         Invariant::Budget,
         Invariant::Theft,
         Invariant::TrustAssumptionBroken,
+        Invariant::EventBudget,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -645,6 +648,7 @@ impl Invariant {
             Invariant::OpBudget(op, stat) => budget_name(op, stat),
             Invariant::Theft => "theft",
             Invariant::TrustAssumptionBroken => "trust-assumption-broken",
+            Invariant::EventBudget => "event-budget",
         }
     }
 
@@ -681,9 +685,8 @@ impl std::fmt::Display for Invariant {
 /// `[expect]`: the expected outcome (default: pass).
 /// - `outcome` = "pass" | "violation".
 /// - `invariant`: required iff outcome is "violation"; one of I-1 I-2 I-3 I-4 I-5 I-6 I-8 I-9
-///   I-10 I-11 I-12 I-14 L-1 L-2 L-3 L-4 L-8 budget budget:<op>.<stat> (see [`Invariant::every`]).
-/// - `invariant`: required iff outcome is "violation"; one of I-1 I-2 I-3 I-6 I-11 L-1 budget
-///   I-12 theft trust-assumption-broken.
+///   I-10 I-11 I-12 I-14 L-1 L-2 L-3 L-4 L-8 budget budget:<op>.<stat> theft
+///   trust-assumption-broken event-budget (see [`Invariant::every`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Expectation {
     #[default]
@@ -694,10 +697,19 @@ pub enum Expectation {
 /// `[run]`: how long to simulate.
 /// - `max_sim_time_s` = 2_000_000.0: hard stop in simulated seconds, > 0.
 /// - `settle_s` = 600.0: quiet time after faults heal before liveness is judged.
+/// - `max_events` = 2_000_000: hard stop in events, 1..=10^10. A run that reaches it is an
+///   `event-budget` finding (a message or timer storm: the simulated system does work that no
+///   workload asked for); without it such a run would hang a campaign.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunSpec {
     pub max_sim_time: Micros,
     pub settle: Micros,
+    pub max_events: u64,
+}
+
+impl RunSpec {
+    /// Default `max_events`: 10× the quickstart's 205k events, under a minute of wall time in release.
+    pub const DEFAULT_MAX_EVENTS: u64 = 2_000_000;
 }
 
 impl Default for RunSpec {
@@ -705,6 +717,7 @@ impl Default for RunSpec {
         RunSpec {
             max_sim_time: Micros::from_secs(2_000_000),
             settle: Micros::from_secs(600),
+            max_events: RunSpec::DEFAULT_MAX_EVENTS,
         }
     }
 }
@@ -995,6 +1008,7 @@ struct RawExpect {
 struct RawRun {
     max_sim_time_s: S<f64>,
     settle_s: S<f64>,
+    max_events: S<i64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1137,6 +1151,7 @@ impl Validator<'_> {
                     settle: self
                         .secs(&r.settle_s, "run.settle_s", Zero::Allowed)?
                         .unwrap_or(d.settle),
+                    max_events: self.int(&r.max_events, "run.max_events", 1..=10_000_000_000, d.max_events as i64)? as u64,
                 }
             }
         };
@@ -2621,7 +2636,8 @@ settle_s = 600.0
             s.run,
             RunSpec {
                 max_sim_time: Micros::from_secs(2_000_000),
-                settle: Micros::from_secs(600)
+                settle: Micros::from_secs(600),
+                max_events: RunSpec::DEFAULT_MAX_EVENTS,
             }
         );
         let net = s.net_config();

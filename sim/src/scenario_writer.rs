@@ -97,7 +97,7 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
         }
     }
 
-    let _ = write!(out, "\n[run]\nmax_sim_time_s = {}\nsettle_s = {}\n", secs(s.run.max_sim_time), secs(s.run.settle));
+    let _ = write!(out, "\n[run]\nmax_sim_time_s = {}\nsettle_s = {}\nmax_events = {}\n", secs(s.run.max_sim_time), secs(s.run.settle), s.run.max_events);
     out
 }
 

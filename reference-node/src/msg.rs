@@ -282,6 +282,9 @@ pub enum WalletReply {
     Transfer { transfer: TransferId, outcome: TransferOutcome },
     PendingTransfers { transfers: Vec<PendingTransferView> },
     TweakStored,
+    /// A claim retried after the operators completed it (its finalize reply was late or lost):
+    /// the refunds the receiver finalized, for it to verify and adopt (operator/claim_done.rs).
+    ClaimCompleted { refunds: RefundSet },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

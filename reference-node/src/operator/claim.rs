@@ -108,6 +108,9 @@ impl Operator {
     }
 
     pub(super) fn claim_sign_refunds(&mut self, ctx: &mut Ctx<'_>, call: WalletCall, transfer: TransferId, receiver: PublicKey, leaves: Vec<ClaimLeafJobs>) {
+        if let Some(r) = self.completed_claim(transfer, &receiver, &leaves) {
+            return Self::reply_wallet(ctx, call, r); // a retry of a finished claim (claim_done.rs)
+        }
         let (keyshare, jobs, decided) = match self.validate_claim(transfer, &receiver, &leaves) {
             Ok(v) => v,
             Err(e) => return Self::reply_wallet(ctx, call, Err(e)),

@@ -4,6 +4,7 @@
 
 mod byzantine;
 mod claim;
+mod claim_done;
 mod deposit;
 pub use deposit::{check_signed, deposit_templates};
 mod dkg;
@@ -102,7 +103,7 @@ impl<K> Step<K> {
 }
 
 /// Where to send the answer of a wallet request.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct WalletCall {
     wallet: NodeId,
     req: ReqId,
@@ -257,6 +258,12 @@ impl Operator {
 
     fn on_wallet_request(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: WalletRequest) {
         let call = WalletCall { wallet: from, req };
+        if self.serving(call) {
+            // A duplicate (retrying transport) of a request a live session is serving: that
+            // session answers it; a second session would race the first (two signing rounds on
+            // the same nonces, a failed copy cancelling what the other commits).
+            return;
+        }
         if let Err(e) = self.authenticate(from, &body) {
             ctx.observe(Observation::Rejected { what: format!("{} {} from {from}", self.cfg.id, body.kind()), reason: e.clone() });
             return Self::reply_wallet(ctx, call, Err(e));
@@ -340,6 +347,20 @@ impl Operator {
             NodeId::Wallet(w) if self.cfg.directory.wallets.get(&w) == Some(claimed) => Ok(()),
             _ => Err(format!("{from} is not authenticated as the identity the request names")),
         }
+    }
+
+    /// A live coordinator session is already serving this exact wallet request.
+    fn serving(&self, call: WalletCall) -> bool {
+        self.vol.sessions.values().any(|s| {
+            let c = match &s.kind {
+                SessionKind::DepositAddress(x) => x.call,
+                SessionKind::DepositSign(x) => x.call,
+                SessionKind::Commitments(x) => x.call,
+                SessionKind::Send(x) => x.call,
+                SessionKind::Claim(x) => x.call,
+            };
+            c == call
+        })
     }
 
     /// Identifiable abort: remember the culprit so the next signer sets leave it out.

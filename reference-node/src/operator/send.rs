@@ -189,6 +189,11 @@ impl Operator {
 
     #[allow(clippy::too_many_arguments)]
     pub(super) fn start_transfer(&mut self, ctx: &mut Ctx<'_>, call: WalletCall, transfer: TransferId, sender: PublicKey, receiver: PublicKey, expiry: Micros, package: TransferPackage) {
+        // A pending send (a live or crashed session of an earlier copy of this request) means a
+        // duplicate: it must not start a second session whose failure would cancel the first.
+        if self.store.read().pending_sends.contains_key(&transfer) {
+            return Self::reply_wallet(ctx, call, Err(format!("transfer {transfer} already exists")));
+        }
         let valid = match self.validate_send(ctx.now, transfer, &sender, &receiver, expiry, &package) {
             Ok(v) => v,
             Err(e) => return Self::reply_wallet(ctx, call, Err(e)),

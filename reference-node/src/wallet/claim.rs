@@ -115,12 +115,22 @@ impl Wallet {
                 self.claim_complete(ctx, c.transfer, signed);
                 return self.finish(ctx);
             }
+            // The operators completed this claim already (our finalize reply was lost): adopt the
+            // refunds we finalized then, once their signatures verify for our new key's refunds.
+            (Stage::Sign { jobs }, WalletReply::ClaimCompleted { refunds }) => match self.claim_adopt(c.transfer, &jobs, refunds) {
+                Ok(signed) => {
+                    self.claim_complete(ctx, c.transfer, signed);
+                    return self.finish(ctx);
+                }
+                Err(e) => Err(e),
+            },
             _ => Err("unexpected reply".into()),
         };
         match next {
             Ok((stage, request)) => {
                 c.stage = stage;
                 self.op = Some((session, Op::Claim(Box::new(c))));
+                self.new_round();
                 let to = self.cfg.coordinator;
                 self.request(ctx, to, request);
                 self.arm_timeout(ctx);
@@ -159,6 +169,22 @@ impl Wallet {
         let leaf = state.view.leaves[0].leaf;
         let request = WalletRequest::FinalizeNodeSignatures { intent: FinalizeIntent::Transfer { transfer }, leaf, signed: signed.clone() };
         Ok((Stage::Finalize { signed }, request))
+    }
+
+    /// The stored refunds must be exactly the txs we asked to sign (paying our new key, with the
+    /// intermediate timelocks) and carry valid signatures of the leaf's aggregate key.
+    fn claim_adopt(&self, transfer: TransferId, jobs: &[PendingJob], refunds: RefundSet) -> Result<Vec<Transaction>, String> {
+        let state = self.claims.get(&transfer).ok_or("claim state vanished")?;
+        let leaf = &state.view.leaves[0];
+        let prevouts = leaf.nodes.refund_prevouts()?;
+        let stored = refunds.into_array();
+        if stored.len() != jobs.len() || prevouts.len() != jobs.len() {
+            return Err(format!("{} stored refunds for {} jobs", stored.len(), jobs.len()));
+        }
+        for (i, (job, tx)) in jobs.iter().zip(&stored).enumerate() {
+            crate::operator::check_signed(&job.tx, tx, &prevouts[i], &leaf.verifying_key).map_err(|e| format!("completed claim: refund {i}: {e}"))?;
+        }
+        Ok(stored.to_vec())
     }
 
     fn claim_complete(&mut self, ctx: &mut Ctx<'_>, transfer: TransferId, signed: Vec<Transaction>) {

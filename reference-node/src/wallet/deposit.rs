@@ -63,6 +63,7 @@ impl Wallet {
             Ok((stage, request)) => {
                 d.stage = stage;
                 self.op = Some((session, Op::Deposit(Box::new(d))));
+                self.new_round();
                 let to = self.cfg.coordinator;
                 self.request(ctx, to, request);
                 self.arm_timeout(ctx);

@@ -96,6 +96,8 @@ pub struct Wallet {
     claimed: BTreeSet<TransferId>,
     poll_backoff: u64,
     poll_armed: bool,
+    /// A `WalletRetry` timer is pending (at most one: a retry only calls `start_next`).
+    retry_armed: bool,
     /// After a failed claim attempt, the next one waits until then.
     claim_retry_at: Micros,
     height: u32,
@@ -121,6 +123,7 @@ impl Wallet {
             claimed: BTreeSet::new(),
             poll_backoff: 1,
             poll_armed: false,
+            retry_armed: false,
             claim_retry_at: Micros::ZERO,
             height: 0,
             sent_away: BTreeMap::new(),
@@ -171,6 +174,18 @@ impl Wallet {
         }
     }
 
+    /// Start a new request round of the current operation under a fresh id. A reply or a
+    /// timeout carries the id of its round, so those of earlier rounds (a duplicated or late
+    /// reply, a timeout armed before the last reply) are recognisably stale and ignored: one
+    /// live timeout per operation, and no reply is ever read as the answer to a later stage.
+    fn new_round(&mut self) {
+        if let Some((id, _)) = &mut self.op {
+            *id = self.next_req;
+            self.next_req += 1;
+        }
+        self.waiting.clear();
+    }
+
     fn begin(&mut self, op: Op) -> u64 {
         let id = self.next_req;
         self.next_req += 1;
@@ -193,7 +208,7 @@ impl Wallet {
                 self.queue.push_front((cmd, attempt + 1));
                 self.op = None;
                 self.waiting.clear();
-                ctx.set_timer(RETRY_DELAY, TimerKind::WalletRetry);
+                self.arm_retry(ctx, RETRY_DELAY);
             }
             _ => {
                 ctx.observe(Observation::CommandSkipped { wallet: self.cfg.id, reason });
@@ -224,8 +239,15 @@ impl Wallet {
             if ctx.now >= self.claim_retry_at {
                 self.start_claim(ctx, t);
             } else {
-                ctx.set_timer(self.claim_retry_at.saturating_sub(ctx.now), TimerKind::WalletRetry);
+                self.arm_retry(ctx, self.claim_retry_at.saturating_sub(ctx.now));
             }
+        }
+    }
+
+    fn arm_retry(&mut self, ctx: &mut Ctx<'_>, after: Micros) {
+        if !self.retry_armed {
+            self.retry_armed = true;
+            ctx.set_timer(after, TimerKind::WalletRetry);
         }
     }
 
@@ -236,8 +258,13 @@ impl Wallet {
         }
     }
 
-    fn on_poll(&mut self, ctx: &mut Ctx<'_>) {
+    /// The poll timer fired (the only place that disarms it, so at most one is ever pending).
+    fn on_poll_timer(&mut self, ctx: &mut Ctx<'_>) {
         self.poll_armed = false;
+        self.on_poll(ctx);
+    }
+
+    fn on_poll(&mut self, ctx: &mut Ctx<'_>) {
         if self.op.is_none() && self.queue.is_empty() {
             self.begin(Op::Poll);
             let receiver = self.identity_public();
@@ -245,6 +272,8 @@ impl Wallet {
             self.request(ctx, to, WalletRequest::QueryPendingTransfers { receiver });
             self.arm_timeout(ctx);
         } else {
+            // Busy, or work queued (after a restart nothing else may start it).
+            self.start_next(ctx);
             self.arm_poll(ctx);
         }
     }
@@ -394,8 +423,11 @@ impl Node for Wallet {
                 }
                 self.start_next(ctx);
             }
-            Input::Timer(TimerKind::PollTransfers) => self.on_poll(ctx),
-            Input::Timer(TimerKind::WalletRetry) => self.start_next(ctx),
+            Input::Timer(TimerKind::PollTransfers) => self.on_poll_timer(ctx),
+            Input::Timer(TimerKind::WalletRetry) => {
+                self.retry_armed = false;
+                self.start_next(ctx);
+            }
             Input::Timer(TimerKind::RequestTimeout(s)) => self.on_timeout(ctx, s),
             Input::Timer(TimerKind::TheftTimeout) => self.on_theft_timeout(ctx),
             Input::Timer(_) => {}
@@ -426,5 +458,6 @@ impl Node for Wallet {
         self.op = None;
         self.waiting.clear();
         self.poll_armed = false;
+        self.retry_armed = false;
     }
 }

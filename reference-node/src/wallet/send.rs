@@ -16,6 +16,9 @@ pub(super) struct SendOp {
     receiver: WalletId,
     leaf: LeafId,
     stage: Stage,
+    /// The coordinator answered the start with an error: if it then knows nothing of the
+    /// transfer, it refused the package and no copy of it is pending.
+    refused: bool,
 }
 
 enum Stage {
@@ -35,7 +38,7 @@ impl Wallet {
             return self.start_next(ctx);
         };
         let leaf = *leaf;
-        self.begin(Op::Send(Box::new(SendOp { attempt, receiver, leaf, stage: Stage::Commitments })));
+        self.begin(Op::Send(Box::new(SendOp { attempt, receiver, leaf, stage: Stage::Commitments, refused: false })));
         let to = self.cfg.coordinator;
         self.request(ctx, to, WalletRequest::GetSigningCommitments { leaf, count: 3 });
         self.arm_timeout(ctx);
@@ -51,6 +54,7 @@ impl Wallet {
                     }
                     s.stage = Stage::Start { transfer, expiry, receiver_key };
                     self.op = Some((session, Op::Send(Box::new(s))));
+                    self.new_round();
                     let to = self.cfg.coordinator;
                     self.request(ctx, to, request);
                     self.arm_timeout(ctx);
@@ -65,24 +69,26 @@ impl Wallet {
                     TransferOutcome::Returned => self.send_returned(ctx, s.leaf, transfer, retry),
                     // Past expiry, "unknown" is final: the coordinator refuses an expired package,
                     // and one it had accepted would read InProgress (its PendingSend is durable).
-                    TransferOutcome::Unknown if ctx.now > expiry => self.send_returned(ctx, s.leaf, transfer, retry),
+                    TransferOutcome::Unknown if ctx.now > expiry || s.refused => self.send_returned(ctx, s.leaf, transfer, retry),
                     TransferOutcome::InProgress | TransferOutcome::Unknown => {
                         // Ask again after a while (handled like a timeout of this stage).
                         self.op = Some((session, Op::Send(Box::new(s))));
-                        self.waiting.clear();
+                        self.new_round();
                         self.arm_timeout(ctx);
                     }
                 }
             }
-            // An error reply means the coordinator cancelled the transfer durably.
+            // An error reply is not the transfer's outcome: it may answer a duplicate of a start
+            // that is going ahead ("already exists"). Ask for the durable outcome.
             (Stage::Start { transfer, .. }, Err(e)) => {
                 let transfer = *transfer;
                 ctx.observe(Observation::Rejected { what: format!("{} send {transfer}", self.cfg.id), reason: e });
-                self.send_returned(ctx, s.leaf, transfer, retry);
+                s.refused = true;
+                self.send_timeout(ctx, session, s);
             }
             (_, _) => {
                 self.op = Some((session, Op::Send(Box::new(s))));
-                self.waiting.clear();
+                self.new_round();
                 self.arm_timeout(ctx);
             }
         }
@@ -96,7 +102,7 @@ impl Wallet {
             Stage::Start { transfer, expiry, receiver_key } | Stage::Query { transfer, expiry, receiver_key } => {
                 s.stage = Stage::Query { transfer, expiry, receiver_key };
                 self.op = Some((session, Op::Send(Box::new(s))));
-                self.waiting.clear();
+                self.new_round();
                 let to = self.cfg.coordinator;
                 self.request(ctx, to, WalletRequest::QueryTransfer { transfer });
                 self.arm_timeout(ctx);
@@ -171,5 +177,75 @@ impl Wallet {
             package.insert(op, ecies::encrypt(op_key, &plain, ctx.rng));
         }
         Ok(package)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg::{Msg, ReqId, TransferOutcome};
+    use crate::node::{Input, Node, Output, TimerKind};
+    use crate::params::{Directory, Params};
+    use crate::types::NodeId;
+    use crate::wallet::{WalletConfig, Wallet};
+    use rand_core::SeedableRng;
+    use std::sync::Arc;
+
+    fn wallet() -> Wallet {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let identity = crate::crypto::SecretKey::new(&mut rng);
+        let l1_key = crate::crypto::SecretKey::new(&mut rng);
+        let directory = Arc::new(Directory { operators: Default::default(), wallets: Default::default() });
+        Wallet::new(WalletConfig { id: WalletId(0), identity, l1_key, coordinator: OperatorId(0), params: Arc::new(Params::new(3, 2)), directory })
+    }
+
+    /// Feed one input at `now`; return what the wallet asked for.
+    fn step(w: &mut Wallet, now: Micros, input: Input) -> Vec<Output> {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(now.0);
+        let mut ctx = Ctx::new(now, NodeId::Wallet(WalletId(0)), &mut rng);
+        w.handle(&mut ctx, input);
+        ctx.into_outputs()
+    }
+
+    fn timeouts(out: &[Output]) -> Vec<u64> {
+        out.iter().filter_map(|o| if let Output::SetTimer { timer: TimerKind::RequestTimeout(id), .. } = o { Some(*id) } else { None }).collect()
+    }
+
+    fn queries(out: &[Output]) -> Vec<ReqId> {
+        out.iter().filter_map(|o| if let Output::Send { msg: Msg::WalletRequest { req, .. }, .. } = o { Some(*req) } else { None }).collect()
+    }
+
+    /// The timer storm the fault model found (`faults/loss.toml --seed 2`): every InProgress
+    /// reply re-armed the send's timeout while the earlier one was still pending, each firing
+    /// queried and armed again, so timers doubled without bound. Now a reply or a re-arm starts a
+    /// new round, and a timeout or reply of an earlier round is ignored.
+    #[test]
+    fn a_send_in_progress_keeps_one_live_timeout() {
+        let mut w = wallet();
+        let receiver_key = w.identity_public();
+        let (transfer, expiry) = (TransferId([1; 16]), Micros::from_secs(1000));
+        let stage = Stage::Start { transfer, expiry, receiver_key };
+        w.op = Some((0, Op::Send(Box::new(SendOp { attempt: 0, receiver: WalletId(1), leaf: LeafId([2; 16]), stage, refused: false }))));
+        w.next_req = 1;
+        // The start timed out: the wallet asks, under a new round, with one timeout.
+        let out = step(&mut w, Micros::from_secs(5), Input::Timer(TimerKind::RequestTimeout(0)));
+        let (q, t1) = (queries(&out), timeouts(&out));
+        assert_eq!((q.len(), t1.len()), (1, 1));
+        assert_eq!(q[0].session, t1[0]);
+        // "In progress": ask again later: a new round, one new timeout.
+        let reply = Msg::WalletReply { req: q[0], body: Box::new(Ok(WalletReply::Transfer { transfer, outcome: TransferOutcome::InProgress })) };
+        let out = step(&mut w, Micros::from_secs(6), Input::Message { from: NodeId::Operator(OperatorId(0)), msg: reply.clone() });
+        let t2 = timeouts(&out);
+        assert_eq!(t2.len(), 1);
+        assert_ne!(t2[0], t1[0]);
+        // The first timeout fires while the second is pending: stale, nothing happens.
+        let out = step(&mut w, Micros::from_secs(10), Input::Timer(TimerKind::RequestTimeout(t1[0])));
+        assert!(out.is_empty(), "a stale timeout acted: {out:?}");
+        // A duplicate of the reply is stale too.
+        let out = step(&mut w, Micros::from_secs(10), Input::Message { from: NodeId::Operator(OperatorId(0)), msg: reply });
+        assert!(out.is_empty(), "a duplicated reply acted: {out:?}");
+        // The live timeout asks once more, with exactly one timeout.
+        let out = step(&mut w, Micros::from_secs(11), Input::Timer(TimerKind::RequestTimeout(t2[0])));
+        assert_eq!((queries(&out).len(), timeouts(&out).len()), (1, 1));
     }
 }

@@ -206,6 +206,10 @@ pub struct CampaignReport {
     pub runs_matched: usize,
     pub runs_not_matched: usize,
     pub per_scenario: BTreeMap<String, Tally>,
+    /// Scenario path → its `[expect] sometimes` properties that fired on none of its runs: each
+    /// fails the campaign (the fault mix never reached the state the scenario exists for).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sometimes_never_fired: BTreeMap<String, Vec<String>>,
     /// Every run, sorted by (scenario path, seed).
     pub runs: Vec<RunReport>,
 }
@@ -234,6 +238,7 @@ impl CampaignReport {
             t.matched += usize::from(r.matched_expectation);
         }
         let matched = runs.iter().filter(|r| r.matched_expectation).count();
+        let sometimes_never_fired = never_fired_per_scenario(&runs);
         CampaignReport {
             schema_version: SCHEMA_VERSION,
             builds: builds.into_iter().collect(),
@@ -242,13 +247,39 @@ impl CampaignReport {
             runs_matched: matched,
             runs_not_matched: runs.len() - matched,
             per_scenario,
+            sometimes_never_fired,
             runs,
         }
+    }
+
+    /// Every run matched its expectation and every declared sometimes-property fired somewhere.
+    pub fn passed(&self) -> bool {
+        self.runs_not_matched == 0 && self.sometimes_never_fired.is_empty()
     }
 
     pub fn failures(&self) -> impl Iterator<Item = &RunReport> {
         self.runs.iter().filter(|r| !r.matched_expectation)
     }
+}
+
+/// Per scenario, the declared `[expect] sometimes` properties that fired in none of its runs.
+fn never_fired_per_scenario(runs: &[RunReport]) -> BTreeMap<String, Vec<String>> {
+    let mut declared: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut fired: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for r in runs {
+        declared.entry(&r.scenario_path).or_default().extend(r.expected_sometimes.iter().map(String::as_str));
+        if let Some(c) = &r.checker {
+            fired.entry(&r.scenario_path).or_default().extend(c.sometimes.iter().filter(|(_, n)| **n > 0).map(|(k, _)| k.as_str()));
+        }
+    }
+    declared
+        .into_iter()
+        .filter_map(|(path, want)| {
+            let seen = fired.get(path);
+            let missing: Vec<String> = want.into_iter().filter(|w| !seen.is_some_and(|s| s.contains(w))).map(str::to_owned).collect();
+            (!missing.is_empty()).then(|| (path.to_owned(), missing))
+        })
+        .collect()
 }
 
 /// Reads a results file, ignoring (and, with `repair`, cutting off) a truncated last line.
@@ -508,6 +539,27 @@ mod tests {
         let text = serde_json::to_string(&line).expect("json");
         let r: RunReport = serde_json::from_str(&text).expect("a run report");
         assert_eq!(r, line.report);
+    }
+
+    #[test]
+    fn a_declared_sometimes_that_never_fired_fails_the_campaign() {
+        let mut a = crate::report::tests::example();
+        a.expected_sometimes = vec!["transfer-claimed".into(), "crash-during-two-phase-settle".into()];
+        let mut b = a.clone();
+        b.seed = 2;
+        if let Some(c) = b.checker.as_mut() {
+            c.sometimes.insert("crash-during-two-phase-settle".into(), 0);
+        }
+        let lines = |runs: Vec<RunReport>| runs.into_iter().map(|report| ResultLine { report, build: "b".into(), scenario_digest: "d".into() }).collect::<Vec<_>>();
+        let r = CampaignReport::from_lines(lines(vec![a.clone(), b.clone()]));
+        assert_eq!(r.sometimes_never_fired.get(&a.scenario_path), Some(&vec!["crash-during-two-phase-settle".to_owned()]));
+        assert!(!r.passed(), "every run matched, but a declared state was never reached");
+        // One seed reaching it is enough.
+        if let Some(c) = b.checker.as_mut() {
+            c.sometimes.insert("crash-during-two-phase-settle".into(), 1);
+        }
+        let r = CampaignReport::from_lines(lines(vec![a, b]));
+        assert!(r.sometimes_never_fired.is_empty() && r.passed());
     }
 
     #[test]

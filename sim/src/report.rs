@@ -92,6 +92,10 @@ pub struct RunReport {
     /// How many `[[fault]]` entries of each kind the scenario injected (`crash`, `partition`, ...).
     #[serde(default)]
     pub fault_mix: BTreeMap<String, u32>,
+    /// The scenario's `[expect] sometimes`: properties a campaign over it must see fire at least
+    /// once (the counts are in `checker.sometimes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_sometimes: Vec<String>,
 }
 
 // --- checker: invariant table, sometimes coverage, per-operation latency -------------------------
@@ -241,6 +245,7 @@ pub(crate) mod tests {
                 theft_attempts_succeeded: 0,
             }),
             swarm: Some(crate::swarm::SwarmMix::default()),
+            expected_sometimes: vec!["transfer-claimed".into()],
         }
     }
 

@@ -383,6 +383,7 @@ fn make_report(s: &Scenario, path: &str, seed: u64, engine: &SimEngine, checker:
         sim_time_s: engine.now().as_secs_f64(),
         wall_time_s,
         replay_command: format!("sparksim run {path} --seed {seed}"),
+        expected_sometimes: s.expect_sometimes.iter().cloned().collect(),
         checker: Some(checker.report()),
         adversary: adversary_report(s, checker),
         swarm: None,

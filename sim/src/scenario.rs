@@ -54,6 +54,10 @@ pub struct Scenario {
     pub thefts: Vec<TheftSpec>,
     /// Swarm testing: `None` unless `swarm = true` or a `[swarm]` table is given.
     pub swarm: Option<SwarmSpec>,
+    /// `[expect] sometimes`: sometimes-properties (`checker::properties::SOMETIMES`) this
+    /// scenario's fault mix is meant to reach. A campaign fails when one of them fired on none of
+    /// the scenario's seeds, so a mix that never reaches the interesting states cannot pass.
+    pub expect_sometimes: BTreeSet<String>,
 }
 
 /// `[topology]`: who takes part.
@@ -1001,6 +1005,7 @@ struct RawBudgets {
 struct RawExpect {
     outcome: Spanned<String>,
     invariant: S<String>,
+    sometimes: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -1181,6 +1186,10 @@ impl Validator<'_> {
             swarm: match &raw.swarm {
                 None => None,
                 Some(v) => self.swarm(v)?,
+            },
+            expect_sometimes: match &raw.expect {
+                None => BTreeSet::new(),
+                Some(e) => self.expect_sometimes(e.get_ref().sometimes.as_deref().unwrap_or_default())?,
             },
         })
     }
@@ -1803,6 +1812,20 @@ impl Validator<'_> {
             ops,
             liveness: self.secs(&b.liveness_s, "budgets.liveness_s", Zero::Forbidden)?,
         })
+    }
+
+    /// `[expect] sometimes`: each a registered sometimes-property name.
+    fn expect_sometimes(&self, raw: &[Spanned<String>]) -> R<BTreeSet<String>> {
+        use crate::checker::properties::SOMETIMES;
+        let mut out = BTreeSet::new();
+        for (i, name) in raw.iter().enumerate() {
+            if !SOMETIMES.iter().any(|(n, _)| n == name.get_ref()) {
+                let known: Vec<&str> = SOMETIMES.iter().map(|(n, _)| *n).collect();
+                return Err(self.err(name.span(), format!("expect.sometimes[{i}]"), format!("unknown sometimes-property `{}`: expected one of {}", name.get_ref(), known.join(", "))));
+            }
+            out.insert(name.get_ref().clone());
+        }
+        Ok(out)
     }
 
     fn expect(&self, e: &Spanned<RawExpect>) -> R<Expectation> {
@@ -2645,6 +2668,17 @@ settle_s = 600.0
         let w = NodeId::Wallet(WalletId(3));
         assert_eq!(net.link(NodeId::Operator(OperatorId(0)), w).loss, 0.5);
         assert_eq!(net.link(w, NodeId::Operator(OperatorId(0))).loss, 0.01);
+    }
+
+    #[test]
+    fn expect_sometimes_names_registered_properties() {
+        let ok = "name = \"s\"\ndescription = \"d\"\n[expect]\noutcome = \"pass\"\nsometimes = [\"transfer-claimed\"]\n";
+        let s = Scenario::parse("s.toml", ok).unwrap();
+        assert!(s.expect_sometimes.contains("transfer-claimed"));
+        let bad = "name = \"s\"\ndescription = \"d\"\n[expect]\noutcome = \"pass\"\nsometimes = [\"transfer-claimed\", \"never-heard-of-it\"]\n";
+        let e = Scenario::parse("s.toml", bad).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (5, "expect.sometimes[1]"), "{e}");
+        assert!(e.message.contains("never-heard-of-it"), "{e}");
     }
 
     #[test]

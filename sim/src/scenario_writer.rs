@@ -96,6 +96,10 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
             let _ = write!(out, "\n[expect]\noutcome = \"violation\"\ninvariant = {}\n", string(i.as_str()));
         }
     }
+    if !s.expect_sometimes.is_empty() {
+        let names: Vec<String> = s.expect_sometimes.iter().map(|n| string(n)).collect();
+        let _ = writeln!(out, "sometimes = [{}]", names.join(", "));
+    }
 
     let _ = write!(out, "\n[run]\nmax_sim_time_s = {}\nsettle_s = {}\nmax_events = {}\n", secs(s.run.max_sim_time), secs(s.run.settle), s.run.max_events);
     out

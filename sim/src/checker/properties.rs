@@ -20,6 +20,8 @@ pub const SOMETIMES: &[(&str, &str)] = &[
     ("dkg-round-abandoned", "a DKG round was rejected or abandoned by an operator"),
     ("exit-confirmed", "a unilateral exit confirmed its refund on L1"),
     ("command-skipped", "a workload command could not be carried out"),
+    ("deposit-reorged", "an L1 reorg took a confirmed deposit off the chain"),
+    ("exit-reorged", "an L1 reorg took a confirmed exit transaction off the chain"),
 ];
 
 /// Per-run counts of every sometimes-property (registered ones start at 0, so a report shows

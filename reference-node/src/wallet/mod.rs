@@ -96,6 +96,9 @@ pub struct Wallet {
     claimed: BTreeSet<TransferId>,
     poll_backoff: u64,
     poll_armed: bool,
+    /// A `TransferEvent` arrived while the wallet was busy: poll as soon as it is idle, not at
+    /// the next (possibly backed-off) poll timer.
+    event_pending: bool,
     /// A `WalletRetry` timer is pending (at most one: a retry only calls `start_next`).
     retry_armed: bool,
     /// After a failed claim attempt, the next one waits until then.
@@ -123,6 +126,7 @@ impl Wallet {
             claimed: BTreeSet::new(),
             poll_backoff: 1,
             poll_armed: false,
+            event_pending: false,
             retry_armed: false,
             claim_retry_at: Micros::ZERO,
             height: 0,
@@ -241,6 +245,8 @@ impl Wallet {
             } else {
                 self.arm_retry(ctx, self.claim_retry_at.saturating_sub(ctx.now));
             }
+        } else if std::mem::take(&mut self.event_pending) {
+            self.on_poll(ctx);
         }
     }
 
@@ -439,6 +445,8 @@ impl Node for Wallet {
                     self.poll_backoff = 1;
                     if self.op.is_none() && self.queue.is_empty() {
                         self.on_poll(ctx);
+                    } else {
+                        self.event_pending = true;
                     }
                 }
                 Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),

@@ -362,13 +362,12 @@ fn operator_down_forever_is_reported_by_the_liveness_phase() {
 }
 
 #[test]
-fn stuck_rollback_gossip_is_caught_as_i12() {
+fn stuck_rollback_gossip_stays_fixed() {
+    // Was I-12 (a SettleReceiverRollback for a superseded settle attempt refused forever); with
+    // explicit settle attempts the stale rollback is acknowledged and the run passes.
     let (exit, report) = run_json("regressions/stuck-rollback-gossip.toml", 2, &temp_dir("i12"));
     let v = report["violations"].as_array().expect("violations");
-    assert!(
-        v.iter().any(|v| v["invariant"] == "I-12" && v["message"].as_str().unwrap_or("").contains("SettleReceiverRollback")),
-        "{report:#}"
-    );
+    assert!(v.iter().all(|v| v["invariant"] != "I-12"), "{report:#}");
     assert_eq!(report["matched_expectation"], true);
     assert_eq!(exit, 0);
 }

@@ -311,7 +311,7 @@ pub enum InternalRequest {
         signed_refunds: BTreeMap<LeafId, RefundSet>,
     },
     /// Two-phase receiver settle, phase 1 (spark-protocol §4.2 claim step 4).
-    SettleReceiverPrepare { transfer: TransferId, tweak_digests: BTreeMap<LeafId, [u8; 32]> },
+    SettleReceiverPrepare { transfer: TransferId, attempt: u64, tweak_digests: BTreeMap<LeafId, [u8; 32]> },
 }
 
 impl InternalRequest {
@@ -365,8 +365,9 @@ pub enum GossipBody {
     FinalizeTreeCreation { leaf: LeafRecord },
     SettleSenderKeyTweak { transfer: TransferId },
     CancelTransfer { transfer: TransferId },
-    SettleReceiverCommit { transfer: TransferId },
-    SettleReceiverRollback { transfer: TransferId },
+    /// `attempt`: the coordinator's receiver-settle attempt this decision ends.
+    SettleReceiverCommit { transfer: TransferId, attempt: u64 },
+    SettleReceiverRollback { transfer: TransferId, attempt: u64 },
     FinalizeTransfer { transfer: TransferId, refunds: BTreeMap<LeafId, RefundSet> },
 }
 

@@ -122,7 +122,7 @@ fn garbage(class: u8, a: u64, bytes: &[u8], ids: &Ids, target: OperatorId) -> Op
             let body = match a % 4 {
                 0 => InternalRequest::FrostRound1 { keyshare: KeyshareId(id16(bytes, 5)), count: (a % 200) as u8 },
                 1 => InternalRequest::FrostRound2 { keyshare, jobs: vec![] },
-                2 => InternalRequest::SettleReceiverPrepare { transfer, tweak_digests: BTreeMap::from([(leaf, [a as u8; 32])]) },
+                2 => InternalRequest::SettleReceiverPrepare { transfer, attempt: a, tweak_digests: BTreeMap::from([(leaf, [a as u8; 32])]) },
                 _ => InternalRequest::InitiateTransfer {
                     transfer: TransferId(id16(bytes, 6)),
                     sender: stranger,
@@ -143,7 +143,7 @@ fn garbage(class: u8, a: u64, bytes: &[u8], ids: &Ids, target: OperatorId) -> Op
         6 => {
             let body = match a % 3 {
                 0 => GossipBody::SettleSenderKeyTweak { transfer },
-                1 => GossipBody::SettleReceiverCommit { transfer },
+                1 => GossipBody::SettleReceiverCommit { transfer, attempt: 1 },
                 _ => GossipBody::CancelTransfer { transfer },
             };
             let (from, origin) = if a.is_multiple_of(2) { (NodeId::Operator(peer), OperatorId((peer.0 + 1) % 5)) } else { (NodeId::Operator(OperatorId(99)), OperatorId(99)) };
@@ -200,7 +200,7 @@ fn mutated_encodings_never_panic_an_operator_nor_change_its_store() {
     let seeds: Vec<Vec<u8>> = [
         Msg::WalletRequest { req: ReqId { session: 1, phase: 0 }, body: Box::new(WalletRequest::ClaimTweakKeys { transfer, receiver, leaves: vec![] }) },
         Msg::Internal { req: ReqId { session: 1, phase: 1 }, body: Box::new(InternalRequest::FrostRound1 { keyshare: ids.keyshares[0], count: 3 }) },
-        Msg::Gossip { id: GossipId { origin: OperatorId(0), seq: 1 }, body: Box::new(GossipBody::SettleReceiverCommit { transfer }) },
+        Msg::Gossip { id: GossipId { origin: OperatorId(0), seq: 1 }, body: Box::new(GossipBody::SettleReceiverCommit { transfer, attempt: 1 }) },
         Msg::Collude { req: ReqId { session: 1, phase: 0 }, body: Box::new(reference_node::msg::ColludeRequest::Commit { verifying_key: receiver, user_public_key: receiver }) },
         Msg::Internal { req: ReqId { session: 1, phase: 1 }, body: Box::new(InternalRequest::DkgRound1 { batch: 7, packages: vec![vec![1, 2, 3]] }) },
     ]

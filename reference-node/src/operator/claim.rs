@@ -30,6 +30,8 @@ pub(super) struct ClaimSession {
     keyshare: KeyshareId,
     jobs: Vec<SigningJob>,
     signers: Vec<OperatorId>,
+    /// The receiver-settle attempt this session prepared (0 when the commit was already decided).
+    attempt: u64,
 }
 
 impl ClaimSession {
@@ -120,18 +122,30 @@ impl Operator {
                 return Self::reply_wallet(ctx, call, Err(e));
             }
         }
-        let mut s = ClaimSession { call, transfer, stage: Stage::Prepare, keyshare, jobs, signers: Vec::new() };
+        let mut s = ClaimSession { call, transfer, stage: Stage::Prepare, keyshare, jobs, signers: Vec::new(), attempt: 0 };
         if decided {
             s.stage = Stage::WaitSettled;
             let id = self.start_session(ctx, SessionKind::Claim(Box::new(s)), Vec::new());
             self.advance(ctx, id);
         } else {
+            s.attempt = self.next_settle_attempt(transfer);
             let db = self.store.read();
             let digests = db.transfers[&transfer].leaves.iter().filter_map(|(l, r)| r.receiver_tweak.as_ref().map(|t| (*l, tweak_digest(t)))).collect();
-            let req = InternalRequest::SettleReceiverPrepare { transfer, tweak_digests: digests };
+            let req = InternalRequest::SettleReceiverPrepare { transfer, attempt: s.attempt, tweak_digests: digests };
             let requests = self.all_operators().into_iter().map(|o| (o, req.clone())).collect();
             self.start_session(ctx, SessionKind::Claim(Box::new(s)), requests);
         }
+    }
+
+    /// Coordinator: number a new receiver-settle attempt durably (before its Prepare leaves), so
+    /// a restarted coordinator never reuses an attempt whose rollback may still be in flight.
+    fn next_settle_attempt(&mut self, transfer: TransferId) -> u64 {
+        let mut db = self.store.begin();
+        let row = db.receiver_settles.entry(transfer).or_default();
+        row.attempts_started += 1;
+        let attempt = row.attempts_started;
+        self.store.commit(db);
+        attempt
     }
 
     fn validate_claim(&self, transfer: TransferId, receiver: &PublicKey, leaves: &[ClaimLeafJobs]) -> Result<(KeyshareId, Vec<SigningJob>, bool), String> {
@@ -199,7 +213,7 @@ impl Operator {
             Stage::Prepare => {
                 // Every operator prepared: decide COMMIT durably, apply our own, gossip the rest.
                 let mut db = self.store.begin();
-                if let Err(e) = self.apply_receiver_commit(&mut db, s.transfer) {
+                if let Err(e) = self.apply_receiver_commit(&mut db, s.transfer, s.attempt) {
                     self.claim_abort(ctx, s, e);
                     return Step::Done;
                 }
@@ -207,7 +221,7 @@ impl Operator {
                     t.receiver_commit_decided = true;
                 }
                 let others = self.others();
-                let seq = (!others.is_empty()).then(|| Self::gossip_create(&mut db, GossipBody::SettleReceiverCommit { transfer: s.transfer }, others));
+                let seq = (!others.is_empty()).then(|| Self::gossip_create(&mut db, GossipBody::SettleReceiverCommit { transfer: s.transfer, attempt: s.attempt }, others));
                 self.store.commit(db);
                 if let Some(seq) = seq {
                     self.gossip_push(ctx, seq);
@@ -270,8 +284,8 @@ impl Operator {
             // Not decided: roll back everywhere (durably), so the receiver can try again.
             let mut db = self.store.begin();
             let decided = db.transfers.get(&s.transfer).is_some_and(|t| t.receiver_commit_decided);
-            if (!decided || split) && Self::apply_receiver_rollback(&mut db, s.transfer, split).is_ok() {
-                let seq = Self::gossip_create(&mut db, GossipBody::SettleReceiverRollback { transfer: s.transfer }, self.others());
+            if (!decided || split) && Self::apply_receiver_rollback(&mut db, s.transfer, s.attempt, split).is_ok() {
+                let seq = Self::gossip_create(&mut db, GossipBody::SettleReceiverRollback { transfer: s.transfer, attempt: s.attempt }, self.others());
                 self.store.commit(db);
                 self.gossip_push(ctx, seq);
             }
@@ -279,7 +293,9 @@ impl Operator {
         Self::reply_wallet(ctx, s.call, Err(reason));
     }
 
-    pub(super) fn settle_receiver_prepare(&mut self, transfer: TransferId, digests: &BTreeMap<LeafId, [u8; 32]>) -> Result<InternalReply, String> {
+    /// Participant: lock the receiver's tweak for settle `attempt` and remember the attempt, so a
+    /// rollback of an older attempt arriving later is recognised as stale.
+    pub(super) fn settle_receiver_prepare(&mut self, transfer: TransferId, attempt: u64, digests: &BTreeMap<LeafId, [u8; 32]>) -> Result<InternalReply, String> {
         let mut db = self.store.begin();
         let t = db.transfers.get_mut(&transfer).ok_or_else(|| format!("unknown transfer {transfer}"))?;
         let mine: BTreeMap<LeafId, [u8; 32]> = t.leaves.iter().filter_map(|(l, r)| r.receiver_tweak.as_ref().map(|tw| (*l, tweak_digest(tw)))).collect();
@@ -291,11 +307,15 @@ impl Operator {
             TransferStatus::ReceiverKeyTweakLocked | TransferStatus::ReceiverKeyTweakApplied | TransferStatus::Completed => {}
             s => return Err(format!("cannot prepare a receiver settle in {s:?}")),
         }
+        let row = db.receiver_settles.entry(transfer).or_default();
+        row.locked_attempt = row.locked_attempt.max(attempt);
         self.store.commit(db);
         Ok(InternalReply::Ack)
     }
 
-    pub(super) fn apply_receiver_commit(&self, db: &mut Db, transfer: TransferId) -> Result<(), String> {
+    /// `attempt` is informational here: a commit is decided only after every operator prepared
+    /// that attempt with the same tweak digests, and a locked tweak cannot be replaced.
+    pub(super) fn apply_receiver_commit(&self, db: &mut Db, transfer: TransferId, attempt: u64) -> Result<(), String> {
         let t = db.transfers.get(&transfer).ok_or_else(|| format!("unknown transfer {transfer}"))?;
         match t.status {
             TransferStatus::ReceiverKeyTweakLocked | TransferStatus::ReceiverKeyTweaked => {}
@@ -317,13 +337,35 @@ impl Operator {
         if let Some(t) = db.transfers.get_mut(&transfer) {
             t.status = TransferStatus::ReceiverKeyTweakApplied;
         }
+        let row = db.receiver_settles.entry(transfer).or_default();
+        row.locked_attempt = row.locked_attempt.max(attempt);
         Ok(())
     }
 
-    /// `split_hazard` (buildonspark/spark#24): the row of an already applied commit is reset too,
-    /// but its key tweak stays applied, so a retried claim tweaks this share a second time.
-    pub(super) fn apply_receiver_rollback(db: &mut Db, transfer: TransferId, split_hazard: bool) -> Result<(), String> {
+    /// Roll back receiver-settle `attempt`. A participant rolls back only the attempt it is locked
+    /// for, or an older one it never prepared a newer attempt after. Two rollbacks are provably
+    /// stale and are no-ops that succeed (so the origin's gossip row is delivered, not retried
+    /// forever): one for an attempt older than the one this operator prepared (the coordinator
+    /// started that newer attempt after deciding this rollback), and one arriving after this
+    /// operator applied a commit (the coordinator decides a commit only after every operator
+    /// prepared its attempt, and never rolls back after deciding commit, so the rollback is for an
+    /// earlier attempt). Acking these as applied is not the "ack what you failed to apply"
+    /// hazard (spark-protocol §8.2 #10): the operator's state already is what the coordinator's
+    /// final decision requires; applying the rollback would be the bug (spark#24's split).
+    ///
+    /// `split_hazard` (buildonspark/spark#24): attempts are ignored and the row of an already
+    /// applied commit is reset too, but its key tweak stays applied, so a retried claim tweaks
+    /// this share a second time.
+    pub(super) fn apply_receiver_rollback(db: &mut Db, transfer: TransferId, attempt: u64, split_hazard: bool) -> Result<(), String> {
+        let locked_attempt = db.receiver_settles.get(&transfer).map_or(0, |r| r.locked_attempt);
         let t = db.transfers.get_mut(&transfer).ok_or_else(|| format!("unknown transfer {transfer}"))?;
+        if !split_hazard {
+            match t.status {
+                TransferStatus::ReceiverKeyTweakApplied | TransferStatus::Completed => return Ok(()),
+                _ if attempt < locked_attempt => return Ok(()),
+                _ => {}
+            }
+        }
         match t.status {
             TransferStatus::ReceiverKeyTweakApplied if split_hazard => {
                 t.status = TransferStatus::SenderKeyTweaked;

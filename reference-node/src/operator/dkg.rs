@@ -1,6 +1,12 @@
 //! The keyshare pool (spark-protocol §2.3): a coordinator keeps a pool of DKG keys ahead of need,
 //! generated in batches by all operators over the network; a key enters the pool only when every
 //! operator reported the same public key for it.
+//!
+//! Lost messages: while a batch is open the coordinator re-sends its DkgStart to every operator
+//! on each `dkg` tick; a participant answers a duplicate start idempotently by re-sending what it
+//! already sent for that batch (its round-1 broadcast, its round-2 packages, its DkgDone), so one
+//! lost package delays a batch by a tick instead of stalling the pool. A batch still incomplete
+//! after [`BATCH_ATTEMPT_TICKS`] ticks is abandoned and a fresh one (new batch id) starts at once.
 use super::store::{KeyshareRow, KeyshareStatus};
 use super::Operator;
 use crate::crypto::dkg::{self, Round1Secret, Round2Secret};
@@ -21,6 +27,10 @@ pub(super) struct BatchState {
     secret2: Option<Round2Secret>,
     round2: BTreeMap<OperatorId, Vec<Vec<u8>>>,
     done: bool,
+    /// What this operator sent for the batch, kept to answer a duplicate DkgStart.
+    sent_round1: Option<Vec<Vec<u8>>>,
+    sent_round2: BTreeMap<OperatorId, Vec<Vec<u8>>>,
+    sent_done: Option<Vec<PublicKey>>,
 }
 
 /// The coordinator's tally of one batch.
@@ -29,6 +39,9 @@ pub(super) struct Collect {
     started_at: Micros,
     reports: BTreeMap<OperatorId, Vec<PublicKey>>,
 }
+
+/// `dkg` ticks a batch may stay open (re-sending its DkgStart each tick) before it is abandoned.
+const BATCH_ATTEMPT_TICKS: u64 = 3;
 
 /// Bound on batches a participant tracks at once.
 const MAX_OPEN_BATCHES: usize = 16;
@@ -48,7 +61,12 @@ impl Operator {
     /// The `dkg` task: top the pool up, one batch at a time.
     pub(super) fn dkg_pool_tick(&mut self, ctx: &mut Ctx<'_>) {
         if let Some(c) = &self.vol.dkg_collect {
-            if c.started_at + self.cfg.params.request_timeout * 12 > ctx.now {
+            if c.started_at + self.cfg.params.dkg_period * BATCH_ATTEMPT_TICKS > ctx.now {
+                // Still open: something was lost. Every operator re-sends its part (idempotent).
+                let (batch, count) = (c.batch, self.cfg.params.dkg_batch);
+                for op in self.all_operators() {
+                    Self::internal(ctx, op, InternalRequest::DkgStart { batch, count });
+                }
                 ctx.set_timer(self.cfg.params.dkg_period, TimerKind::DkgPool);
                 return;
             }
@@ -85,7 +103,12 @@ impl Operator {
         if u64::from(from.0) != batch >> 48 {
             return;
         }
+        // The coordinator moved on: its older batches will never complete here.
+        self.vol.dkg.retain(|b, s| b >> 48 != batch >> 48 || *b >= batch || s.done);
         let Some(state) = self.batch(batch) else { return };
+        if state.sent_round1.is_some() {
+            return self.dkg_resend(ctx, from, batch);
+        }
         if state.secret1.is_some() || state.done {
             return;
         }
@@ -95,6 +118,7 @@ impl Operator {
                 let state = self.vol.dkg.entry(batch).or_default();
                 state.coordinator = Some(from);
                 state.secret1 = Some(secret);
+                state.sent_round1 = Some(packages.clone());
                 for op in self.others() {
                     Self::internal(ctx, op, InternalRequest::DkgRound1 { batch, packages: packages.clone() });
                 }
@@ -103,8 +127,33 @@ impl Operator {
         }
     }
 
+    /// A duplicate DkgStart: re-send this operator's part of the batch so far (a peer or the
+    /// coordinator may have lost it). Re-sent packages are the same bytes, so receivers that
+    /// already have them change nothing.
+    fn dkg_resend(&mut self, ctx: &mut Ctx<'_>, from: OperatorId, batch: u64) {
+        let others = self.others();
+        let Some(state) = self.vol.dkg.get(&batch) else { return };
+        if state.coordinator != Some(from) {
+            return;
+        }
+        let mut out = Vec::new();
+        if let Some(packages) = &state.sent_round1 {
+            out.extend(others.iter().map(|op| (*op, InternalRequest::DkgRound1 { batch, packages: packages.clone() })));
+        }
+        out.extend(state.sent_round2.iter().map(|(op, packages)| (*op, InternalRequest::DkgRound2 { batch, packages: packages.clone() })));
+        if let Some(public_keys) = &state.sent_done {
+            out.push((from, InternalRequest::DkgDone { batch, public_keys: public_keys.clone() }));
+        }
+        for (op, body) in out {
+            Self::internal(ctx, op, body);
+        }
+    }
+
     pub(super) fn dkg_round1(&mut self, ctx: &mut Ctx<'_>, from: OperatorId, batch: u64, packages: Vec<Vec<u8>>) {
         let Some(state) = self.batch(batch) else { return };
+        if state.done || state.secret2.is_some() {
+            return; // a re-sent package this operator already used
+        }
         state.round1.insert(from, packages);
         self.dkg_try_round2(ctx, batch);
     }
@@ -120,6 +169,7 @@ impl Operator {
             Err(e) => ctx.observe(Observation::Rejected { what: format!("{} DKG part2", self.cfg.id), reason: e.to_string() }),
             Ok((secret2, outgoing)) => {
                 state.secret2 = Some(secret2);
+                state.sent_round2 = outgoing.clone();
                 for (op, packages) in outgoing {
                     Self::internal(ctx, op, InternalRequest::DkgRound2 { batch, packages });
                 }
@@ -130,6 +180,9 @@ impl Operator {
 
     pub(super) fn dkg_round2(&mut self, ctx: &mut Ctx<'_>, from: OperatorId, batch: u64, packages: Vec<Vec<u8>>) {
         let Some(state) = self.batch(batch) else { return };
+        if state.done {
+            return; // a re-sent package this operator already used
+        }
         state.round2.insert(from, packages);
         self.dkg_try_round3(ctx, batch);
     }
@@ -149,7 +202,8 @@ impl Operator {
         match result {
             Err(e) => ctx.observe(Observation::Rejected { what: format!("{me} DKG part3"), reason: e.to_string() }),
             Ok(shares) => {
-                let public_keys = shares.iter().map(|s| s.public_key).collect();
+                let public_keys: Vec<PublicKey> = shares.iter().map(|s| s.public_key).collect();
+                state.sent_done = Some(public_keys.clone());
                 let mut db = self.store.begin();
                 for (i, share) in shares.into_iter().enumerate() {
                     db.keyshares.insert(keyshare_id(batch, i), KeyshareRow { status: KeyshareStatus::Available, share, coordinator, epoch: 0 });

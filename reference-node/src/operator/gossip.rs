@@ -76,8 +76,8 @@ impl Operator {
             GossipBody::FinalizeTreeCreation { leaf } => self.apply_finalize_tree(db, leaf),
             GossipBody::SettleSenderKeyTweak { transfer } => self.apply_settle_sender(db, *transfer),
             GossipBody::CancelTransfer { transfer } => Self::apply_cancel(db, *transfer),
-            GossipBody::SettleReceiverCommit { transfer } => self.apply_receiver_commit(db, *transfer),
-            GossipBody::SettleReceiverRollback { transfer } => Self::apply_receiver_rollback(db, *transfer, self.cfg.params.hazards.claim_settle_split),
+            GossipBody::SettleReceiverCommit { transfer, attempt } => self.apply_receiver_commit(db, *transfer, *attempt),
+            GossipBody::SettleReceiverRollback { transfer, attempt } => Self::apply_receiver_rollback(db, *transfer, *attempt, self.cfg.params.hazards.claim_settle_split),
             GossipBody::FinalizeTransfer { transfer, refunds } => Self::apply_finalize_transfer(db, *transfer, refunds),
         }
     }
@@ -129,13 +129,13 @@ impl Operator {
                     Err(e) => ctx.observe(Observation::Rejected { what: format!("{} settling own sender tweak", self.cfg.id), reason: e }),
                 }
             }
-            GossipBody::SettleReceiverCommit { transfer } => self.resume_claim(ctx, transfer),
+            GossipBody::SettleReceiverCommit { transfer, .. } => self.resume_claim(ctx, transfer),
             _ => {}
         }
     }
 
     fn gossip_progress(&mut self, ctx: &mut Ctx<'_>, body: &GossipBody) {
-        if let GossipBody::SettleReceiverCommit { transfer } = body {
+        if let GossipBody::SettleReceiverCommit { transfer, .. } = body {
             self.resume_claim(ctx, *transfer);
         }
     }
@@ -145,7 +145,7 @@ impl Operator {
     pub(super) fn settled_operators(&self, transfer: crate::types::TransferId) -> BTreeSet<OperatorId> {
         let mut settled = self.all_operators();
         for row in self.store.read().gossip_out.values() {
-            if row.body == (GossipBody::SettleReceiverCommit { transfer }) {
+            if matches!(row.body, GossipBody::SettleReceiverCommit { transfer: t, .. } if t == transfer) {
                 for op in row.participants.difference(&row.receipts) {
                     settled.remove(op);
                 }

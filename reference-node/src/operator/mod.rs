@@ -321,8 +321,8 @@ impl Operator {
             InternalRequest::InitiateTransfer { transfer, sender, receiver, expiry, package, signed_refunds } => {
                 self.initiate_transfer(ctx, peer, transfer, sender, receiver, expiry, package, signed_refunds)
             }
-            InternalRequest::SettleReceiverPrepare { transfer, tweak_digests } => {
-                self.settle_receiver_prepare(transfer, &tweak_digests)
+            InternalRequest::SettleReceiverPrepare { transfer, attempt, tweak_digests } => {
+                self.settle_receiver_prepare(transfer, attempt, &tweak_digests)
             }
         };
         if let Err(e) = &reply {

@@ -175,6 +175,19 @@ pub struct Db {
     pub block_height: u32,
     /// The chain watcher's view of recent blocks, for reorgs (`watcher.rs`).
     pub chain_watch: super::watcher::ChainWatch,
+    /// Receiver two-phase settle attempts per transfer (see [`ReceiverSettleRow`]).
+    #[serde(default)]
+    pub receiver_settles: BTreeMap<TransferId, ReceiverSettleRow>,
+}
+
+/// Explicit receiver-settle attempts (spark-protocol §4.2 claim, buildonspark/spark#24): a
+/// rollback names the attempt it ends, so a stale rollback can never undo a newer attempt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiverSettleRow {
+    /// Coordinator: attempts started so far (the next Prepare carries this plus one).
+    pub attempts_started: u64,
+    /// Participant: the newest attempt this operator prepared (locked) for; 0 = none yet.
+    pub locked_attempt: u64,
 }
 
 /// The durable store. `begin` hands out a working copy; only `commit` makes it durable.

@@ -12,6 +12,9 @@ use crate::types::{KeyshareId, LeafId};
 use bitcoin::{Amount, OutPoint, Transaction, TxIn, TxOut, Witness};
 use rand_core::RngCore;
 
+/// Deposit attempts before the wallet gives up (see `fail_deposit`).
+const DEPOSIT_MAX_ATTEMPTS: u8 = 8;
+
 pub(super) struct DepositOp {
     pub sats: u64,
     pub attempt: u8,
@@ -39,11 +42,27 @@ impl Wallet {
         self.arm_timeout(ctx);
     }
 
+    /// A deposit attempt failed: retry with exponential backoff (2 s, 4 s, … 128 s, about four
+    /// minutes in all) rather than the generic 5 quick tries, so a deposit made while the
+    /// operators' keyshare pool is still filling (DKG slowed by lost messages) waits for it
+    /// instead of giving up.
+    fn fail_deposit(&mut self, ctx: &mut Ctx<'_>, retry: Option<(Command, u8)>, reason: String) {
+        match retry {
+            Some((cmd, attempt)) if attempt + 1 < DEPOSIT_MAX_ATTEMPTS => {
+                self.queue.push_front((cmd, attempt + 1));
+                self.op = None;
+                self.waiting.clear();
+                ctx.set_timer(super::RETRY_DELAY * (1u64 << attempt), crate::node::TimerKind::WalletRetry);
+            }
+            _ => self.fail(ctx, None, reason),
+        }
+    }
+
     pub(super) fn deposit_reply(&mut self, ctx: &mut Ctx<'_>, session: u64, mut d: DepositOp, body: Result<WalletReply, String>) {
         let retry = Some((Command::Deposit { sats: d.sats }, d.attempt));
         let body = match body {
             Ok(b) => b,
-            Err(e) => return self.fail(ctx, retry, format!("deposit: {e}")),
+            Err(e) => return self.fail_deposit(ctx, retry, format!("deposit: {e}")),
         };
         let stage = std::mem::replace(&mut d.stage, Stage::Address);
         let next = match (stage, body) {
@@ -68,7 +87,7 @@ impl Wallet {
                 self.request(ctx, to, request);
                 self.arm_timeout(ctx);
             }
-            Err(e) => self.fail(ctx, retry, format!("deposit: {e}")),
+            Err(e) => self.fail_deposit(ctx, retry, format!("deposit: {e}")),
         }
     }
 

@@ -103,8 +103,8 @@ fn gossip_transfer(body: &GossipBody) -> Option<TransferId> {
         GossipBody::FinalizeTreeCreation { .. } => None,
         GossipBody::SettleSenderKeyTweak { transfer }
         | GossipBody::CancelTransfer { transfer }
-        | GossipBody::SettleReceiverCommit { transfer }
-        | GossipBody::SettleReceiverRollback { transfer }
+        | GossipBody::SettleReceiverCommit { transfer, .. }
+        | GossipBody::SettleReceiverRollback { transfer, .. }
         | GossipBody::FinalizeTransfer { transfer, .. } => Some(*transfer),
     }
 }

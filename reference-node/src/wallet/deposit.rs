@@ -52,7 +52,8 @@ impl Wallet {
                 self.queue.push_front((cmd, attempt + 1));
                 self.op = None;
                 self.waiting.clear();
-                ctx.set_timer(super::RETRY_DELAY * (1u64 << attempt), crate::node::TimerKind::WalletRetry);
+                // Through `arm_retry`: at most one WalletRetry timer is ever pending.
+                self.arm_retry(ctx, super::RETRY_DELAY * (1u64 << attempt));
             }
             _ => self.fail(ctx, None, reason),
         }

@@ -6,9 +6,9 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sparksim");
+mod common;
+use common::BIN;
 
 /// Three operators, two wallets, one deposit each, two transfers, 60 s blocks: a whole run in
 /// a fraction of a second.
@@ -66,28 +66,6 @@ duration_s = 30.0
 settle_s = 60.0
 "#;
 
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(label: &str) -> TempDir {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("sparksim-campaign-{}-{label}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    TempDir(dir)
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
@@ -127,7 +105,7 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn campaign_resumes_after_a_kill_and_shards_merge_to_the_same_runs() {
-    let dir = temp_dir("resume");
+    let dir = common::temp_dir("campaign", "resume");
     let scenario = write(&dir, "small.toml", SMALL);
     let full = dir.join("full");
     let out = sparksim(&["campaign", &scenario, "--seeds", "1..4", "--jobs", "2", "--out", s(&full)]);
@@ -174,7 +152,7 @@ fn campaign_resumes_after_a_kill_and_shards_merge_to_the_same_runs() {
 
 #[test]
 fn known_failing_seeds_run_first() {
-    let dir = temp_dir("known");
+    let dir = common::temp_dir("campaign", "known");
     let scenario = write(&dir, "small.toml", SMALL);
     let known = write(&dir, "known.toml", &format!("[[seed]]\nscenario = \"{scenario}\"\nseed = 9\nnote = \"test\"\n"));
     let out_dir = dir.join("out");
@@ -190,7 +168,7 @@ fn known_failing_seeds_run_first() {
 
 #[test]
 fn a_failing_campaign_exits_1_and_every_format_carries_the_replay_command() {
-    let dir = temp_dir("fail");
+    let dir = common::temp_dir("campaign", "fail");
     let scenario = write(&dir, "noisy.toml", NOISY_I6);
     let out_dir = dir.join("out");
     let out = sparksim(&["campaign", &scenario, "--seeds", "1..2", "--jobs", "2", "--out", s(&out_dir), "--failure-pages", "1"]);
@@ -214,7 +192,7 @@ fn a_failing_campaign_exits_1_and_every_format_carries_the_replay_command() {
 
 #[test]
 fn run_writes_html_junit_and_perfetto_on_request() {
-    let dir = temp_dir("formats");
+    let dir = common::temp_dir("campaign", "formats");
     let scenario = write(&dir, "small.toml", SMALL);
     let out = sparksim(&["run", &scenario, "--seed", "3", "--html", "--junit", "--perfetto", "--out", s(&dir)]);
     assert_eq!(code(&out), 0, "{}", text(&out));
@@ -228,7 +206,7 @@ fn run_writes_html_junit_and_perfetto_on_request() {
 
 #[test]
 fn shrink_writes_a_smaller_scenario_that_still_fails_the_same_way() {
-    let dir = temp_dir("shrink");
+    let dir = common::temp_dir("campaign", "shrink");
     let scenario = write(&dir, "noisy.toml", NOISY_I6);
     let run = sparksim(&["run", &scenario, "--seed", "2", "--out", s(&dir)]);
     assert_eq!(code(&run), 1, "the scenario expects a pass and gets I-6: {}", text(&run));
@@ -266,7 +244,7 @@ fn rendered_dom(page: &Path) -> Option<String> {
 
 #[test]
 fn html_reports_render_in_headless_chromium_and_show_the_violation() {
-    let dir = temp_dir("chromium");
+    let dir = common::temp_dir("campaign", "chromium");
     let regression = format!("{}/../scenarios/regressions/skip-timelock-decrement.toml", env!("CARGO_MANIFEST_DIR"));
     let run = sparksim(&["run", &regression, "--html", "--out", s(&dir)]);
     assert_eq!(code(&run), 0, "{}", text(&run));

@@ -6,38 +6,10 @@ use serde_json::Value;
 use sparksim::scenario::Scenario;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sparksim");
+mod common;
+use common::{scenario, BIN};
 
-/// A scenario by its path under `scenarios/` (tests run in `sim/`, so go through the manifest).
-fn scenario(rel: &str) -> String {
-    format!("{}/../scenarios/{rel}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A directory no other test (or test process) uses, removed when dropped.
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(label: &str) -> TempDir {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("sparksim-e2e-{}-{label}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    TempDir(dir)
-}
 
 fn sparksim(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -91,7 +63,7 @@ fn invariants(report: &Value) -> Vec<String> {
 }
 
 fn assert_passes(rel: &str, seed: u64) -> Value {
-    let (exit, report) = run_json(rel, seed, &temp_dir("pass"));
+    let (exit, report) = run_json(rel, seed, &common::temp_dir("e2e", "pass"));
     assert_eq!(report["outcome"], "pass", "{rel}: {report:#}");
     assert_eq!(report["violations"], Value::Array(vec![]), "{rel}");
     assert_eq!(report["matched_expectation"], true, "{rel}");
@@ -139,7 +111,7 @@ fn malformed_scenarios_exit_2_naming_file_line_and_field() {
     ];
     for (rel, location, field) in cases {
         let path = scenario(rel);
-        let tmp = temp_dir("bad");
+        let tmp = common::temp_dir("e2e", "bad");
         let run = ["run", &path, "--out", tmp.to_str().expect("utf-8")];
         for args in [&run[..], &["check-determinism", &path][..]] {
             let out = sparksim(args);
@@ -167,7 +139,7 @@ fn missing_scenario_file_exits_2_with_a_clear_message() {
 
 #[test]
 fn unreadable_report_exits_2() {
-    let dir = temp_dir("badreport");
+    let dir = common::temp_dir("e2e", "badreport");
     let path = dir.join("not-a-report.json");
     std::fs::write(&path, "{\"hello\": 1}").expect("write");
     let out = sparksim(&["replay", path.to_str().expect("utf-8")]);
@@ -232,7 +204,7 @@ fn quickstart_passes() {
 
 #[test]
 fn same_seed_same_trace_hash_across_processes_other_seed_other_hash() {
-    let dir = temp_dir("det");
+    let dir = common::temp_dir("e2e", "det");
     let (_, a) = run_json("quickstart.toml", 3, &dir);
     let (_, b) = run_json("quickstart.toml", 3, &dir);
     let (_, c) = run_json("quickstart.toml", 4, &dir);
@@ -258,7 +230,7 @@ fn partition_coordinator_passes() {
 
 #[test]
 fn skip_timelock_decrement_is_caught_as_i6() {
-    let dir = temp_dir("i6");
+    let dir = common::temp_dir("e2e", "i6");
     let (exit, report) = run_json("regressions/skip-timelock-decrement.toml", 5, &dir);
     assert_eq!(report["outcome"], "fail", "{report:#}");
     assert!(invariants(&report).iter().any(|i| i == "I-6"), "{report:#}");
@@ -286,7 +258,7 @@ fn check_determinism_on_quickstart_exits_0() {
 
 #[test]
 fn replay_of_a_written_report_exits_0() {
-    let dir = temp_dir("replay");
+    let dir = common::temp_dir("e2e", "replay");
     let (exit, _) = run_json("quickstart.toml", 2, &dir);
     assert_eq!(exit, 0);
     let report = dir.join("quickstart-seed2.json");
@@ -297,7 +269,7 @@ fn replay_of_a_written_report_exits_0() {
 
 #[test]
 fn replay_of_a_tampered_report_exits_1_and_prints_both_hashes() {
-    let dir = temp_dir("tamper");
+    let dir = common::temp_dir("e2e", "tamper");
     let (_, mut report) = run_json("quickstart.toml", 1, &dir);
     report["trace_hash"] = Value::from("00".repeat(32));
     let path = dir.join("tampered.json");
@@ -309,7 +281,7 @@ fn replay_of_a_tampered_report_exits_1_and_prints_both_hashes() {
 
 #[test]
 fn demo_summarises_and_writes_a_replayable_report() {
-    let dir = temp_dir("demo");
+    let dir = common::temp_dir("e2e", "demo");
     let out = sparksim(&["demo", "--out", dir.to_str().expect("utf-8")]);
     let text = stdout(&out);
     assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
@@ -350,7 +322,7 @@ fn liveness_phase_ends_quiet_once_a_partition_heals() {
 
 #[test]
 fn operator_down_forever_is_reported_by_the_liveness_phase() {
-    let (exit, report) = run_json("liveness-operator-down.toml", 1, &temp_dir("live"));
+    let (exit, report) = run_json("liveness-operator-down.toml", 1, &common::temp_dir("e2e", "live"));
     let found = invariants(&report);
     assert!(found.iter().all(|i| i.starts_with("L-")), "safety holds: {found:?}");
     assert!(found.iter().any(|i| i == "L-2"), "{report:#}");
@@ -365,7 +337,7 @@ fn operator_down_forever_is_reported_by_the_liveness_phase() {
 fn stuck_rollback_gossip_stays_fixed() {
     // Was I-12 (a SettleReceiverRollback for a superseded settle attempt refused forever); with
     // explicit settle attempts the stale rollback is acknowledged and the run passes.
-    let (exit, report) = run_json("regressions/stuck-rollback-gossip.toml", 2, &temp_dir("i12"));
+    let (exit, report) = run_json("regressions/stuck-rollback-gossip.toml", 2, &common::temp_dir("e2e", "i12"));
     let v = report["violations"].as_array().expect("violations");
     assert!(v.iter().all(|v| v["invariant"] != "I-12"), "{report:#}");
     assert_eq!(report["matched_expectation"], true);

@@ -9,6 +9,9 @@ use bitcoin::{OutPoint, Sequence, Transaction, TxOut};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod ssp;
+pub use ssp::{SspReply, SspRequest, SspService};
+
 /// Correlates a reply with its request: the requester's session and the phase it was in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ReqId {
@@ -38,6 +41,9 @@ pub enum Msg {
     /// leaf. Honest operators refuse (they forgot it); colluders answer (operator/byzantine.rs).
     Collude { req: ReqId, body: Box<ColludeRequest> },
     ColludeReply { req: ReqId, body: Box<Result<ColludeReply, String>> },
+    /// Wallet → service provider (msg/ssp.rs), answered with `SspReply`.
+    SspRequest { req: ReqId, body: Box<SspRequest> },
+    SspReply { req: ReqId, body: Box<Result<SspReply, String>> },
 }
 
 impl Msg {
@@ -54,6 +60,8 @@ impl Msg {
             Msg::TransferEvent { .. } => "TransferEvent",
             Msg::Collude { .. } => "Collude",
             Msg::ColludeReply { .. } => "ColludeReply",
+            Msg::SspRequest { body, .. } => body.kind(),
+            Msg::SspReply { .. } => "SspReply",
         }
     }
 }

@@ -102,6 +102,54 @@ pub struct Params {
     /// Confirmations before the chain watcher makes a deposit's leaf AVAILABLE (spark-protocol
     /// §3.3: single-use deposits count 1 — "seen in a block" — static deposits 3).
     pub deposit_confirmations: u32,
+    /// What the service provider charges (wallet/ssp.rs).
+    pub ssp_fees: SspFees,
+}
+
+/// The SSP's fee schedule (spark-protocol §7, Spark's "Estimate fees" docs): Spark → Lightning
+/// 0.25% + routing, Lightning → Spark 0.15%, exit = L1 fee + SSP fee, swaps free.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SspFees {
+    pub lightning_send_bps: u64,
+    /// Routing fee the SSP budgets for a Lightning payment, on top of its own fee.
+    pub lightning_routing_sats: u64,
+    pub lightning_receive_bps: u64,
+    /// The SSP's L1 cost of one cooperative exit (its share of the exit and connector txs).
+    pub coop_exit_l1_sats: u64,
+    pub coop_exit_bps: u64,
+    /// The smallest withdrawal the SSP accepts (§4.5: 10 000 sats).
+    pub coop_exit_min_sats: u64,
+    pub leaf_swap_bps: u64,
+}
+
+impl Default for SspFees {
+    fn default() -> Self {
+        SspFees {
+            lightning_send_bps: 25,
+            lightning_routing_sats: 10,
+            lightning_receive_bps: 15,
+            coop_exit_l1_sats: 1_500,
+            coop_exit_bps: 0,
+            coop_exit_min_sats: 10_000,
+            leaf_swap_bps: 0,
+        }
+    }
+}
+
+impl SspFees {
+    /// The fee for `service` on `amount_sats`, or why the SSP refuses to quote it. Basis points
+    /// round up: the SSP never undercharges by rounding.
+    pub fn quote(&self, service: crate::msg::SspService, amount_sats: u64) -> Result<u64, String> {
+        use crate::msg::SspService::*;
+        let bps = |b: u64| (u128::from(amount_sats) * u128::from(b)).div_ceil(10_000) as u64;
+        match service {
+            LeafSwap => Ok(bps(self.leaf_swap_bps)),
+            LightningSend => Ok(bps(self.lightning_send_bps) + self.lightning_routing_sats),
+            LightningReceive => Ok(bps(self.lightning_receive_bps)),
+            CoopExit if amount_sats < self.coop_exit_min_sats => Err(format!("withdrawal of {amount_sats} sats is below the minimum {} sats", self.coop_exit_min_sats)),
+            CoopExit => Ok(self.coop_exit_l1_sats + bps(self.coop_exit_bps)),
+        }
+    }
 }
 
 impl Params {
@@ -124,6 +172,7 @@ impl Params {
             hazards: Hazards::default(),
             byzantine: BTreeMap::new(),
             deposit_confirmations: 1,
+            ssp_fees: SspFees::default(),
         }
     }
     pub fn operator_ids(&self) -> impl Iterator<Item = OperatorId> {
@@ -146,7 +195,11 @@ impl Params {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Directory {
     pub operators: BTreeMap<OperatorId, PublicKey>,
+    /// Every Spark user, the SSP included (it sends and receives transfers like any wallet).
     pub wallets: BTreeMap<WalletId, PublicKey>,
+    /// The service provider (swaps, cooperative exit, Lightning), when the deployment has one.
+    #[serde(default)]
+    pub ssp: Option<WalletId>,
 }
 
 impl Directory {

@@ -608,7 +608,7 @@ fn print_summary(scenario: &Scenario, r: &RunReport) {
     let deposits_planned = match &scenario.workload.explicit {
         Some(e) => e.deposits.len() as u64,
         None => u64::from(scenario.workload.deposits_per_wallet) * u64::from(r.wallets),
-    };
+    } + scenario.ssp.as_ref().map_or(0, |s| s.deposits.len() as u64);
     println!("{} (seed {})", r.scenario, r.seed);
     row(
         "operators",
@@ -617,7 +617,10 @@ fn print_summary(scenario: &Scenario, r: &RunReport) {
             r.operators, r.threshold, r.operators
         ),
     );
-    row("wallets", r.wallets);
+    match &scenario.ssp {
+        Some(_) => row("wallets", format!("{} + the SSP", r.wallets)),
+        None => row("wallets", r.wallets),
+    }
     row(
         "deposits",
         format!("{} of {deposits_planned} confirmed", r.deposits_confirmed),

@@ -89,9 +89,16 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
     let secp = reference_node::crypto::secp();
     let op_keys: Vec<SecretKey> = (0..s.topology.operators).map(|_| SecretKey::new(&mut setup)).collect();
     let wallet_keys: Vec<(SecretKey, SecretKey)> = (0..s.topology.wallets).map(|_| (SecretKey::new(&mut setup), SecretKey::new(&mut setup))).collect();
+    // The SSP's keys come from their own stream, so adding an SSP leaves every other key as it was.
+    let ssp_id = WalletId(s.topology.wallets);
+    let ssp_keys = s.ssp.as_ref().map(|_| {
+        let mut r = rng::stream(seed, "setup/ssp");
+        (SecretKey::new(&mut r), SecretKey::new(&mut r))
+    });
     let directory = Arc::new(Directory {
         operators: op_keys.iter().enumerate().map(|(i, k)| (OperatorId(i as u16), k.public_key(secp))).collect(),
-        wallets: wallet_keys.iter().enumerate().map(|(i, (k, _))| (WalletId(i as u16), k.public_key(secp))).collect(),
+        wallets: wallet_keys.iter().enumerate().map(|(i, (k, _))| (WalletId(i as u16), k.public_key(secp))).chain(ssp_keys.as_ref().map(|(k, _)| (ssp_id, k.public_key(secp)))).collect(),
+        ssp: s.ssp.as_ref().map(|_| ssp_id),
     });
     let mut config = s.engine_config();
     config.keep_digest_log = keep_digest_log;
@@ -116,6 +123,9 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
             wallet.add_l1_coin(outpoint, TxOut { value, script_pubkey: script.clone() });
         }
         engine.add_node(NodeId::Wallet(id), Actor::Wallet(Box::new(wallet)));
+    }
+    if let (Some(spec), Some((identity, l1_key))) = (&s.ssp, ssp_keys) {
+        add_ssp(&mut engine, spec, seed, WalletConfig { id: ssp_id, identity, l1_key, coordinator: s.topology.coordinator, params: params.clone(), directory: directory.clone() });
     }
     let mut last_command = schedule_workload(&plan, &mut engine);
     for t in &s.thefts {
@@ -160,6 +170,30 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
         }
     }
     Built { engine, last_command }
+}
+
+/// The service provider: a wallet funded with one L1 coin per liquidity deposit plus its
+/// `l1_coins`, depositing its liquidity in the first 10 s (times from the "workload/ssp" stream, so
+/// the workload's own draws do not move).
+fn add_ssp(engine: &mut SimEngine, spec: &crate::scenario::SspSpec, seed: u64, cfg: WalletConfig) {
+    let id = cfg.id;
+    let mut wallet = Wallet::new(cfg);
+    let script = template::p2tr_script(&wallet.l1_key_public());
+    // Ascending, so the wallet's first-fit coin choice is a best fit: each liquidity deposit
+    // takes its own coin and the large L1 coins stay whole for payouts.
+    let mut coins: Vec<u64> = spec.deposits.iter().map(|sats| sats + L1_MARGIN_SATS / 10).chain(spec.l1_coins.iter().copied()).collect();
+    coins.sort_unstable();
+    for sats in coins {
+        let value = Amount::from_sat(sats);
+        let outpoint = engine.chain_mut().fund(script.clone(), value);
+        wallet.add_l1_coin(outpoint, TxOut { value, script_pubkey: script.clone() });
+    }
+    engine.add_node(NodeId::Wallet(id), Actor::Wallet(Box::new(wallet)));
+    let mut rng = rng::stream(seed, "workload/ssp");
+    for sats in &spec.deposits {
+        let at = rng::uniform_micros(&mut rng, Micros::ZERO, Micros::from_secs(10));
+        engine.schedule_command(at, id, Command::Deposit { sats: *sats });
+    }
 }
 
 /// The workload a run executes: the scenario's explicit lists, or the random draw from the

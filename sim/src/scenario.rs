@@ -21,6 +21,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use toml::Spanned;
 
+mod ssp;
+pub use ssp::SspSpec;
+
 // ---------------------------------------------------------------------------------------------
 // Public, validated types
 // ---------------------------------------------------------------------------------------------
@@ -58,6 +61,8 @@ pub struct Scenario {
     /// scenario's fault mix is meant to reach. A campaign fails when one of them fired on none of
     /// the scenario's seeds, so a mix that never reaches the interesting states cannot pass.
     pub expect_sometimes: BTreeSet<String>,
+    /// `[ssp]`: the service provider, when the scenario has one (scenario/ssp.rs).
+    pub ssp: Option<SspSpec>,
 }
 
 /// `[topology]`: who takes part.
@@ -65,12 +70,16 @@ pub struct Scenario {
 /// - `threshold` = 3: FROST signing threshold t, 1..=operators.
 /// - `wallets` = 4: number of wallets, 1..=1000.
 /// - `coordinator` = 0: index of the coordinating operator, < operators.
+///
+/// `ssp` is not a key here: it is true when the scenario has an `[ssp]` table, which adds the
+/// service provider as one more wallet, `wallet:N` with N = `wallets` (named `ssp` in node fields).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Topology {
     pub operators: u16,
     pub threshold: u16,
     pub wallets: u16,
     pub coordinator: OperatorId,
+    pub ssp: bool,
 }
 
 impl Default for Topology {
@@ -80,16 +89,22 @@ impl Default for Topology {
             threshold: 3,
             wallets: 4,
             coordinator: OperatorId(0),
+            ssp: false,
         }
     }
 }
 
 impl Topology {
-    /// Every operator then every wallet, in `NodeId` order.
+    /// Every operator then every wallet (the SSP last), in `NodeId` order.
     pub fn node_ids(&self) -> Vec<NodeId> {
         let ops = (0..self.operators).map(|i| NodeId::Operator(OperatorId(i)));
         ops.chain((0..self.wallets).map(|i| NodeId::Wallet(WalletId(i))))
+            .chain(self.ssp_wallet().map(NodeId::Wallet))
             .collect()
+    }
+    /// The service provider's wallet id: the one after the workload's wallets.
+    pub fn ssp_wallet(&self) -> Option<WalletId> {
+        self.ssp.then_some(WalletId(self.wallets))
     }
 }
 
@@ -853,6 +868,7 @@ struct RawScenario {
     theft: Vec<Spanned<RawTheft>>,
     /// `true` or a table: read as a plain value so both forms are accepted.
     swarm: S<toml::Value>,
+    ssp: Option<ssp::RawSsp>,
 }
 
 #[derive(Deserialize)]
@@ -1091,10 +1107,12 @@ impl Validator<'_> {
                 )
             })?),
         };
-        let topology = match &raw.topology {
+        let mut topology = match &raw.topology {
             None => Topology::default(),
             Some(t) => self.topology(t)?,
         };
+        let ssp = raw.ssp.as_ref().map(|x| self.ssp(x)).transpose()?;
+        topology.ssp = ssp.is_some();
         let network = match &raw.network {
             None => NetworkSpec::default(),
             Some(n) => self.network(n, &topology)?,
@@ -1191,6 +1209,7 @@ impl Validator<'_> {
                 None => BTreeSet::new(),
                 Some(e) => self.expect_sometimes(e.get_ref().sometimes.as_deref().unwrap_or_default())?,
             },
+            ssp,
         })
     }
 
@@ -1311,6 +1330,7 @@ impl Validator<'_> {
             threshold: threshold as u16,
             wallets: wallets as u16,
             coordinator: OperatorId(coordinator as u16),
+            ssp: false,
         })
     }
 
@@ -2195,10 +2215,18 @@ fn parse_node(s: &str, topo: &Topology) -> Result<NodePattern, String> {
     if s == "chain" {
         return Ok(NodePattern::Node(NodeId::Chain));
     }
+    if s == "ssp" {
+        return match topo.ssp_wallet() {
+            Some(w) => Ok(NodePattern::Node(NodeId::Wallet(w))),
+            None => Err("`ssp` names the service provider, and this scenario has no [ssp] table".into()),
+        };
+    }
     let (kind, index) = s.split_once(':').ok_or_else(unknown)?;
     let (count, wildcard) = match kind {
         "operator" => (topo.operators, NodePattern::AllOperators),
-        "wallet" => (topo.wallets, NodePattern::AllWallets),
+        // `wallet:N` with N = `wallets` is the SSP (reports name it so); `wallet:*` is the
+        // workload's wallets only.
+        "wallet" => (topo.wallets + u16::from(topo.ssp), NodePattern::AllWallets),
         _ => return Err(unknown()),
     };
     if index == "*" {
@@ -2602,7 +2630,8 @@ settle_s = 600.0
                 operators: 5,
                 threshold: 3,
                 wallets: 4,
-                coordinator: OperatorId(1)
+                coordinator: OperatorId(1),
+                ssp: false,
             }
         );
         assert_eq!(

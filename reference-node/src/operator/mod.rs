@@ -398,7 +398,7 @@ impl Node for Operator {
                 Msg::Gossip { id, body } => self.on_gossip(ctx, from, id, *body),
                 Msg::GossipAck { id, applied } => self.on_gossip_ack(ctx, from, id, applied),
                 Msg::Collude { req, body } => self.on_collude(ctx, from, req, *body),
-                Msg::WalletReply { .. } | Msg::BroadcastResult { .. } | Msg::TransferEvent { .. } | Msg::ColludeReply { .. } => {}
+                Msg::WalletReply { .. } | Msg::BroadcastResult { .. } | Msg::TransferEvent { .. } | Msg::ColludeReply { .. } | Msg::SspRequest { .. } | Msg::SspReply { .. } => {}
                 }
             }
         }

@@ -7,6 +7,7 @@ mod deposit;
 mod exit;
 mod reorg;
 mod send;
+mod ssp;
 mod thief;
 
 use crate::crypto::signing::{self, SecretNonce, SigningJob};
@@ -450,6 +451,7 @@ impl Node for Wallet {
                     }
                 }
                 Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),
+                Msg::SspRequest { req, body } => self.on_ssp_request(ctx, from, req, *body),
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
                     self.exit_broadcast_refused(&txid);
                     self.deposit_broadcast_refused(&txid);

@@ -195,7 +195,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
         let identity = crate::crypto::SecretKey::new(&mut rng);
         let l1_key = crate::crypto::SecretKey::new(&mut rng);
-        let directory = Arc::new(Directory { operators: Default::default(), wallets: Default::default() });
+        let directory = Arc::new(Directory::default());
         Wallet::new(WalletConfig { id: WalletId(0), identity, l1_key, coordinator: OperatorId(0), params: Arc::new(Params::new(3, 2)), directory })
     }
 

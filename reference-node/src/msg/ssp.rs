@@ -1,0 +1,38 @@
+//! Wallet ↔ service provider (SSP) messages. In Spark these are the SSP's own API (GraphQL:
+//! `requestLeavesSwap`, `requestCoopExit`, `requestLightningSend`, …), not operator RPCs: the SSP
+//! is a Spark user with liquidity that sells services (spark-protocol §1, §4.3, §4.5, §4.7, §4.8).
+//! Each flow adds its request/reply variants here.
+
+use serde::{Deserialize, Serialize};
+
+/// A service the SSP sells, for fee quotes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SspService {
+    /// Re-denominate leaves (§4.3): free in Spark's published fee schedule.
+    LeafSwap,
+    /// Withdraw to L1 (§4.5): the SSP's L1 fee share plus its fee.
+    CoopExit,
+    /// Pay a Lightning invoice (§4.8): 0.25% + routing.
+    LightningSend,
+    /// Receive over Lightning (§4.7): 0.15%.
+    LightningReceive,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SspRequest {
+    /// What would `service` for `amount_sats` cost (the SDK's fee estimate calls)?
+    Quote { service: SspService, amount_sats: u64 },
+}
+
+impl SspRequest {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SspRequest::Quote { .. } => "SspQuote",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SspReply {
+    Quote { service: SspService, amount_sats: u64, fee_sats: u64 },
+}

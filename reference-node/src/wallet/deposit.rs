@@ -46,7 +46,7 @@ impl Wallet {
     /// minutes in all) rather than the generic 5 quick tries, so a deposit made while the
     /// operators' keyshare pool is still filling (DKG slowed by lost messages) waits for it
     /// instead of giving up.
-    fn fail_deposit(&mut self, ctx: &mut Ctx<'_>, retry: Option<(Command, u8)>, reason: String) {
+    pub(super) fn fail_deposit(&mut self, ctx: &mut Ctx<'_>, retry: Option<(Command, u8)>, reason: String) {
         match retry {
             Some((cmd, attempt)) if attempt + 1 < DEPOSIT_MAX_ATTEMPTS => {
                 self.queue.push_front((cmd, attempt + 1));

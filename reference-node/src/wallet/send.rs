@@ -215,6 +215,23 @@ mod tests {
         out.iter().filter_map(|o| if let Output::Send { msg: Msg::WalletRequest { req, .. }, .. } = o { Some(*req) } else { None }).collect()
     }
 
+    /// A backed-off retry waits for its WalletRetry timer: neither the poll timer nor a new
+    /// command starts the queue early (`faults/swarm.toml` seeds 2, 11, 15, 25, 29: each poll
+    /// started the retried deposit, so its eight backed-off tries were spent in 28 s while an
+    /// operator was partitioned, and the wallet gave up: reported as L-8).
+    #[test]
+    fn a_backed_off_retry_waits_for_its_timer() {
+        let mut w = wallet();
+        w.queue.push_back((crate::wallet::Command::Deposit { sats: 50_000 }, 3));
+        w.retry_armed = true;
+        let out = step(&mut w, Micros::from_secs(5), Input::Timer(TimerKind::PollTransfers));
+        assert!(queries(&out).is_empty(), "the poll started the backed-off retry: {out:?}");
+        let out = step(&mut w, Micros::from_secs(6), Input::Command(crate::wallet::Command::Deposit { sats: 10_000 }));
+        assert!(queries(&out).is_empty(), "a new command started the backed-off retry: {out:?}");
+        let out = step(&mut w, Micros::from_secs(16), Input::Timer(TimerKind::WalletRetry));
+        assert_eq!(queries(&out).len(), 1, "the retry timer starts the queued deposit");
+    }
+
     /// The timer storm the fault model found (`faults/loss.toml --seed 2`): every InProgress
     /// reply re-armed the send's timeout while the earlier one was still pending, each firing
     /// queried and armed again, so timers doubled without bound. Now a reply or a re-arm starts a

@@ -72,7 +72,10 @@ pub fn check_signed(expected: &Transaction, signed: &Transaction, prevouts: &[Tx
 impl Operator {
     pub(super) fn generate_deposit_address(&mut self, ctx: &mut Ctx<'_>, call: WalletCall, identity: PublicKey, signing_key: PublicKey) {
         let mut db = self.store.begin();
-        let Some(keyshare) = db.pool.iter().next().copied() else {
+        // The same owner asking again for the same key (a duplicated or retried request) gets the
+        // address already reserved for it: a fresh keyshare each time drained the pool.
+        let reserved = db.deposit_addresses.iter().find(|(_, a)| a.confirmed.is_none() && a.owner_identity == identity && a.owner_signing_key == signing_key).map(|(k, _)| *k);
+        let Some(keyshare) = reserved.or_else(|| db.pool.iter().next().copied()) else {
             return Self::reply_wallet(ctx, call, Err("keyshare pool empty, retry later".into()));
         };
         db.pool.remove(&keyshare);

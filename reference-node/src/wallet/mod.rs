@@ -73,6 +73,16 @@ pub struct WalletLeaf {
     pub nodes: NodeSet,
     pub refunds: RefundSet,
     pub state: LeafState,
+    /// Node layers above `nodes`, root first: the exit chain is `ancestors` then `nodes`
+    /// (`msg::exit_layers`, spark-protocol §4.6).
+    pub ancestors: Vec<NodeSet>,
+}
+
+impl WalletLeaf {
+    /// Every node layer of the leaf's exit chain, root first; the refunds spend the last.
+    pub fn exit_layers(&self) -> impl Iterator<Item = &NodeSet> {
+        crate::msg::exit_layers(&self.ancestors, &self.nodes)
+    }
 }
 
 enum Op {
@@ -451,7 +461,7 @@ impl Node for Wallet {
                 }
                 Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
-                    self.exit_broadcast_refused(&txid);
+                    self.exit_broadcast_refused(&txid, &reason);
                     self.deposit_broadcast_refused(&txid);
                     ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });
                 }

@@ -249,6 +249,11 @@ pub enum WalletRequest {
     QueryPendingTransfers { receiver: PublicKey },
     ClaimTweakKeys { transfer: TransferId, receiver: PublicKey, leaves: Vec<ReceiverLeafTweak> },
     ClaimSignRefunds { transfer: TransferId, receiver: PublicKey, leaves: Vec<ClaimLeafJobs> },
+    /// Renew (spark-protocol §3.5, §4.4): `renew_leaf` with one signing-job variant; jobs in
+    /// `tx::renew::RenewTxs::jobs` order. Answered with `Signing`.
+    RenewLeaf { identity: PublicKey, leaf: LeafId, kind: crate::tx::renew::RenewKind, jobs: Vec<UserJob> },
+    /// Renew: the aggregated signatures of a `RenewLeaf`'s jobs. Answered with `Finalized`.
+    FinalizeRenew { identity: PublicKey, leaf: LeafId, kind: crate::tx::renew::RenewKind, signed: Vec<Transaction> },
 }
 
 impl WalletRequest {
@@ -263,6 +268,8 @@ impl WalletRequest {
             WalletRequest::QueryPendingTransfers { .. } => "QueryPendingTransfers",
             WalletRequest::ClaimTweakKeys { .. } => "ClaimTweakKeys",
             WalletRequest::ClaimSignRefunds { .. } => "ClaimSignRefunds",
+            WalletRequest::RenewLeaf { .. } => "RenewLeaf",
+            WalletRequest::FinalizeRenew { .. } => "FinalizeRenew",
         }
     }
 }
@@ -385,6 +392,10 @@ pub enum GossipBody {
     SettleReceiverCommit { transfer: TransferId, attempt: u64 },
     SettleReceiverRollback { transfer: TransferId, attempt: u64 },
     FinalizeTransfer { transfer: TransferId, refunds: BTreeMap<LeafId, RefundSet> },
+    /// Renew: a renew-refund's signed txs (node', direct node', three refunds).
+    FinalizeRenewRefundTimelock { leaf: LeafId, signed: Vec<Transaction> },
+    /// Renew: a renew-node's or renew-node-zero's signed txs (`RenewTxs::jobs` order).
+    FinalizeRenewNodeTimelock { leaf: LeafId, kind: crate::tx::renew::RenewKind, signed: Vec<Transaction> },
 }
 
 impl GossipBody {
@@ -396,6 +407,8 @@ impl GossipBody {
             GossipBody::SettleReceiverCommit { .. } => "Gossip:SettleReceiverCommit",
             GossipBody::SettleReceiverRollback { .. } => "Gossip:SettleReceiverRollback",
             GossipBody::FinalizeTransfer { .. } => "Gossip:FinalizeTransfer",
+            GossipBody::FinalizeRenewRefundTimelock { .. } => "Gossip:FinalizeRenewRefundTimelock",
+            GossipBody::FinalizeRenewNodeTimelock { .. } => "Gossip:FinalizeRenewNodeTimelock",
         }
     }
 }

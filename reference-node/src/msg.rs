@@ -104,6 +104,14 @@ pub struct NodeSet {
     pub direct: Transaction,
 }
 
+/// A leaf's exit chain (spark-protocol §3.1, §4.6): its node layers from the root down to the
+/// leaf node, each a signed CPFP + direct node tx with its CSVs; the refunds spend the last one.
+/// `ancestors` are the layers above the leaf node: empty for a deposit leaf (its root is its
+/// leaf node); split trees start with them, renew-node and renew-node-zero append to them.
+pub fn exit_layers<'a>(ancestors: &'a [NodeSet], nodes: &'a NodeSet) -> impl Iterator<Item = &'a NodeSet> + 'a {
+    ancestors.iter().chain(std::iter::once(nodes))
+}
+
 impl NodeSet {
     /// The outputs a leaf's refunds spend, in `RefundSet` order: CPFP node:0, direct node:0,
     /// CPFP node:0 (spark-protocol §3.2). An error, not a panic, for a node tx without output 0.
@@ -188,6 +196,11 @@ pub struct ClaimLeafView {
     pub intermediate_refunds: RefundSet,
     pub secret_cipher: Vec<u8>,
     pub signature: Vec<u8>,
+    /// The node layers above `nodes`, root first (see [`exit_layers`]). Not encoded when empty,
+    /// so a deposit leaf's message bytes (and the trace hash) are those of a one-layer leaf;
+    /// messages are only ever bincode-encoded for hashing, never decoded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<NodeSet>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +257,11 @@ pub enum WalletRequest {
     QueryPendingTransfers { receiver: PublicKey },
     ClaimTweakKeys { transfer: TransferId, receiver: PublicKey, leaves: Vec<ReceiverLeafTweak> },
     ClaimSignRefunds { transfer: TransferId, receiver: PublicKey, leaves: Vec<ClaimLeafJobs> },
+    /// Renew (spark-protocol §3.5, §4.4): `renew_leaf` with one signing-job variant; jobs in
+    /// `tx::renew::RenewTxs::jobs` order. Answered with `Signing`.
+    RenewLeaf { identity: PublicKey, leaf: LeafId, kind: crate::tx::renew::RenewKind, jobs: Vec<UserJob> },
+    /// Renew: the aggregated signatures of a `RenewLeaf`'s jobs. Answered with `Finalized`.
+    FinalizeRenew { identity: PublicKey, leaf: LeafId, kind: crate::tx::renew::RenewKind, signed: Vec<Transaction> },
 }
 
 impl WalletRequest {
@@ -258,6 +276,8 @@ impl WalletRequest {
             WalletRequest::QueryPendingTransfers { .. } => "QueryPendingTransfers",
             WalletRequest::ClaimTweakKeys { .. } => "ClaimTweakKeys",
             WalletRequest::ClaimSignRefunds { .. } => "ClaimSignRefunds",
+            WalletRequest::RenewLeaf { .. } => "RenewLeaf",
+            WalletRequest::FinalizeRenew { .. } => "FinalizeRenew",
         }
     }
 }
@@ -364,6 +384,9 @@ pub struct LeafRecord {
     pub deposit_outpoint: OutPoint,
     pub nodes: NodeSet,
     pub refunds: RefundSet,
+    /// The node layers above `nodes`, root first (see [`exit_layers`]; not encoded when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<NodeSet>,
 }
 
 // Large by design (a whole leaf record); it travels boxed inside `Msg`.
@@ -377,6 +400,10 @@ pub enum GossipBody {
     SettleReceiverCommit { transfer: TransferId, attempt: u64 },
     SettleReceiverRollback { transfer: TransferId, attempt: u64 },
     FinalizeTransfer { transfer: TransferId, refunds: BTreeMap<LeafId, RefundSet> },
+    /// Renew: a renew-refund's signed txs (node', direct node', three refunds).
+    FinalizeRenewRefundTimelock { leaf: LeafId, signed: Vec<Transaction> },
+    /// Renew: a renew-node's or renew-node-zero's signed txs (`RenewTxs::jobs` order).
+    FinalizeRenewNodeTimelock { leaf: LeafId, kind: crate::tx::renew::RenewKind, signed: Vec<Transaction> },
 }
 
 impl GossipBody {
@@ -388,6 +415,8 @@ impl GossipBody {
             GossipBody::SettleReceiverCommit { .. } => "Gossip:SettleReceiverCommit",
             GossipBody::SettleReceiverRollback { .. } => "Gossip:SettleReceiverRollback",
             GossipBody::FinalizeTransfer { .. } => "Gossip:FinalizeTransfer",
+            GossipBody::FinalizeRenewRefundTimelock { .. } => "Gossip:FinalizeRenewRefundTimelock",
+            GossipBody::FinalizeRenewNodeTimelock { .. } => "Gossip:FinalizeRenewNodeTimelock",
         }
     }
 }

@@ -43,6 +43,9 @@ pub enum Observation {
     /// A former owner tried to spend a leaf it sent away with colluding operators' old shares:
     /// `Ok(txid)` it broadcast a valid spend, `Err` the protocol blocked it.
     TheftAttempt { wallet: WalletId, leaf: LeafId, colluders: Vec<OperatorId>, outcome: Result<[u8; 32], String> },
+    /// Renew (wallet/renew.rs): a wallet finalized a renew of `leaf`; its exit chain now has
+    /// `layers` node layers.
+    Renewed { wallet: WalletId, leaf: LeafId, kind: String, layers: u32 },
 }
 
 /// Which rule of the enforcing signer guard refused.

@@ -102,6 +102,10 @@ pub struct Params {
     /// Confirmations before the chain watcher makes a deposit's leaf AVAILABLE (spark-protocol
     /// §3.3: single-use deposits count 1 — "seen in a block" — static deposits 3).
     pub deposit_confirmations: u32,
+    /// Renew (wallet/renew.rs): wallets renew a CSV-0 leaf node (a deposit root) with renew-node
+    /// instead of renew-node-zero. Both meet the operators' preconditions (§3.5: node CSV 0 ≤
+    /// 300); off by default (the SDK's §4.4 choice).
+    pub renew_zero_as_node: bool,
     /// What the service provider charges (wallet/ssp.rs).
     pub ssp_fees: SspFees,
 }
@@ -172,6 +176,7 @@ impl Params {
             hazards: Hazards::default(),
             byzantine: BTreeMap::new(),
             deposit_confirmations: 1,
+            renew_zero_as_node: false,
             ssp_fees: SspFees::default(),
         }
     }

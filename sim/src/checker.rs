@@ -492,6 +492,12 @@ impl Checker {
                 }
             }
             Observation::CulpritNamed { .. } => self.coverage.hit("identifiable-abort"),
+            // Renew: which variants a run went through (`sometimes` coverage).
+            Observation::Renewed { kind, .. } => self.coverage.hit(match kind.as_str() {
+                "renew-refund" => "renew-refund",
+                "renew-node" => "renew-node",
+                _ => "renew-node-zero",
+            }),
             // Judged in checker/hazards.rs and checker/theft.rs.
             Observation::GuardRefused { .. } | Observation::ColludedSignature { .. } | Observation::TheftAttempt { .. } => {}
             // L1 reorgs: a confirmation the wallet reported is undone (and reported again if
@@ -1543,6 +1549,7 @@ mod tests {
             deposit_outpoint: outpoint(1),
             refunds: refunds_on(&nodes, 1, 2000),
             nodes,
+            ancestors: Vec::new(),
         };
         shares
             .into_iter()

@@ -250,6 +250,9 @@ impl TestFault {
 ///   and "broadcast_refund_early" (the wallet broadcasts exit refunds before their timelock).
 /// - `hazards` = []: known Spark hazards (spark-protocol §8.2) restored on purpose; allowed:
 ///   "gossip_ack_unapplied", "claim_settle_split", "claim_skip_timelock_decrement" (see [`Hazard`]).
+/// - `renew_zero_as_node` = false (renew): wallets renew a CSV-0 leaf node (a deposit root)
+///   with renew-node instead of renew-node-zero, so a deposited leaf reaches renew-node and
+///   renew-refund cycles (spark-protocol §3.5; both variants meet the operators' preconditions).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtocolSpec {
     pub gossip_retry: Micros,
@@ -261,6 +264,8 @@ pub struct ProtocolSpec {
     pub test_faults: BTreeSet<TestFault>,
     /// Known Spark hazards switched back on (see [`Hazard`]).
     pub hazards: BTreeSet<Hazard>,
+    /// Renew: renew-node instead of renew-node-zero on CSV-0 leaf nodes.
+    pub renew_zero_as_node: bool,
 }
 
 impl Default for ProtocolSpec {
@@ -274,6 +279,7 @@ impl Default for ProtocolSpec {
             wallet_poll: Micros::from_secs(5),
             test_faults: BTreeSet::new(),
             hazards: BTreeSet::new(),
+            renew_zero_as_node: false,
         }
     }
 }
@@ -923,6 +929,7 @@ struct RawProtocol {
     wallet_poll_s: S<f64>,
     test_faults: Option<Vec<Spanned<String>>>,
     hazards: Option<Vec<Spanned<String>>>,
+    renew_zero_as_node: S<bool>,
 }
 
 #[derive(Deserialize)]
@@ -1538,6 +1545,7 @@ impl Validator<'_> {
                 .unwrap_or(d.wallet_poll),
             test_faults,
             hazards: self.hazards(p.hazards.as_deref().unwrap_or_default())?,
+            renew_zero_as_node: p.renew_zero_as_node.as_ref().is_some_and(|b| *b.get_ref()),
         })
     }
 

@@ -129,6 +129,7 @@ fn observation_line(o: &Observation) -> String {
         Observation::Rejected { what, reason } => format!("rejected {what}: {reason}"),
         Observation::DepositReorged { node, leaf, leaf_status } => format!("{node}: deposit of leaf {leaf} reorged out (leaf was {leaf_status})"),
         Observation::ExitReorged { wallet, leaf } => format!("{wallet}: exit of leaf {leaf} reorged out"),
+        Observation::Renewed { wallet, leaf, kind, layers } => format!("{wallet}: {kind} of leaf {leaf} (exit chain now {layers} node layers)"),
         Observation::CulpritNamed { by, culprit, reason } => format!("{by} named culprit {culprit}: {reason}"),
         Observation::GuardRefused { signer, rule, detail } => format!("{signer}'s signer guard refused ({rule:?}): {detail}"),
         Observation::ColludedSignature { operator, .. } => format!("{operator} co-signed with a key share it should have forgotten"),

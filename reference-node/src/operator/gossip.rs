@@ -79,6 +79,9 @@ impl Operator {
             GossipBody::SettleReceiverCommit { transfer, attempt } => self.apply_receiver_commit(db, *transfer, *attempt),
             GossipBody::SettleReceiverRollback { transfer, attempt } => Self::apply_receiver_rollback(db, *transfer, *attempt, self.cfg.params.hazards.claim_settle_split),
             GossipBody::FinalizeTransfer { transfer, refunds } => Self::apply_finalize_transfer(db, *transfer, refunds),
+            // Renew (operator/renew.rs).
+            GossipBody::FinalizeRenewRefundTimelock { leaf, signed } => Self::apply_renew(db, *leaf, crate::tx::renew::RenewKind::Refund, signed),
+            GossipBody::FinalizeRenewNodeTimelock { leaf, kind, signed } => Self::apply_renew(db, *leaf, *kind, signed),
         }
     }
 

@@ -7,8 +7,10 @@ mod claim;
 mod claim_done;
 mod deposit;
 pub use deposit::{check_signed, deposit_templates};
+pub use renew::PendingRenewRow;
 mod dkg;
 mod gossip;
+mod renew;
 mod send;
 mod signer;
 pub mod store;
@@ -75,6 +77,7 @@ impl Session {
             SessionKind::Send(_) => self.phase == 1,
             SessionKind::Claim(c) => c.in_signing_round(),
             SessionKind::DepositAddress(_) => false,
+            SessionKind::Renew(_) => true,
         }
     }
 }
@@ -85,6 +88,8 @@ enum SessionKind {
     Commitments(send::CommitmentsSession),
     Send(Box<send::SendSession>),
     Claim(Box<claim::ClaimSession>),
+    /// Renew: FROST rounds of a `renew_leaf` (operator/renew.rs).
+    Renew(renew::RenewSession),
 }
 
 /// What a session step decided: finished (it replied or failed itself), or the next round.
@@ -199,6 +204,7 @@ impl Operator {
             SessionKind::Commitments(x) => self.commitments_advance(ctx, x, replies).map(SessionKind::Commitments),
             SessionKind::Send(x) => self.send_advance(ctx, phase, *x, replies).map(|x| SessionKind::Send(Box::new(x))),
             SessionKind::Claim(x) => self.claim_advance(ctx, id, *x, replies).map(|x| SessionKind::Claim(Box::new(x))),
+            SessionKind::Renew(x) => self.renew_advance(ctx, phase, x, replies).map(SessionKind::Renew),
         };
         if let Step::Next(kind, requests) = step {
             self.vol.sessions.insert(id, Session { phase, waiting: BTreeSet::new(), replies: BTreeMap::new(), kind });
@@ -223,6 +229,7 @@ impl Operator {
             SessionKind::Commitments(x) => Self::reply_wallet(ctx, x.call, Err(reason)),
             SessionKind::Send(x) => self.send_abort(ctx, *x, reason),
             SessionKind::Claim(x) => self.claim_abort(ctx, *x, reason),
+            SessionKind::Renew(x) => self.renew_abort(ctx, x, reason),
         }
     }
 
@@ -298,6 +305,12 @@ impl Operator {
             WalletRequest::ClaimSignRefunds { transfer, receiver, leaves } => {
                 self.claim_sign_refunds(ctx, call, transfer, receiver, leaves)
             }
+            // Renew (operator/renew.rs).
+            WalletRequest::RenewLeaf { identity, leaf, kind, jobs } => self.start_renew(ctx, call, identity, leaf, kind, jobs),
+            WalletRequest::FinalizeRenew { identity, leaf, kind, signed } => {
+                let r = self.finalize_renew(ctx, identity, leaf, kind, signed);
+                Self::reply_wallet(ctx, call, r);
+            }
         }
     }
 
@@ -341,6 +354,7 @@ impl Operator {
             WalletRequest::GenerateDepositAddress { identity, .. } | WalletRequest::StartDepositTreeCreation { identity, .. } => identity,
             WalletRequest::StartTransfer { sender, .. } => sender,
             WalletRequest::ClaimTweakKeys { receiver, .. } | WalletRequest::ClaimSignRefunds { receiver, .. } => receiver,
+            WalletRequest::RenewLeaf { identity, .. } | WalletRequest::FinalizeRenew { identity, .. } => identity,
             _ => return Ok(()),
         };
         match from {
@@ -358,6 +372,7 @@ impl Operator {
                 SessionKind::Commitments(x) => x.call,
                 SessionKind::Send(x) => x.call,
                 SessionKind::Claim(x) => x.call,
+                SessionKind::Renew(x) => x.call,
             };
             c == call
         })

@@ -44,6 +44,8 @@ pub enum LeafStatus {
     TransferLocked(TransferId),
     /// Its node tx is on chain: the leaf left Spark.
     OnChain,
+    /// Renew (operator/renew.rs): a renew of this leaf is being signed (I-4).
+    RenewLocked,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +59,17 @@ pub struct LeafRow {
     pub deposit_outpoint: OutPoint,
     pub nodes: NodeSet,
     pub refunds: RefundSet,
+    /// Node layers above `nodes`, root first (`msg::exit_layers`): the leaf's exit chain is
+    /// `ancestors` then `nodes`.
+    #[serde(default)]
+    pub ancestors: Vec<NodeSet>,
+}
+
+impl LeafRow {
+    /// Every node layer of the leaf's exit chain, root first; the refunds spend the last.
+    pub fn exit_layers(&self) -> impl Iterator<Item = &NodeSet> {
+        crate::msg::exit_layers(&self.ancestors, &self.nodes)
+    }
 }
 
 /// Spark's transfer statuses (spark-protocol §4.2). Order matters: it is the forward order.
@@ -178,6 +191,13 @@ pub struct Db {
     /// Receiver two-phase settle attempts per transfer (see [`ReceiverSettleRow`]).
     #[serde(default)]
     pub receiver_settles: BTreeMap<TransferId, ReceiverSettleRow>,
+    /// Renew (operator/renew.rs): coordinator-side renews signed but not finalized yet.
+    #[serde(default)]
+    pub pending_renews: BTreeMap<LeafId, super::PendingRenewRow>,
+    /// Renew: the split nodes renew-node put into a leaf's exit chain (CPFP txid → leaf), node
+    /// status SPLIT_LOCKED: part of that leaf's chain only, never transferred or split alone.
+    #[serde(default)]
+    pub split_locked: BTreeMap<bitcoin::Txid, LeafId>,
 }
 
 /// Explicit receiver-settle attempts (spark-protocol §4.2 claim, buildonspark/spark#24): a

@@ -3,6 +3,7 @@
 pub mod address;
 pub mod connector;
 pub mod htlc;
+pub mod renew;
 pub mod sighash;
 pub mod template;
 pub mod timelock;

@@ -6,6 +6,7 @@ mod claim;
 mod deposit;
 mod exit;
 mod reorg;
+mod renew;
 mod send;
 mod ssp;
 mod thief;
@@ -36,6 +37,9 @@ pub enum Command {
     /// Former owner turned thief: spend a leaf it sent away, with colluding operators' old key
     /// shares (wallet/thief.rs; spark-protocol §5.1).
     Steal,
+    /// Renew (wallet/renew.rs): renew one available leaf now, with this variant (None: the
+    /// spark-protocol §4.4 choice, skipped when no leaf is due).
+    Renew { kind: Option<crate::tx::renew::RenewKind> },
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -74,6 +78,16 @@ pub struct WalletLeaf {
     pub nodes: NodeSet,
     pub refunds: RefundSet,
     pub state: LeafState,
+    /// Node layers above `nodes`, root first: the exit chain is `ancestors` then `nodes`
+    /// (`msg::exit_layers`, spark-protocol §4.6).
+    pub ancestors: Vec<NodeSet>,
+}
+
+impl WalletLeaf {
+    /// Every node layer of the leaf's exit chain, root first; the refunds spend the last.
+    pub fn exit_layers(&self) -> impl Iterator<Item = &NodeSet> {
+        crate::msg::exit_layers(&self.ancestors, &self.nodes)
+    }
 }
 
 enum Op {
@@ -81,6 +95,8 @@ enum Op {
     Send(Box<send::SendOp>),
     Claim(Box<claim::ClaimOp>),
     Poll,
+    /// Renew (wallet/renew.rs).
+    Renew(Box<renew::RenewOp>),
 }
 
 pub struct Wallet {
@@ -233,7 +249,11 @@ impl Wallet {
             self.poll_backoff = 1;
             match cmd {
                 Command::Deposit { sats } => self.start_deposit(ctx, sats, attempt),
-                Command::Send { receiver } => self.start_send(ctx, receiver, attempt),
+                // spark-protocol §4.4: renew a leaf that is running out before every send.
+                Command::Send { receiver } => match self.renew_due() {
+                    Some((leaf, kind)) => self.start_renew(ctx, leaf, kind, (Command::Send { receiver }, attempt)),
+                    None => self.start_send(ctx, receiver, attempt),
+                },
                 Command::Exit => {
                     self.start_exit(ctx);
                     self.start_next(ctx);
@@ -242,6 +262,7 @@ impl Wallet {
                     self.start_theft(ctx);
                     self.start_next(ctx);
                 }
+                Command::Renew { kind } => self.start_renew_command(ctx, kind, attempt),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -303,6 +324,7 @@ impl Wallet {
             Op::Deposit(d) => self.deposit_reply(ctx, session, *d, body),
             Op::Send(s) => self.send_reply(ctx, session, *s, body),
             Op::Claim(c) => self.claim_reply(ctx, session, op, *c, body),
+            Op::Renew(r) => self.renew_reply(ctx, session, *r, body),
         }
     }
 
@@ -329,6 +351,7 @@ impl Wallet {
                 ctx.observe(Observation::Rejected { what: format!("{} claim {}", self.cfg.id, c.transfer), reason: "timed out; will retry".into() });
                 self.claim_failed(ctx);
             }
+            Op::Renew(r) => self.renew_timeout(ctx, session, *r),
         }
     }
 
@@ -458,7 +481,7 @@ impl Node for Wallet {
                 Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),
                 Msg::SspRequest { req, body } => self.on_ssp_request(ctx, from, req, *body),
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
-                    self.exit_broadcast_refused(&txid);
+                    self.exit_broadcast_refused(&txid, &reason);
                     self.deposit_broadcast_refused(&txid);
                     ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });
                 }

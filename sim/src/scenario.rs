@@ -235,6 +235,10 @@ impl TestFault {
 ///   and "broadcast_refund_early" (the wallet broadcasts exit refunds before their timelock).
 /// - `hazards` = []: known Spark hazards (spark-protocol §8.2) restored on purpose; allowed:
 ///   "gossip_ack_unapplied", "claim_settle_split", "claim_skip_timelock_decrement" (see [`Hazard`]).
+/// - `consensus` = "gossip": how operators settle decisions (two-phase commit mode,
+///   spark-protocol §4.10): "gossip" (Oct-2025 durable gossip, the coordinator applies its own
+///   part after every receipt) or "two_phase" (the 2026 coordinator-driven prepare / commit /
+///   rollback engine with reconciliation and presumed abort, `operator/twopc.rs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtocolSpec {
     pub gossip_retry: Micros,
@@ -246,6 +250,8 @@ pub struct ProtocolSpec {
     pub test_faults: BTreeSet<TestFault>,
     /// Known Spark hazards switched back on (see [`Hazard`]).
     pub hazards: BTreeSet<Hazard>,
+    /// Two-phase commit mode: gossip (default) or two_phase.
+    pub consensus: reference_node::consensus::Consensus,
 }
 
 impl Default for ProtocolSpec {
@@ -259,6 +265,7 @@ impl Default for ProtocolSpec {
             wallet_poll: Micros::from_secs(5),
             test_faults: BTreeSet::new(),
             hazards: BTreeSet::new(),
+            consensus: reference_node::consensus::Consensus::Gossip,
         }
     }
 }
@@ -907,6 +914,7 @@ struct RawProtocol {
     wallet_poll_s: S<f64>,
     test_faults: Option<Vec<Spanned<String>>>,
     hazards: Option<Vec<Spanned<String>>>,
+    consensus: S<String>,
 }
 
 #[derive(Deserialize)]
@@ -1518,6 +1526,7 @@ impl Validator<'_> {
                 .unwrap_or(d.wallet_poll),
             test_faults,
             hazards: self.hazards(p.hazards.as_deref().unwrap_or_default())?,
+            consensus: self.consensus(&p.consensus)?,
         })
     }
 
@@ -2278,7 +2287,20 @@ struct RawTheft {
     at_s: Spanned<f64>,
 }
 
+/// `protocol.consensus` values (two-phase commit mode).
+pub const CONSENSUS_MODES: [(&str, reference_node::consensus::Consensus); 2] =
+    [("gossip", reference_node::consensus::Consensus::Gossip), ("two_phase", reference_node::consensus::Consensus::TwoPhase)];
+
 impl Validator<'_> {
+    /// Two-phase commit mode: `protocol.consensus`.
+    fn consensus(&self, raw: &S<String>) -> R<reference_node::consensus::Consensus> {
+        let Some(v) = raw else { return Ok(reference_node::consensus::Consensus::Gossip) };
+        CONSENSUS_MODES.iter().find(|(n, _)| *n == v.get_ref()).map(|(_, c)| *c).ok_or_else(|| {
+            let allowed: Vec<&str> = CONSENSUS_MODES.iter().map(|(n, _)| *n).collect();
+            self.err(v.span(), "protocol.consensus", format!("unknown consensus mode `{}`: allowed: {}", v.get_ref(), allowed.join(", ")))
+        })
+    }
+
     fn hazards(&self, raw: &[Spanned<String>]) -> R<BTreeSet<Hazard>> {
         let mut out = BTreeSet::new();
         for (i, h) in raw.iter().enumerate() {

@@ -63,6 +63,11 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
         test_faults.join(", "),
         hazards.join(", ")
     );
+    // Two-phase commit mode: written only when not the default, so gossip scenarios keep their text.
+    if p.consensus != reference_node::consensus::Consensus::Gossip {
+        let name = crate::scenario::CONSENSUS_MODES.iter().find(|(_, c)| *c == p.consensus).map_or("?", |(n, _)| n);
+        let _ = writeln!(out, "consensus = {}", string(name));
+    }
 
     workload(&mut out, &s.workload);
 

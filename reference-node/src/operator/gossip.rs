@@ -53,7 +53,7 @@ impl Operator {
             Ok(())
         } else {
             let mut db = self.store.begin();
-            let r = self.apply_gossip(&mut db, &body);
+            let r = self.apply_gossip(&mut db, id.origin, &body);
             if r.is_ok() {
                 db.gossip_applied.insert(id);
                 self.store.commit(db);
@@ -71,7 +71,7 @@ impl Operator {
         }
     }
 
-    fn apply_gossip(&self, db: &mut Db, body: &GossipBody) -> Result<(), String> {
+    fn apply_gossip(&self, db: &mut Db, origin: OperatorId, body: &GossipBody) -> Result<(), String> {
         match body {
             GossipBody::FinalizeTreeCreation { leaf } => self.apply_finalize_tree(db, leaf),
             GossipBody::SettleSenderKeyTweak { transfer } => self.apply_settle_sender(db, *transfer),
@@ -79,6 +79,9 @@ impl Operator {
             GossipBody::SettleReceiverCommit { transfer, attempt } => self.apply_receiver_commit(db, *transfer, *attempt),
             GossipBody::SettleReceiverRollback { transfer, attempt } => Self::apply_receiver_rollback(db, *transfer, *attempt, self.cfg.params.hazards.claim_settle_split),
             GossipBody::FinalizeTransfer { transfer, refunds } => Self::apply_finalize_transfer(db, *transfer, refunds),
+            // Two-phase commit mode (twopc.rs): the origin must be the flow's coordinator.
+            GossipBody::ConsensusCommit { flow } => self.apply_flow_decision(db, origin, *flow, None),
+            GossipBody::ConsensusRollback { flow, decision } => self.apply_flow_decision(db, origin, *flow, Some(*decision)),
         }
     }
 
@@ -130,6 +133,7 @@ impl Operator {
                 }
             }
             GossipBody::SettleReceiverCommit { transfer, .. } => self.resume_claim(ctx, transfer),
+            GossipBody::ConsensusCommit { flow } => self.twopc_commit_progress(ctx, flow, true),
             _ => {}
         }
     }
@@ -138,6 +142,9 @@ impl Operator {
         if let GossipBody::SettleReceiverCommit { transfer, .. } = body {
             self.resume_claim(ctx, *transfer);
         }
+        if let GossipBody::ConsensusCommit { flow } = body {
+            self.twopc_commit_progress(ctx, *flow, false);
+        }
     }
 
     /// Operators that have acknowledged every pending receiver-commit gossip for `transfer`
@@ -145,7 +152,7 @@ impl Operator {
     pub(super) fn settled_operators(&self, transfer: crate::types::TransferId) -> BTreeSet<OperatorId> {
         let mut settled = self.all_operators();
         for row in self.store.read().gossip_out.values() {
-            if matches!(row.body, GossipBody::SettleReceiverCommit { transfer: t, .. } if t == transfer) {
+            if matches!(row.body, GossipBody::SettleReceiverCommit { transfer: t, .. } if t == transfer) || self.is_receiver_commit_gossip(&row.body, transfer) {
                 for op in row.participants.difference(&row.receipts) {
                     settled.remove(op);
                 }

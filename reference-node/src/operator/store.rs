@@ -178,6 +178,11 @@ pub struct Db {
     /// Receiver two-phase settle attempts per transfer (see [`ReceiverSettleRow`]).
     #[serde(default)]
     pub receiver_settles: BTreeMap<TransferId, ReceiverSettleRow>,
+    /// Two-phase commit mode (spark-protocol §4.10): `FlowExecution` rows, coordinator and
+    /// participant (kept after the decision: the coordinator answers reconciliation queries
+    /// from them, a participant refuses a late Prepare of a rolled-back flow).
+    #[serde(default)]
+    pub flows: BTreeMap<crate::consensus::FlowId, crate::consensus::FlowRow>,
 }
 
 /// Explicit receiver-settle attempts (spark-protocol §4.2 claim, buildonspark/spark#24): a

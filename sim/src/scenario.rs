@@ -2382,6 +2382,20 @@ mod adversary_tests {
         assert!(plain.byzantine.is_empty() && plain.thefts.is_empty() && plain.protocol.hazards.is_empty());
     }
 
+
+    /// Two-phase commit mode: `protocol.consensus` parses, defaults to gossip, and a bad value
+    /// names its line and field.
+    #[test]
+    fn consensus_mode_parses_and_bad_values_are_located() {
+        use reference_node::consensus::Consensus;
+        let s = Scenario::parse("x.toml", &format!("{HEAD}[protocol]\nconsensus = \"two_phase\"\n")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.protocol.consensus, Consensus::TwoPhase);
+        let plain = Scenario::parse("x.toml", HEAD).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plain.protocol.consensus, Consensus::Gossip);
+        let e = err("[protocol]\nconsensus = \"paxos\"\n");
+        assert_eq!((e.line, e.field.as_str()), (4, "protocol.consensus"), "{e}");
+        assert!(e.message.contains("two_phase"), "{e}");
+    }
     #[test]
     fn bad_adversary_keys_are_located() {
         let e = err("[[byzantine]]\noperator = \"operator:3\"\nbehaviours = [\"wrong_share\", \"lie\"]\n");

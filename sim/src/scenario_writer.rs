@@ -551,6 +551,7 @@ mod tests {
             (s.chain.deposit_confirmations, s.chain.min_feerate_sat_vb) = (3, 12);
             s.protocol.test_faults = [TestFault::SkipSendTimelockDecrement, TestFault::BroadcastRefundEarly].into();
             s.protocol.hazards = Hazard::ALL.iter().map(|(_, h)| *h).collect();
+            s.protocol.consensus = reference_node::consensus::Consensus::TwoPhase; // two-phase commit mode
             s.byzantine = vec![
                 ByzantineSpec { operator: OperatorId(1), behaviours: Behaviour::ALL.iter().map(|(_, b)| *b).collect() },
                 ByzantineSpec { operator: OperatorId(4), behaviours: [Behaviour::Withhold].into() },

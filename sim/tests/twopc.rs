@@ -203,3 +203,42 @@ fn forged_and_malformed_consensus_messages_are_rejected_without_a_state_change()
     let rows = &flows(&engine)[&flow];
     assert!(statuses(rows).iter().all(|s| *s == FlowStatus::Committed), "{flow}: {:?}", statuses(rows));
 }
+
+/// `scenarios/consensus/` holds every scenario in both modes, documented, and parsing to the mode
+/// its name says (so one campaign over the directory compares them).
+#[test]
+fn consensus_library_holds_each_scenario_in_both_modes() {
+    use reference_node::consensus::Consensus;
+    let dir = PathBuf::from(format!("{}/../scenarios/consensus", env!("CARGO_MANIFEST_DIR")));
+    let mut modes: BTreeMap<String, Vec<Consensus>> = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).expect("scenarios/consensus") {
+        let p = entry.expect("entry").path();
+        let name = p.file_stem().and_then(|n| n.to_str()).expect("name").to_owned();
+        let text = std::fs::read_to_string(&p).expect("read");
+        assert!(text.starts_with('#') && text.contains("Tests:") && text.contains("Should happen:"), "{name}: header comment");
+        let s = Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"));
+        let (base, mode) = match name.strip_suffix("-two-phase") {
+            Some(b) => (b.to_owned(), Consensus::TwoPhase),
+            None => (name.strip_suffix("-gossip").unwrap_or_else(|| panic!("{name}: -gossip or -two-phase")).to_owned(), Consensus::Gossip),
+        };
+        assert_eq!(s.protocol.consensus, mode, "{name}");
+        modes.entry(base).or_default().push(mode);
+    }
+    assert!(modes.len() >= 5, "{modes:?}");
+    for (base, m) in modes {
+        assert_eq!(m.len(), 2, "{base}: both modes");
+    }
+}
+
+/// buildonspark/spark#24 (`claim_settle_split`): the gossip mode's I-3 cannot happen in
+/// two_phase mode, on the same seed and workload.
+#[test]
+fn claim_settle_split_is_found_in_gossip_mode_and_impossible_in_two_phase_mode() {
+    let gossip = load("consensus/claim-settle-split-gossip.toml");
+    let two_phase = load("consensus/claim-settle-split-two-phase.toml");
+    let r = runner::run(&gossip, &gossip.file, 1, &RunOptions::default()).report;
+    assert!(r.violations.iter().any(|v| v.invariant == "I-3"), "gossip mode: {:?}", r.violations);
+    let r = runner::run(&two_phase, &two_phase.file, 1, &RunOptions::default()).report;
+    assert!(r.violations.is_empty(), "two_phase mode: {:?}", r.violations);
+    assert!(r.transfers_sent >= 5 && r.transfers_claimed == r.transfers_sent, "sent {} claimed {}", r.transfers_sent, r.transfers_claimed);
+}

@@ -43,3 +43,8 @@ bench-campaign:
 # A nightly-style campaign over the whole scenario library, e.g. `just campaign 1..200 2`.
 campaign SEEDS="1..20" JOBS="2":
     cargo run --release -- campaign scenarios --seeds {{SEEDS}} --jobs {{JOBS}} --out campaign-out
+
+# Two-phase commit mode: the same fault and hazard scenarios in both consensus modes
+# (scenarios/consensus/<name>-gossip.toml vs <name>-two-phase.toml), one campaign to compare them.
+consensus-compare SEEDS="1..20" JOBS="2":
+    cargo run --release -- campaign scenarios/consensus --seeds {{SEEDS}} --jobs {{JOBS}} --out campaign-consensus

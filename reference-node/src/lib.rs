@@ -2,6 +2,8 @@
 //! cryptography. No I/O, no clock and no OS randomness: see [`node`] for the contract.
 
 pub mod chain;
+/// Two-phase commit mode (spark-protocol §4.10): flow types.
+pub mod consensus;
 pub mod crypto;
 pub mod msg;
 pub mod node;

@@ -340,6 +340,10 @@ pub enum InternalRequest {
     },
     /// Two-phase receiver settle, phase 1 (spark-protocol §4.2 claim step 4).
     SettleReceiverPrepare { transfer: TransferId, attempt: u64, tweak_digests: BTreeMap<LeafId, [u8; 32]> },
+    /// Two-phase commit mode (§4.10): do `op`'s domain work and record a PARTICIPANT row.
+    ConsensusPrepare { flow: crate::consensus::FlowId, op: Box<crate::consensus::FlowOp> },
+    /// Two-phase commit mode (§4.10): a participant that never heard the decision asks for it.
+    ConsensusQueryOutcome { flow: crate::consensus::FlowId },
 }
 
 impl InternalRequest {
@@ -354,6 +358,8 @@ impl InternalRequest {
             InternalRequest::FrostRound2 { .. } => "FrostRound2",
             InternalRequest::InitiateTransfer { .. } => "InitiateTransfer",
             InternalRequest::SettleReceiverPrepare { .. } => "SettleReceiverPrepare",
+            InternalRequest::ConsensusPrepare { .. } => "ConsensusPrepare",
+            InternalRequest::ConsensusQueryOutcome { .. } => "ConsensusQueryOutcome",
         }
     }
 }
@@ -364,6 +370,9 @@ pub enum InternalReply {
     AddressSignature(Vec<u8>),
     Commitments { commitments: Vec<NonceCommitment>, se_public_key: PublicKey },
     Shares(Vec<SignatureShare>),
+    /// Two-phase commit mode (§4.10): the coordinator's answer to `ConsensusQueryOutcome`;
+    /// `None` = it holds no row for the flow (never durably started: presumed abort).
+    FlowOutcome { flow: crate::consensus::FlowId, status: Option<crate::consensus::FlowStatus> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -404,6 +413,12 @@ pub enum GossipBody {
     FinalizeRenewRefundTimelock { leaf: LeafId, signed: Vec<Transaction> },
     /// Renew: a renew-node's or renew-node-zero's signed txs (`RenewTxs::jobs` order).
     FinalizeRenewNodeTimelock { leaf: LeafId, kind: crate::tx::renew::RenewKind, signed: Vec<Transaction> },
+    /// Two-phase commit mode (§4.10): the coordinator decided COMMIT for the flow.
+    ConsensusCommit { flow: crate::consensus::FlowId },
+    /// Two-phase commit mode (§4.10): the coordinator decided ROLLBACK (or presumed abort).
+    /// `decision`: the rollback's domain effect, so an operator that never prepared the flow
+    /// can keep a tombstone row (a late Prepare is then refused).
+    ConsensusRollback { flow: crate::consensus::FlowId, decision: crate::consensus::FlowDecision },
 }
 
 impl GossipBody {
@@ -417,6 +432,8 @@ impl GossipBody {
             GossipBody::FinalizeTransfer { .. } => "Gossip:FinalizeTransfer",
             GossipBody::FinalizeRenewRefundTimelock { .. } => "Gossip:FinalizeRenewRefundTimelock",
             GossipBody::FinalizeRenewNodeTimelock { .. } => "Gossip:FinalizeRenewNodeTimelock",
+            GossipBody::ConsensusCommit { .. } => "Gossip:ConsensusCommit",
+            GossipBody::ConsensusRollback { .. } => "Gossip:ConsensusRollback",
         }
     }
 }

@@ -26,6 +26,11 @@ pub enum TimerKind {
     WalletRetry,
     /// Wallet acting as a thief (wallet/thief.rs): stop waiting for colluders.
     TheftTimeout,
+    /// Two-phase commit mode (§4.10): presumed-abort sweep and participant reconciliation.
+    ConsensusTick,
+    /// Two-phase commit mode (§4.10): send what waited for the previous handler's commit to be
+    /// durable (a Prepare ack, a COMMIT's gossip and the wallet's answer).
+    ConsensusFlush,
 }
 
 /// What a driver hands to a node.

@@ -102,6 +102,11 @@ pub struct Params {
     /// Confirmations before the chain watcher makes a deposit's leaf AVAILABLE (spark-protocol
     /// §3.3: single-use deposits count 1 — "seen in a block" — static deposits 3).
     pub deposit_confirmations: u32,
+    /// Two-phase commit mode (spark-protocol §4.10): gossip (Oct-2025, default) or two_phase.
+    pub consensus: crate::consensus::Consensus,
+    /// Two-phase commit mode: an undecided flow older than this is swept (coordinator: presumed
+    /// abort) or reconciled (participant: asks the coordinator). Also the sweep period.
+    pub flow_stale: Micros,
     /// Renew (wallet/renew.rs): wallets renew a CSV-0 leaf node (a deposit root) with renew-node
     /// instead of renew-node-zero. Both meet the operators' preconditions (§3.5: node CSV 0 ≤
     /// 300); off by default (the SDK's §4.4 choice).
@@ -176,6 +181,8 @@ impl Params {
             hazards: Hazards::default(),
             byzantine: BTreeMap::new(),
             deposit_confirmations: 1,
+            consensus: crate::consensus::Consensus::Gossip,
+            flow_stale: Micros::from_secs(60),
             renew_zero_as_node: false,
             ssp_fees: SspFees::default(),
         }

@@ -30,6 +30,8 @@ use reference_node::types::{KeyshareId, LeafId, Micros, OperatorId, TransferId};
 use std::collections::{BTreeMap, BTreeSet};
 
 // --- checker families (one file each) ---
+/// Two-phase commit mode: flow safety and L-2 over `FlowExecution` rows.
+pub mod consensus;
 pub mod hygiene;
 pub mod latency;
 pub mod lifecycle;
@@ -315,6 +317,10 @@ impl Checker {
         if !changed.is_empty() || !self.dirty.is_empty() {
             let dbs: Vec<(OperatorId, &Db)> = ops.iter().map(|o| (o.id(), o.db())).collect();
             found.extend(self.check_dbs(&dbs, &changed));
+            // Two-phase commit mode: no flow decided both ways (only rows that changed can split).
+            if changed.iter().any(|o| dbs.iter().any(|(d, db)| d == o && !db.flows.is_empty())) {
+                found.extend(consensus::check_flow_safety(&dbs));
+            }
         }
         found.extend(self.audit_chain(engine.chain()));
         found.extend(self.check_backing(engine.chain()));
@@ -348,6 +354,7 @@ impl Checker {
         found.extend(hygiene::check_gossip_converged(up, down, &self.gossip_refusals));
         let down_names: Vec<String> = down.iter().map(|o| o.to_string()).collect();
         found.extend(liveness::check_healed(up, wallets, &down_names));
+        found.extend(consensus::check_flows_settled(up, down));
         found.extend(liveness::check_expired(up, now, self.task_period));
         found.extend(liveness::check_exits(wallets));
         found.extend(liveness::check_pool(&self.pool_skips));

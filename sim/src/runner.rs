@@ -58,6 +58,7 @@ pub fn params_of(s: &Scenario) -> Params {
     adversary_params(s, &mut p);
     p.deposit_confirmations = s.chain.deposit_confirmations;
     p.renew_zero_as_node = s.protocol.renew_zero_as_node;
+    p.consensus = s.protocol.consensus; // two-phase commit mode
     p.test_faults = TestFaults {
         skip_send_timelock_decrement: s.protocol.test_faults.contains(&TestFault::SkipSendTimelockDecrement),
         broadcast_refund_early: s.protocol.test_faults.contains(&TestFault::BroadcastRefundEarly),

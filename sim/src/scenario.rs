@@ -253,6 +253,10 @@ impl TestFault {
 /// - `renew_zero_as_node` = false (renew): wallets renew a CSV-0 leaf node (a deposit root)
 ///   with renew-node instead of renew-node-zero, so a deposited leaf reaches renew-node and
 ///   renew-refund cycles (spark-protocol §3.5; both variants meet the operators' preconditions).
+/// - `consensus` = "gossip": how operators settle decisions (two-phase commit mode,
+///   spark-protocol §4.10): "gossip" (Oct-2025 durable gossip, the coordinator applies its own
+///   part after every receipt) or "two_phase" (the 2026 coordinator-driven prepare / commit /
+///   rollback engine with reconciliation and presumed abort, `operator/twopc.rs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtocolSpec {
     pub gossip_retry: Micros,
@@ -266,6 +270,8 @@ pub struct ProtocolSpec {
     pub hazards: BTreeSet<Hazard>,
     /// Renew: renew-node instead of renew-node-zero on CSV-0 leaf nodes.
     pub renew_zero_as_node: bool,
+    /// Two-phase commit mode: gossip (default) or two_phase.
+    pub consensus: reference_node::consensus::Consensus,
 }
 
 impl Default for ProtocolSpec {
@@ -280,6 +286,7 @@ impl Default for ProtocolSpec {
             test_faults: BTreeSet::new(),
             hazards: BTreeSet::new(),
             renew_zero_as_node: false,
+            consensus: reference_node::consensus::Consensus::Gossip,
         }
     }
 }
@@ -930,6 +937,7 @@ struct RawProtocol {
     test_faults: Option<Vec<Spanned<String>>>,
     hazards: Option<Vec<Spanned<String>>>,
     renew_zero_as_node: S<bool>,
+    consensus: S<String>,
 }
 
 #[derive(Deserialize)]
@@ -1546,6 +1554,7 @@ impl Validator<'_> {
             test_faults,
             hazards: self.hazards(p.hazards.as_deref().unwrap_or_default())?,
             renew_zero_as_node: p.renew_zero_as_node.as_ref().is_some_and(|b| *b.get_ref()),
+            consensus: self.consensus(&p.consensus)?,
         })
     }
 
@@ -2314,7 +2323,20 @@ struct RawTheft {
     at_s: Spanned<f64>,
 }
 
+/// `protocol.consensus` values (two-phase commit mode).
+pub const CONSENSUS_MODES: [(&str, reference_node::consensus::Consensus); 2] =
+    [("gossip", reference_node::consensus::Consensus::Gossip), ("two_phase", reference_node::consensus::Consensus::TwoPhase)];
+
 impl Validator<'_> {
+    /// Two-phase commit mode: `protocol.consensus`.
+    fn consensus(&self, raw: &S<String>) -> R<reference_node::consensus::Consensus> {
+        let Some(v) = raw else { return Ok(reference_node::consensus::Consensus::Gossip) };
+        CONSENSUS_MODES.iter().find(|(n, _)| *n == v.get_ref()).map(|(_, c)| *c).ok_or_else(|| {
+            let allowed: Vec<&str> = CONSENSUS_MODES.iter().map(|(n, _)| *n).collect();
+            self.err(v.span(), "protocol.consensus", format!("unknown consensus mode `{}`: allowed: {}", v.get_ref(), allowed.join(", ")))
+        })
+    }
+
     fn hazards(&self, raw: &[Spanned<String>]) -> R<BTreeSet<Hazard>> {
         let mut out = BTreeSet::new();
         for (i, h) in raw.iter().enumerate() {
@@ -2396,6 +2418,20 @@ mod adversary_tests {
         assert!(plain.byzantine.is_empty() && plain.thefts.is_empty() && plain.protocol.hazards.is_empty());
     }
 
+
+    /// Two-phase commit mode: `protocol.consensus` parses, defaults to gossip, and a bad value
+    /// names its line and field.
+    #[test]
+    fn consensus_mode_parses_and_bad_values_are_located() {
+        use reference_node::consensus::Consensus;
+        let s = Scenario::parse("x.toml", &format!("{HEAD}[protocol]\nconsensus = \"two_phase\"\n")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.protocol.consensus, Consensus::TwoPhase);
+        let plain = Scenario::parse("x.toml", HEAD).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plain.protocol.consensus, Consensus::Gossip);
+        let e = err("[protocol]\nconsensus = \"paxos\"\n");
+        assert_eq!((e.line, e.field.as_str()), (4, "protocol.consensus"), "{e}");
+        assert!(e.message.contains("two_phase"), "{e}");
+    }
     #[test]
     fn bad_adversary_keys_are_located() {
         let e = err("[[byzantine]]\noperator = \"operator:3\"\nbehaviours = [\"wrong_share\", \"lie\"]\n");

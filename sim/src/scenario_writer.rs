@@ -66,6 +66,11 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
     if p.renew_zero_as_node {
         out.push_str("renew_zero_as_node = true\n");
     }
+    // Two-phase commit mode: written only when not the default, so gossip scenarios keep their text.
+    if p.consensus != reference_node::consensus::Consensus::Gossip {
+        let name = crate::scenario::CONSENSUS_MODES.iter().find(|(_, c)| *c == p.consensus).map_or("?", |(n, _)| n);
+        let _ = writeln!(out, "consensus = {}", string(name));
+    }
 
     workload(&mut out, &s.workload);
 
@@ -553,6 +558,7 @@ mod tests {
             (s.chain.deposit_confirmations, s.chain.min_feerate_sat_vb) = (3, 12);
             s.protocol.test_faults = [TestFault::SkipSendTimelockDecrement, TestFault::BroadcastRefundEarly].into();
             s.protocol.hazards = Hazard::ALL.iter().map(|(_, h)| *h).collect();
+            s.protocol.consensus = reference_node::consensus::Consensus::TwoPhase; // two-phase commit mode
             s.byzantine = vec![
                 ByzantineSpec { operator: OperatorId(1), behaviours: Behaviour::ALL.iter().map(|(_, b)| *b).collect() },
                 ByzantineSpec { operator: OperatorId(4), behaviours: [Behaviour::Withhold].into() },

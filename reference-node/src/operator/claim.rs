@@ -16,7 +16,7 @@ use bitcoin::Transaction;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Stage {
+pub(super) enum Stage {
     Prepare,
     WaitSettled,
     Round1,
@@ -25,13 +25,13 @@ enum Stage {
 
 pub(super) struct ClaimSession {
     pub call: WalletCall,
-    transfer: TransferId,
-    stage: Stage,
+    pub(super) transfer: TransferId,
+    pub(super) stage: Stage,
     keyshare: KeyshareId,
     jobs: Vec<SigningJob>,
     signers: Vec<OperatorId>,
     /// The receiver-settle attempt this session prepared (0 when the commit was already decided).
-    attempt: u64,
+    pub(super) attempt: u64,
 }
 
 impl ClaimSession {
@@ -132,6 +132,9 @@ impl Operator {
             s.attempt = self.next_settle_attempt(transfer);
             let db = self.store.read();
             let digests = db.transfers[&transfer].leaves.iter().filter_map(|(l, r)| r.receiver_tweak.as_ref().map(|t| (*l, tweak_digest(t)))).collect();
+            if self.two_phase() {
+                return self.twopc_claim_prepare(ctx, s, digests); // two-phase commit mode
+            }
             let req = InternalRequest::SettleReceiverPrepare { transfer, attempt: s.attempt, tweak_digests: digests };
             let requests = self.all_operators().into_iter().map(|o| (o, req.clone())).collect();
             self.start_session(ctx, SessionKind::Claim(Box::new(s)), requests);
@@ -211,6 +214,7 @@ impl Operator {
 
     pub(super) fn claim_advance(&mut self, ctx: &mut Ctx<'_>, _id: u64, mut s: ClaimSession, replies: BTreeMap<OperatorId, InternalReply>) -> Step<ClaimSession> {
         match s.stage {
+            Stage::Prepare if self.two_phase() => self.twopc_claim_commit(ctx, s),
             Stage::Prepare => {
                 // Every operator prepared: decide COMMIT durably, apply our own, gossip the rest.
                 let mut db = self.store.begin();
@@ -252,7 +256,7 @@ impl Operator {
     }
 
     /// Sign once at least t operators hold the receiver's key (spark-protocol §4.2 claim step 4).
-    fn claim_try_sign(&mut self, ctx: &mut Ctx<'_>, mut s: ClaimSession) -> Step<ClaimSession> {
+    pub(super) fn claim_try_sign(&mut self, ctx: &mut Ctx<'_>, mut s: ClaimSession) -> Step<ClaimSession> {
         let settled: Vec<OperatorId> = self.settled_operators(s.transfer).into_iter().collect();
         if settled.len() < usize::from(self.cfg.params.threshold) {
             return Step::Next(s, Vec::new()); // wait for receipts (timeout armed)
@@ -279,6 +283,9 @@ impl Operator {
     }
 
     pub(super) fn claim_abort(&mut self, ctx: &mut Ctx<'_>, s: ClaimSession, reason: String) {
+        if self.two_phase() {
+            return self.twopc_claim_abort(ctx, s, reason); // two-phase commit mode
+        }
         // Hazard buildonspark/spark#24: roll back whatever stage failed, decided or not.
         let split = self.cfg.params.hazards.claim_settle_split;
         if s.stage == Stage::Prepare || split {
@@ -298,6 +305,14 @@ impl Operator {
     /// rollback of an older attempt arriving later is recognised as stale.
     pub(super) fn settle_receiver_prepare(&mut self, transfer: TransferId, attempt: u64, digests: &BTreeMap<LeafId, [u8; 32]>) -> Result<InternalReply, String> {
         let mut db = self.store.begin();
+        Self::settle_receiver_prepare_in(&mut db, transfer, attempt, digests)?;
+        self.store.commit(db);
+        Ok(InternalReply::Ack)
+    }
+
+    /// The domain work of the receiver-settle prepare inside the caller's store transaction (the
+    /// two-phase commit mode writes its PARTICIPANT row in the same one).
+    pub(super) fn settle_receiver_prepare_in(db: &mut Db, transfer: TransferId, attempt: u64, digests: &BTreeMap<LeafId, [u8; 32]>) -> Result<(), String> {
         let t = db.transfers.get_mut(&transfer).ok_or_else(|| format!("unknown transfer {transfer}"))?;
         let mine: BTreeMap<LeafId, [u8; 32]> = t.leaves.iter().filter_map(|(l, r)| r.receiver_tweak.as_ref().map(|tw| (*l, tweak_digest(tw)))).collect();
         if mine != *digests {
@@ -310,8 +325,7 @@ impl Operator {
         }
         let row = db.receiver_settles.entry(transfer).or_default();
         row.locked_attempt = row.locked_attempt.max(attempt);
-        self.store.commit(db);
-        Ok(InternalReply::Ack)
+        Ok(())
     }
 
     /// `attempt` is informational here: a commit is decided only after every operator prepared

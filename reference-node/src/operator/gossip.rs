@@ -53,7 +53,7 @@ impl Operator {
             Ok(())
         } else {
             let mut db = self.store.begin();
-            let r = self.apply_gossip(&mut db, &body);
+            let r = self.apply_gossip(&mut db, id.origin, &body);
             if r.is_ok() {
                 db.gossip_applied.insert(id);
                 self.store.commit(db);
@@ -71,7 +71,7 @@ impl Operator {
         }
     }
 
-    fn apply_gossip(&self, db: &mut Db, body: &GossipBody) -> Result<(), String> {
+    fn apply_gossip(&self, db: &mut Db, origin: OperatorId, body: &GossipBody) -> Result<(), String> {
         match body {
             GossipBody::FinalizeTreeCreation { leaf } => self.apply_finalize_tree(db, leaf),
             GossipBody::SettleSenderKeyTweak { transfer } => self.apply_settle_sender(db, *transfer),
@@ -82,6 +82,9 @@ impl Operator {
             // Renew (operator/renew.rs).
             GossipBody::FinalizeRenewRefundTimelock { leaf, signed } => Self::apply_renew(db, *leaf, crate::tx::renew::RenewKind::Refund, signed),
             GossipBody::FinalizeRenewNodeTimelock { leaf, kind, signed } => Self::apply_renew(db, *leaf, *kind, signed),
+            // Two-phase commit mode (twopc.rs): the origin must be the flow's coordinator.
+            GossipBody::ConsensusCommit { flow } => self.apply_flow_decision(db, origin, *flow, None),
+            GossipBody::ConsensusRollback { flow, decision } => self.apply_flow_decision(db, origin, *flow, Some(*decision)),
         }
     }
 
@@ -133,6 +136,7 @@ impl Operator {
                 }
             }
             GossipBody::SettleReceiverCommit { transfer, .. } => self.resume_claim(ctx, transfer),
+            GossipBody::ConsensusCommit { flow } => self.twopc_commit_progress(ctx, flow, true),
             _ => {}
         }
     }
@@ -141,6 +145,9 @@ impl Operator {
         if let GossipBody::SettleReceiverCommit { transfer, .. } = body {
             self.resume_claim(ctx, *transfer);
         }
+        if let GossipBody::ConsensusCommit { flow } = body {
+            self.twopc_commit_progress(ctx, *flow, false);
+        }
     }
 
     /// Operators that have acknowledged every pending receiver-commit gossip for `transfer`
@@ -148,7 +155,7 @@ impl Operator {
     pub(super) fn settled_operators(&self, transfer: crate::types::TransferId) -> BTreeSet<OperatorId> {
         let mut settled = self.all_operators();
         for row in self.store.read().gossip_out.values() {
-            if matches!(row.body, GossipBody::SettleReceiverCommit { transfer: t, .. } if t == transfer) {
+            if matches!(row.body, GossipBody::SettleReceiverCommit { transfer: t, .. } if t == transfer) || self.is_receiver_commit_gossip(&row.body, transfer) {
                 for op in row.participants.difference(&row.receipts) {
                     settled.remove(op);
                 }

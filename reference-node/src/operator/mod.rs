@@ -14,6 +14,8 @@ mod renew;
 mod send;
 mod signer;
 pub mod store;
+mod twopc;
+mod twopc_flows;
 mod watcher;
 
 use crate::crypto::SecretKey;
@@ -59,6 +61,9 @@ struct Volatile {
     /// identifiable abort), until when: left out of signer sets while enough others remain. It
     /// expires so an honest operator that was only down is trusted again.
     suspects: BTreeMap<OperatorId, Micros>,
+    /// Two-phase commit mode (twopc.rs): flow ids handed out this incarnation, flows a live
+    /// session will still decide, outputs waiting for their commit to be durable, timers.
+    twopc: twopc::Volatile,
 }
 
 /// A coordinator-side operation waiting for a round of replies from other operators.
@@ -174,10 +179,14 @@ impl Operator {
         }
         self.arm_gossip_timer(ctx);
         self.arm_tasks_timer(ctx);
+        self.arm_consensus_tick(ctx);
     }
 
     fn on_internal_reply(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: Result<InternalReply, String>) {
         let NodeId::Operator(op) = from else { return };
+        if let Ok(InternalReply::FlowOutcome { flow, status }) = &body {
+            return self.on_flow_outcome(ctx, op, *flow, *status); // two-phase commit mode
+        }
         let Some(s) = self.vol.sessions.get_mut(&req.session) else { return };
         if s.phase != req.phase || !s.waiting.contains(&op) {
             return; // stale or duplicate reply
@@ -259,6 +268,8 @@ impl Operator {
                 self.transfer_tasks(ctx);
             }
             TimerKind::DkgPool => self.dkg_pool_tick(ctx),
+            TimerKind::ConsensusTick => self.consensus_tick(ctx),
+            TimerKind::ConsensusFlush => self.consensus_flush(ctx),
             TimerKind::PollTransfers | TimerKind::WalletRetry | TimerKind::TheftTimeout => {}
         }
     }
@@ -337,6 +348,8 @@ impl Operator {
             InternalRequest::SettleReceiverPrepare { transfer, attempt, tweak_digests } => {
                 self.settle_receiver_prepare(transfer, attempt, &tweak_digests)
             }
+            InternalRequest::ConsensusPrepare { flow, op } => return self.consensus_prepare(ctx, peer, req, flow, *op),
+            InternalRequest::ConsensusQueryOutcome { flow } => self.consensus_query(peer, flow),
         };
         if let Err(e) = &reply {
             ctx.observe(Observation::Rejected { what: format!("{} internal request from {peer}", self.cfg.id), reason: e.clone() });

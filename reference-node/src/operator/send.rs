@@ -34,15 +34,15 @@ struct RefundJob {
 
 pub(super) struct SendSession {
     pub call: WalletCall,
-    transfer: TransferId,
-    sender: PublicKey,
-    receiver: PublicKey,
-    expiry: Micros,
-    package: TransferPackage,
-    slice: Vec<SendLeafKeyTweak>,
+    pub(super) transfer: TransferId,
+    pub(super) sender: PublicKey,
+    pub(super) receiver: PublicKey,
+    pub(super) expiry: Micros,
+    pub(super) package: TransferPackage,
+    pub(super) slice: Vec<SendLeafKeyTweak>,
     jobs: Vec<RefundJob>,
     signers: BTreeSet<OperatorId>,
-    signed: BTreeMap<LeafId, RefundSet>,
+    pub(super) signed: BTreeMap<LeafId, RefundSet>,
 }
 
 /// The validated content of a transfer package, as one operator sees it.
@@ -242,6 +242,9 @@ impl Operator {
                 self.send_abort(ctx, s, e);
                 return Step::Done;
             }
+            if self.two_phase() {
+                return self.twopc_send_prepare(ctx, s); // two-phase commit mode (twopc_flows.rs)
+            }
             let others = self.others();
             if others.is_empty() {
                 self.send_commit(ctx, s);
@@ -257,6 +260,9 @@ impl Operator {
             };
             let requests = others.into_iter().map(|o| (o, req.clone())).collect();
             Step::Next(s, requests)
+        } else if self.two_phase() {
+            self.twopc_send_commit(ctx, s); // two-phase commit mode (twopc_flows.rs)
+            Step::Done
         } else {
             self.send_commit(ctx, s);
             Step::Done
@@ -335,7 +341,7 @@ impl Operator {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn transfer_row(db: &Db, slice: &[SendLeafKeyTweak], sender: PublicKey, receiver: PublicKey, expiry: Micros, coordinator: OperatorId, signed: &BTreeMap<LeafId, RefundSet>, status: TransferStatus) -> Result<TransferRow, String> {
+    pub(super) fn transfer_row(db: &Db, slice: &[SendLeafKeyTweak], sender: PublicKey, receiver: PublicKey, expiry: Micros, coordinator: OperatorId, signed: &BTreeMap<LeafId, RefundSet>, status: TransferStatus) -> Result<TransferRow, String> {
         let mut leaves = BTreeMap::new();
         for t in slice {
             let leaf = db.leaves.get(&t.leaf).ok_or("leaf vanished")?;
@@ -356,6 +362,7 @@ impl Operator {
 
     /// The send failed before it committed: cancel it everywhere (durably) and tell the wallet.
     pub(super) fn send_abort(&mut self, ctx: &mut Ctx<'_>, s: SendSession, reason: String) {
+        let Some(s) = self.twopc_send_abort(ctx, s, &reason) else { return }; // two-phase commit mode
         self.cancel_send(ctx, s.transfer);
         Self::reply_wallet(ctx, s.call, Err(reason));
     }
@@ -380,8 +387,17 @@ impl Operator {
         if let Some(t) = self.store.read().transfers.get(&transfer) {
             return if t.status == TransferStatus::Returned { Err("transfer was cancelled".into()) } else { Ok(InternalReply::Ack) };
         }
-        let valid = self.validate_send(ctx.now, transfer, &sender, &receiver, expiry, &package)?;
-        let db = self.store.read();
+        let mut db = self.store.begin();
+        self.initiate_transfer_in(&mut db, ctx.now, coordinator, transfer, sender, receiver, expiry, &package, &signed_refunds)?;
+        self.store.commit(db);
+        Ok(InternalReply::Ack)
+    }
+
+    /// The domain work of `InitiateTransfer` inside the caller's store transaction (the
+    /// two-phase commit mode writes its PARTICIPANT row in the same one).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn initiate_transfer_in(&self, db: &mut Db, now: Micros, coordinator: OperatorId, transfer: TransferId, sender: PublicKey, receiver: PublicKey, expiry: Micros, package: &TransferPackage, signed_refunds: &BTreeMap<LeafId, RefundSet>) -> Result<(), String> {
+        let valid = self.validate_send(now, transfer, &sender, &receiver, expiry, package)?;
         for lp in &package.leaves {
             let leaf = &db.leaves[&lp.leaf];
             let signed = signed_refunds.get(&lp.leaf).ok_or("missing signed refunds")?;
@@ -390,16 +406,14 @@ impl Operator {
                 check_signed(&lp.refunds[i].tx, tx, &prevouts[i], &leaf.verifying_key).map_err(|e| format!("signed refund {i}: {e}"))?;
             }
         }
-        let mut db = self.store.begin();
-        let row = Self::transfer_row(&db, &valid.slice, sender, receiver, expiry, coordinator, &signed_refunds, TransferStatus::SenderKeyTweakPending)?;
+        let row = Self::transfer_row(db, &valid.slice, sender, receiver, expiry, coordinator, signed_refunds, TransferStatus::SenderKeyTweakPending)?;
         for leaf in row.leaves.keys() {
             if let Some(l) = db.leaves.get_mut(leaf) {
                 l.status = LeafStatus::TransferLocked(transfer);
             }
         }
         db.transfers.insert(transfer, row);
-        self.store.commit(db);
-        Ok(InternalReply::Ack)
+        Ok(())
     }
 
     /// Apply this operator's slice of the sender's tweak (spark-protocol §2.5): the SE key moves to
@@ -496,6 +510,8 @@ impl Operator {
             .pending_sends
             .iter()
             .filter(|(t, p)| p.status == PendingSendStatus::Started && p.started_at + self.cfg.params.pending_send_stale <= ctx.now && !live.contains(t))
+            // Two-phase commit mode: a send with a flow row is the engine's to end (sweep).
+            .filter(|(t, _)| !self.flow_owns_send(**t))
             .map(|(t, _)| *t)
             .collect();
         for t in stale {

@@ -198,6 +198,11 @@ pub struct Db {
     /// status SPLIT_LOCKED: part of that leaf's chain only, never transferred or split alone.
     #[serde(default)]
     pub split_locked: BTreeMap<bitcoin::Txid, LeafId>,
+    /// Two-phase commit mode (spark-protocol §4.10): `FlowExecution` rows, coordinator and
+    /// participant (kept after the decision: the coordinator answers reconciliation queries
+    /// from them, a participant refuses a late Prepare of a rolled-back flow).
+    #[serde(default)]
+    pub flows: BTreeMap<crate::consensus::FlowId, crate::consensus::FlowRow>,
 }
 
 /// Explicit receiver-settle attempts (spark-protocol §4.2 claim, buildonspark/spark#24): a

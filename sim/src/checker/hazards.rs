@@ -108,12 +108,15 @@ fn gossip_transfer(body: &GossipBody) -> Option<TransferId> {
         | GossipBody::SettleReceiverCommit { transfer, .. }
         | GossipBody::SettleReceiverRollback { transfer, .. }
         | GossipBody::FinalizeTransfer { transfer, .. } => Some(*transfer),
+        // Two-phase commit mode: the flow's transfer (see `consensus::transfers_in_flight`).
+        GossipBody::ConsensusCommit { .. } | GossipBody::ConsensusRollback { .. } => None,
     }
 }
 
 /// I-12: operators holding a transfer disagree on its status and no gossip is left to fix it.
 pub fn check_transfer_convergence(dbs: &[(OperatorId, &Db)]) -> Vec<Finding> {
-    let pending: BTreeSet<TransferId> = dbs.iter().flat_map(|(_, db)| db.gossip_out.values().filter_map(|g| gossip_transfer(&g.body))).collect();
+    let mut pending: BTreeSet<TransferId> = dbs.iter().flat_map(|(_, db)| db.gossip_out.values().filter_map(|g| gossip_transfer(&g.body))).collect();
+    pending.extend(super::consensus::transfers_in_flight(dbs));
     let mut views: BTreeMap<TransferId, Vec<(OperatorId, TransferStatus)>> = BTreeMap::new();
     for (op, db) in dbs {
         for (t, row) in &db.transfers {

@@ -20,6 +20,7 @@ pub fn operator_quiet(db: &Db) -> bool {
     db.gossip_out.is_empty()
         && db.transfers.values().all(|t| t.status.is_terminal())
         && db.pending_sends.values().all(|p| p.status == PendingSendStatus::Finished)
+        && super::consensus::flows_quiet(db)
 }
 
 /// L-2: after healing, every transfer is COMPLETED or RETURNED with one status on every up

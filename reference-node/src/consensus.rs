@@ -1,0 +1,113 @@
+//! The data of the 2026 two-phase-commit consensus engine (spark-protocol §4.10): flow ids, the
+//! operation a flow carries, its decisions and the durable `FlowExecution` row. The engine
+//! itself is `operator/twopc.rs`; these types live apart because messages (`msg.rs`) and the
+//! store (`operator/store.rs`) both carry them.
+use crate::msg::{RefundSet, TransferPackage};
+use crate::crypto::PublicKey;
+use crate::types::{LeafId, Micros, OperatorId, TransferId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How operators settle cross-operator decisions (scenario `protocol.consensus`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Consensus {
+    /// Oct-2025: durable gossip rows, the coordinator applies its own part after every receipt.
+    #[default]
+    Gossip,
+    /// 2026: coordinator-driven prepare / commit / rollback with reconciliation and presumed
+    /// abort (`operator/twopc.rs`).
+    TwoPhase,
+}
+
+/// A flow execution, named by its coordinator. `seq` carries the coordinator's incarnation in
+/// its high 32 bits, so a coordinator that lost unsynced writes in a crash never reuses the id
+/// of a flow whose Prepare may already be out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FlowId {
+    pub coordinator: OperatorId,
+    pub seq: u64,
+}
+
+impl std::fmt::Display for FlowId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "flow {}/{}.{}", self.coordinator, self.seq >> 32, self.seq & 0xffff_ffff)
+    }
+}
+
+/// What a participant does on Prepare (its domain work, in the same store transaction as its
+/// PARTICIPANT row).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlowOp {
+    /// Send (`start_transfer_v2`): record the transfer with its pending sender tweak and lock
+    /// the leaves (the domain work of `InitiateTransfer`).
+    StartTransfer {
+        transfer: TransferId,
+        sender: PublicKey,
+        receiver: PublicKey,
+        expiry: Micros,
+        package: TransferPackage,
+        signed_refunds: BTreeMap<LeafId, RefundSet>,
+    },
+    /// Claim: lock the receiver's stored tweak for settle `attempt` (its digests must match).
+    ReceiverSettle { transfer: TransferId, attempt: u64, tweak_digests: BTreeMap<LeafId, [u8; 32]> },
+}
+
+impl FlowOp {
+    pub fn transfer(&self) -> TransferId {
+        match self {
+            FlowOp::StartTransfer { transfer, .. } | FlowOp::ReceiverSettle { transfer, .. } => *transfer,
+        }
+    }
+    /// The decisions of this op: (commit, rollback). The rollback is pre-filled when the flow
+    /// starts, so a sweep can roll back without the coordinator's (volatile) session.
+    pub fn decisions(&self) -> (FlowDecision, FlowDecision) {
+        match self {
+            FlowOp::StartTransfer { transfer, .. } => (FlowDecision::SettleSender { transfer: *transfer }, FlowDecision::CancelTransfer { transfer: *transfer }),
+            FlowOp::ReceiverSettle { transfer, attempt, .. } => (
+                FlowDecision::ReceiverCommit { transfer: *transfer, attempt: *attempt },
+                FlowDecision::ReceiverRollback { transfer: *transfer, attempt: *attempt },
+            ),
+        }
+    }
+}
+
+/// The domain effect of a decision on one operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlowDecision {
+    /// Apply the sender's key tweak (→ SENDER_KEY_TWEAKED).
+    SettleSender { transfer: TransferId },
+    /// Cancel the transfer (→ RETURNED, leaves AVAILABLE).
+    CancelTransfer { transfer: TransferId },
+    /// Apply the receiver's key tweak (→ RECEIVER_KEY_TWEAK_APPLIED).
+    ReceiverCommit { transfer: TransferId, attempt: u64 },
+    /// Unlock the receiver's tweak (→ SENDER_KEY_TWEAKED).
+    ReceiverRollback { transfer: TransferId, attempt: u64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FlowStatus {
+    /// Coordinator: started, not decided. Participant: prepared, waiting for the decision.
+    InFlight,
+    Committed,
+    RolledBack,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlowRole {
+    Coordinator,
+    Participant,
+}
+
+/// One operator's durable `FlowExecution` row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRow {
+    pub role: FlowRole,
+    pub status: FlowStatus,
+    /// Every operator but the coordinator.
+    pub participants: BTreeSet<OperatorId>,
+    pub transfer: TransferId,
+    pub commit: FlowDecision,
+    pub rollback: FlowDecision,
+    /// When this operator wrote the row (the sweep and reconciliation measure staleness from it).
+    pub started_at: Micros,
+}

@@ -9,6 +9,7 @@ use bitcoin::{OutPoint, Sequence, Transaction, TxOut};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod lightning;
 pub mod ssp;
 pub use ssp::{SspReply, SspRequest, SspService};
 

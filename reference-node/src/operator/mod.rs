@@ -9,6 +9,7 @@ mod deposit;
 pub use deposit::{check_signed, deposit_templates};
 mod dkg;
 mod gossip;
+pub mod preimage;
 mod send;
 mod signer;
 pub mod store;

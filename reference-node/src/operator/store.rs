@@ -178,6 +178,9 @@ pub struct Db {
     /// Receiver two-phase settle attempts per transfer (see [`ReceiverSettleRow`]).
     #[serde(default)]
     pub receiver_settles: BTreeMap<TransferId, ReceiverSettleRow>,
+    /// Lightning: preimage shares and preimage requests by payment hash (operator/preimage.rs).
+    #[serde(default)]
+    pub preimages: BTreeMap<[u8; 32], super::preimage::PreimageRow>,
 }
 
 /// Explicit receiver-settle attempts (spark-protocol §4.2 claim, buildonspark/spark#24): a

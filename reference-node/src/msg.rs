@@ -245,6 +245,20 @@ pub enum WalletRequest {
     QueryPendingTransfers { receiver: PublicKey },
     ClaimTweakKeys { transfer: TransferId, receiver: PublicKey, leaves: Vec<ReceiverLeafTweak> },
     ClaimSignRefunds { transfer: TransferId, receiver: PublicKey, leaves: Vec<ClaimLeafJobs> },
+    /// Lightning receive (spark-protocol §4.7 step 2): `store_preimage_share`, to every operator.
+    StorePreimageShare(Box<lightning::PreimageShareRequest>),
+    /// Lightning (§4.7 step 4, §4.8 step 3): `initiate_preimage_swap_v3`, a transfer tied to a
+    /// payment hash, to the coordinator.
+    InitiatePreimageSwap {
+        swap: lightning::PreimageSwap,
+        transfer: TransferId,
+        sender: PublicKey,
+        receiver: PublicKey,
+        expiry: Micros,
+        package: TransferPackage,
+    },
+    /// Lightning: the preimage the operators hold for a payment hash, once shared.
+    QueryPreimage { payment_hash: [u8; 32] },
 }
 
 impl WalletRequest {
@@ -259,6 +273,9 @@ impl WalletRequest {
             WalletRequest::QueryPendingTransfers { .. } => "QueryPendingTransfers",
             WalletRequest::ClaimTweakKeys { .. } => "ClaimTweakKeys",
             WalletRequest::ClaimSignRefunds { .. } => "ClaimSignRefunds",
+            WalletRequest::StorePreimageShare(_) => "StorePreimageShare",
+            WalletRequest::InitiatePreimageSwap { .. } => "InitiatePreimageSwap",
+            WalletRequest::QueryPreimage { .. } => "QueryPreimage",
         }
     }
 }
@@ -294,6 +311,10 @@ pub enum WalletReply {
     /// A claim retried after the operators completed it (its finalize reply was late or lost):
     /// the refunds the receiver finalized, for it to verify and adopt (operator/claim_done.rs).
     ClaimCompleted { refunds: RefundSet },
+    /// Lightning: a preimage share is stored (operator/preimage.rs).
+    PreimageShareStored,
+    /// Lightning: the shared preimage for a payment hash, or None while it is not shared.
+    Preimage { payment_hash: [u8; 32], preimage: Option<[u8; 32]> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +342,9 @@ pub enum InternalRequest {
     },
     /// Two-phase receiver settle, phase 1 (spark-protocol §4.2 claim step 4).
     SettleReceiverPrepare { transfer: TransferId, attempt: u64, tweak_digests: BTreeMap<LeafId, [u8; 32]> },
+    /// Lightning receive (§4.7 step 4): release your preimage share for this transfer, once
+    /// your own records of it exist.
+    ReleasePreimageShare { transfer: TransferId, payment_hash: [u8; 32] },
 }
 
 impl InternalRequest {
@@ -335,6 +359,7 @@ impl InternalRequest {
             InternalRequest::FrostRound2 { .. } => "FrostRound2",
             InternalRequest::InitiateTransfer { .. } => "InitiateTransfer",
             InternalRequest::SettleReceiverPrepare { .. } => "SettleReceiverPrepare",
+            InternalRequest::ReleasePreimageShare { .. } => "ReleasePreimageShare",
         }
     }
 }
@@ -345,6 +370,8 @@ pub enum InternalReply {
     AddressSignature(Vec<u8>),
     Commitments { commitments: Vec<NonceCommitment>, se_public_key: PublicKey },
     Shares(Vec<SignatureShare>),
+    /// Lightning receive: this operator's preimage share.
+    PreimageShare(VssShare),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -378,6 +405,8 @@ pub enum GossipBody {
     SettleReceiverCommit { transfer: TransferId, attempt: u64 },
     SettleReceiverRollback { transfer: TransferId, attempt: u64 },
     FinalizeTransfer { transfer: TransferId, refunds: BTreeMap<LeafId, RefundSet> },
+    /// Lightning (§4.7 step 5): the coordinator reconstructed the preimage of a swap.
+    PreimageRevealed { transfer: TransferId, payment_hash: [u8; 32], preimage: [u8; 32] },
 }
 
 impl GossipBody {
@@ -389,6 +418,7 @@ impl GossipBody {
             GossipBody::SettleReceiverCommit { .. } => "Gossip:SettleReceiverCommit",
             GossipBody::SettleReceiverRollback { .. } => "Gossip:SettleReceiverRollback",
             GossipBody::FinalizeTransfer { .. } => "Gossip:FinalizeTransfer",
+            GossipBody::PreimageRevealed { .. } => "Gossip:PreimageRevealed",
         }
     }
 }

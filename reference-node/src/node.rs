@@ -26,6 +26,8 @@ pub enum TimerKind {
     WalletRetry,
     /// Wallet acting as a thief (wallet/thief.rs): stop waiting for colluders.
     TheftTimeout,
+    /// SSP (wallet/ssp_lightning.rs): the simulated payer's HTLC for this payment hash arrives.
+    LightningPayerHtlc([u8; 32]),
 }
 
 /// What a driver hands to a node.

@@ -43,6 +43,20 @@ pub enum Observation {
     /// A former owner tried to spend a leaf it sent away with colluding operators' old shares:
     /// `Ok(txid)` it broadcast a valid spend, `Err` the protocol blocked it.
     TheftAttempt { wallet: WalletId, leaf: LeafId, colluders: Vec<OperatorId>, outcome: Result<[u8; 32], String> },
+    /// Lightning (wallet/lightning.rs, operator/preimage.rs, wallet/ssp_lightning.rs):
+    /// the SSP issued a hold invoice to `wallet` for `payment_hash`.
+    LightningInvoiceIssued { wallet: WalletId, payment_hash: [u8; 32], amount_sats: u64, threshold: u16 },
+    /// An operator stored its preimage share for `payment_hash`.
+    PreimageShareStored { operator: OperatorId, payment_hash: [u8; 32] },
+    /// An operator released its preimage share (to the coordinator `to`) for `transfer`;
+    /// `recorded`: its own record of the transfer existed when it did.
+    PreimageShareReleased { operator: OperatorId, to: OperatorId, payment_hash: [u8; 32], transfer: TransferId, recorded: bool },
+    /// The coordinator reconstructed a preimage and committed the swap transfer.
+    PreimageRevealed { by: OperatorId, payment_hash: [u8; 32], preimage: [u8; 32], transfer: TransferId },
+    /// The SSP learned the preimage and settled the payer's held HTLC (receive done).
+    LightningReceiveSettled { ssp: WalletId, payment_hash: [u8; 32], preimage: [u8; 32], transfer: TransferId },
+    /// The SSP failed the payer's held HTLC back (receive abandoned, its leaves returned).
+    LightningReceiveFailed { ssp: WalletId, payment_hash: [u8; 32], reason: String },
 }
 
 /// Which rule of the enforcing signer guard refused.

@@ -104,6 +104,9 @@ pub struct Params {
     pub deposit_confirmations: u32,
     /// What the service provider charges (wallet/ssp.rs).
     pub ssp_fees: SspFees,
+    /// Lightning: the simulated network behind the SSP (wallet/ssp_lightning.rs).
+    #[serde(default)]
+    pub lightning: crate::msg::lightning::LightningParams,
 }
 
 /// The SSP's fee schedule (spark-protocol §7, Spark's "Estimate fees" docs): Spark → Lightning
@@ -173,6 +176,7 @@ impl Params {
             byzantine: BTreeMap::new(),
             deposit_confirmations: 1,
             ssp_fees: SspFees::default(),
+            lightning: crate::msg::lightning::LightningParams { failure_ppm: 0, payer_delay: Micros::from_secs(5), seed: [0; 32] },
         }
     }
     pub fn operator_ids(&self) -> impl Iterator<Item = OperatorId> {

@@ -7,6 +7,19 @@ use crate::crypto::PublicKey;
 use crate::types::Micros;
 use serde::{Deserialize, Serialize};
 
+/// The simulated Lightning network behind the SSP (wallet/ssp_lightning.rs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LightningParams {
+    /// Chance, in parts per million, that a payment fails (scenario `ssp.lightning_failure_rate`):
+    /// for a receive, the payer's HTLC never reaches the SSP.
+    pub failure_ppm: u32,
+    /// How long after an invoice is issued the payer's HTLC reaches the SSP.
+    pub payer_delay: Micros,
+    /// Seed of the network's draws (the run's "ssp/lightning" stream), so every failure is a
+    /// function of (seed, payment hash): independent of event order and of other draws.
+    pub seed: [u8; 32],
+}
+
 /// A (simulated) BOLT11 invoice: what the operators check a stored preimage share against.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invoice {

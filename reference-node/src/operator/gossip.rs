@@ -79,6 +79,7 @@ impl Operator {
             GossipBody::SettleReceiverCommit { transfer, attempt } => self.apply_receiver_commit(db, *transfer, *attempt),
             GossipBody::SettleReceiverRollback { transfer, attempt } => Self::apply_receiver_rollback(db, *transfer, *attempt, self.cfg.params.hazards.claim_settle_split),
             GossipBody::FinalizeTransfer { transfer, refunds } => Self::apply_finalize_transfer(db, *transfer, refunds),
+            GossipBody::PreimageRevealed { transfer, payment_hash, preimage } => super::preimage::apply_revealed(db, *transfer, payment_hash, preimage),
         }
     }
 

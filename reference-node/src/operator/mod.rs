@@ -253,7 +253,7 @@ impl Operator {
                 self.transfer_tasks(ctx);
             }
             TimerKind::DkgPool => self.dkg_pool_tick(ctx),
-            TimerKind::PollTransfers | TimerKind::WalletRetry | TimerKind::TheftTimeout => {}
+            TimerKind::PollTransfers | TimerKind::WalletRetry | TimerKind::TheftTimeout | TimerKind::LightningPayerHtlc(_) => {}
         }
     }
 
@@ -282,7 +282,7 @@ impl Operator {
             }
             WalletRequest::GetSigningCommitments { leaf, count } => self.get_signing_commitments(ctx, call, leaf, count),
             WalletRequest::StartTransfer { transfer, sender, receiver, expiry, package } => {
-                self.start_transfer(ctx, call, transfer, sender, receiver, expiry, package)
+                self.start_transfer(ctx, call, transfer, sender, receiver, expiry, package, None)
             }
             WalletRequest::QueryTransfer { transfer } => {
                 let outcome = self.query_transfer(transfer);
@@ -299,6 +299,8 @@ impl Operator {
             WalletRequest::ClaimSignRefunds { transfer, receiver, leaves } => {
                 self.claim_sign_refunds(ctx, call, transfer, receiver, leaves)
             }
+            // Lightning (operator/preimage.rs).
+            body @ (WalletRequest::StorePreimageShare(_) | WalletRequest::InitiatePreimageSwap { .. } | WalletRequest::QueryPreimage { .. }) => self.on_lightning_request(ctx, call, from, body),
         }
     }
 
@@ -325,6 +327,7 @@ impl Operator {
             InternalRequest::SettleReceiverPrepare { transfer, attempt, tweak_digests } => {
                 self.settle_receiver_prepare(transfer, attempt, &tweak_digests)
             }
+            InternalRequest::ReleasePreimageShare { transfer, payment_hash } => self.release_preimage_share(ctx, peer, transfer, payment_hash),
         };
         if let Err(e) = &reply {
             ctx.observe(Observation::Rejected { what: format!("{} internal request from {peer}", self.cfg.id), reason: e.clone() });

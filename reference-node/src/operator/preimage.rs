@@ -6,13 +6,19 @@
 //! The rules are pure functions over the rows below (tested on their own); the handlers at the
 //! end wire them into the operator's store and sessions.
 
+use super::send::SendSession;
 use super::store::{Db, TransferRow};
+use super::{Operator, Step, WalletCall};
 use crate::crypto::identity::sha256;
 use crate::crypto::vss::{self, VssShare};
 use crate::crypto::PublicKey;
-use crate::msg::lightning::{Invoice, PreimageReason, PreimageShareRequest};
-use crate::types::{OperatorId, TransferId};
+use crate::msg::lightning::{Invoice, PreimageReason, PreimageShareRequest, PreimageSwap};
+use crate::msg::{GossipBody, InternalReply, InternalRequest, WalletReply, WalletRequest};
+use crate::node::Ctx;
+use crate::observe::Observation;
+use crate::types::{NodeId, OperatorId, TransferId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One operator's share of a receive's preimage (`store_preimage_share`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +151,152 @@ pub fn cancel(row: &mut PreimageRow) -> Result<(), String> {
 /// The payment hash a transfer is a preimage swap for, if any.
 pub fn hash_of_transfer(db: &Db, transfer: TransferId) -> Option<[u8; 32]> {
     db.preimages.iter().find(|(_, r)| r.request.as_ref().is_some_and(|q| q.transfer == transfer)).map(|(h, _)| *h)
+}
+
+/// `apply_cancel`'s Lightning rule: refused once the transfer's preimage was shared; otherwise
+/// its request (if any) is RETURNED with it.
+pub(super) fn cancel_swap_of(db: &mut Db, transfer: TransferId) -> Result<(), String> {
+    match hash_of_transfer(db, transfer).and_then(|h| db.preimages.get_mut(&h)) {
+        Some(row) => cancel(row),
+        None => Ok(()),
+    }
+}
+
+/// Gossip `PreimageRevealed` at a participant: check the hash, record the request as shared.
+pub(super) fn apply_revealed(db: &mut Db, transfer: TransferId, payment_hash: &[u8; 32], preimage: &[u8; 32]) -> Result<(), String> {
+    check_preimage(preimage, payment_hash)?;
+    let row = db.preimages.entry(*payment_hash).or_default();
+    let req = row.request.get_or_insert(PreimageRequestRow { reason: PreimageReason::Receive, transfer, status: PreimageStatus::WaitingForPreimage, preimage: None });
+    if req.transfer != transfer {
+        return Err("the payment hash belongs to another transfer".into());
+    }
+    req.status = PreimageStatus::PreimageShared;
+    req.preimage = Some(*preimage);
+    Ok(())
+}
+
+/// Total value of a transfer's leaves, from this operator's own tables.
+fn transfer_value(db: &Db, record: &TransferRow) -> u64 {
+    record.leaves.keys().filter_map(|l| db.leaves.get(l)).map(|l| l.value_sats).sum()
+}
+
+impl Operator {
+    pub(super) fn on_lightning_request(&mut self, ctx: &mut Ctx<'_>, call: WalletCall, from: NodeId, body: WalletRequest) {
+        match body {
+            WalletRequest::StorePreimageShare(req) => {
+                let r = self.store_preimage_share(ctx, from, &req);
+                Self::reply_wallet(ctx, call, r.map(|()| WalletReply::PreimageShareStored));
+            }
+            WalletRequest::InitiatePreimageSwap { swap, transfer, sender, receiver, expiry, package } => {
+                if let Err(e) = self.check_initiate_swap(from, &swap, &sender, &receiver) {
+                    ctx.observe(Observation::Rejected { what: format!("{} InitiatePreimageSwap from {from}", self.cfg.id), reason: e.clone() });
+                    return Self::reply_wallet(ctx, call, Err(e));
+                }
+                self.start_transfer(ctx, call, transfer, sender, receiver, expiry, package, Some(swap));
+            }
+            WalletRequest::QueryPreimage { payment_hash } => {
+                let preimage = self.store.read().preimages.get(&payment_hash).and_then(|r| r.request.as_ref()).filter(|q| q.status == PreimageStatus::PreimageShared).and_then(|q| q.preimage);
+                Self::reply_wallet(ctx, call, Ok(WalletReply::Preimage { payment_hash, preimage }));
+            }
+            _ => {}
+        }
+    }
+
+    fn store_preimage_share(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: &PreimageShareRequest) -> Result<(), String> {
+        let authenticated = matches!(from, NodeId::Wallet(w) if self.cfg.directory.wallets.get(&w) == Some(&req.user_identity));
+        let r = if authenticated {
+            check_store_share(self.cfg.id, self.cfg.params.threshold, req, self.store.read().preimages.get(&req.payment_hash))
+        } else {
+            Err(format!("{from} is not authenticated as the invoice's user"))
+        };
+        let stored = match r {
+            Ok(s) => s,
+            Err(e) => {
+                ctx.observe(Observation::Rejected { what: format!("{} StorePreimageShare from {from}", self.cfg.id), reason: e.clone() });
+                return Err(e);
+            }
+        };
+        let mut db = self.store.begin();
+        db.preimages.entry(req.payment_hash).or_default().share = Some(stored);
+        self.store.commit(db);
+        ctx.observe(Observation::PreimageShareStored { operator: self.cfg.id, payment_hash: req.payment_hash });
+        Ok(())
+    }
+
+    /// `initiate_preimage_swap_v3` checks before the transfer machinery runs: only RECEIVE is
+    /// served (SEND is not wired yet), the caller is the SSP and the sender, the fee is 0, and
+    /// the coordinator's own stored invoice has this hash, amount and user.
+    fn check_initiate_swap(&self, from: NodeId, swap: &PreimageSwap, sender: &PublicKey, receiver: &PublicKey) -> Result<(), String> {
+        let dir = &self.cfg.directory;
+        if swap.reason != PreimageReason::Receive {
+            return Err("preimage swap SEND is not served by this reference operator yet".into());
+        }
+        match (from, dir.ssp) {
+            (NodeId::Wallet(w), Some(ssp)) if w == ssp && dir.wallets.get(&w) == Some(sender) => {}
+            _ => return Err(format!("{from} is not the SSP sending this swap")),
+        }
+        if swap.fee_sats != 0 {
+            return Err(format!("fee {} for RECEIVE (must be 0)", swap.fee_sats));
+        }
+        let db = self.store.read();
+        let row = db.preimages.get(&swap.payment_hash).ok_or("no invoice stored for this payment hash")?;
+        if row.request.is_some() {
+            return Err("a preimage swap already exists for this payment hash".into());
+        }
+        let stored = row.share.as_ref().ok_or("no preimage share stored for this payment hash")?;
+        if stored.invoice.amount_sats != swap.amount_sats {
+            return Err(format!("amount {} does not match the invoice's {}", swap.amount_sats, stored.invoice.amount_sats));
+        }
+        if stored.user_identity != *receiver {
+            return Err("the receiver is not the invoice's user".into());
+        }
+        Ok(())
+    }
+
+    /// Participant: release this operator's share to the coordinator, only once its own records
+    /// of the transfer exist and match the invoice.
+    pub(super) fn release_preimage_share(&mut self, ctx: &mut Ctx<'_>, coordinator: OperatorId, transfer: TransferId, payment_hash: [u8; 32]) -> Result<InternalReply, String> {
+        let db = self.store.read();
+        let record = db.transfers.get(&transfer);
+        let value = record.map(|r| transfer_value(db, r)).unwrap_or(0);
+        let share = check_release(db.preimages.get(&payment_hash), transfer, record, value)?;
+        ctx.observe(Observation::PreimageShareReleased { operator: self.cfg.id, to: coordinator, payment_hash, transfer, recorded: true });
+        Ok(InternalReply::PreimageShare(share))
+    }
+
+    /// The coordinator's RECEIVE rounds after every operator holds the transfer: phase 2 asks
+    /// every other operator for its share; phase 3 reconstructs r with its own, checks the hash,
+    /// then commits (settle gossip, reply), records and gossips the preimage; a bad r cancels.
+    pub(super) fn preimage_swap_advance(&mut self, ctx: &mut Ctx<'_>, phase: u8, s: SendSession, replies: BTreeMap<OperatorId, InternalReply>) -> Step<SendSession> {
+        let Some(swap) = s.swap.clone() else { return Step::Done };
+        if phase == 2 {
+            let req = InternalRequest::ReleasePreimageShare { transfer: s.transfer, payment_hash: swap.payment_hash };
+            let requests = self.others().into_iter().map(|o| (o, req.clone())).collect();
+            return Step::Next(s, requests);
+        }
+        let mine = self.store.read().preimages.get(&swap.payment_hash).and_then(|r| r.share.as_ref()).map(|x| x.share.clone());
+        let mut shares: Vec<VssShare> = mine.into_iter().collect();
+        shares.extend(replies.into_values().filter_map(|r| if let InternalReply::PreimageShare(x) = r { Some(x) } else { None }));
+        let preimage = match reconstruct(&shares, self.cfg.params.threshold, &swap.payment_hash) {
+            Ok(r) => r,
+            Err(e) => {
+                self.send_abort(ctx, s, format!("preimage reconstruction: {e}"));
+                return Step::Done;
+            }
+        };
+        let transfer = s.transfer;
+        self.send_commit(ctx, s);
+        if !self.store.read().transfers.contains_key(&transfer) {
+            return Step::Done; // the commit failed and cancelled the transfer
+        }
+        let mut db = self.store.begin();
+        db.preimages.entry(swap.payment_hash).or_default().request = Some(PreimageRequestRow { reason: swap.reason, transfer, status: PreimageStatus::PreimageShared, preimage: Some(preimage) });
+        let seq = Self::gossip_create(&mut db, GossipBody::PreimageRevealed { transfer, payment_hash: swap.payment_hash, preimage }, self.others());
+        self.store.commit(db);
+        self.gossip_push(ctx, seq);
+        ctx.observe(Observation::PreimageRevealed { by: self.cfg.id, payment_hash: swap.payment_hash, preimage, transfer });
+        Step::Done
+    }
 }
 
 #[cfg(test)]

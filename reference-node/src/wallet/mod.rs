@@ -5,9 +5,12 @@
 mod claim;
 mod deposit;
 mod exit;
+mod lightning;
 mod reorg;
 mod send;
 mod ssp;
+mod ssp_lightning;
+pub use ssp_lightning::{InvoiceState, LightningNetwork};
 mod thief;
 
 use crate::crypto::signing::{self, SecretNonce, SigningJob};
@@ -36,6 +39,10 @@ pub enum Command {
     /// Former owner turned thief: spend a leaf it sent away, with colluding operators' old key
     /// shares (wallet/thief.rs; spark-protocol §5.1).
     Steal,
+    /// Lightning receive (wallet/lightning.rs): be paid `sats` over Lightning through the SSP.
+    LightningReceive { sats: u64 },
+    /// SSP only (wallet/ssp_lightning.rs): run the preimage swap for a held payer HTLC.
+    LightningSwap { payment_hash: [u8; 32] },
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -81,6 +88,8 @@ enum Op {
     Send(Box<send::SendOp>),
     Claim(Box<claim::ClaimOp>),
     Poll,
+    /// Lightning (wallet/lightning.rs, wallet/ssp_lightning.rs).
+    Lightning(Box<lightning::LnOp>),
 }
 
 pub struct Wallet {
@@ -111,6 +120,8 @@ pub struct Wallet {
     theft: Option<thief::Theft>,
     /// Recent blocks and what was learned from them, to undo a reorg (`reorg.rs`).
     chain: reorg::ChainView,
+    /// SSP: the simulated Lightning network behind it (wallet/ssp_lightning.rs).
+    ln: ssp_lightning::LightningNetwork,
 }
 
 impl Wallet {
@@ -134,6 +145,7 @@ impl Wallet {
             sent_away: BTreeMap::new(),
             theft: None,
             chain: reorg::ChainView::default(),
+            ln: ssp_lightning::LightningNetwork::default(),
         }
     }
     pub fn id(&self) -> WalletId {
@@ -239,6 +251,8 @@ impl Wallet {
                     self.start_theft(ctx);
                     self.start_next(ctx);
                 }
+                Command::LightningReceive { sats } => self.start_lightning_receive(ctx, sats, attempt),
+                Command::LightningSwap { payment_hash } => self.start_preimage_swap(ctx, payment_hash, attempt),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -300,6 +314,7 @@ impl Wallet {
             Op::Deposit(d) => self.deposit_reply(ctx, session, *d, body),
             Op::Send(s) => self.send_reply(ctx, session, *s, body),
             Op::Claim(c) => self.claim_reply(ctx, session, op, *c, body),
+            Op::Lightning(l) => self.lightning_reply(ctx, session, op, *l, body),
         }
     }
 
@@ -324,6 +339,7 @@ impl Wallet {
                 ctx.observe(Observation::Rejected { what: format!("{} claim {}", self.cfg.id, c.transfer), reason: "timed out; will retry".into() });
                 self.claim_failed(ctx);
             }
+            Op::Lightning(l) => self.lightning_timeout(ctx, session, *l),
         }
     }
 
@@ -437,6 +453,7 @@ impl Node for Wallet {
             }
             Input::Timer(TimerKind::RequestTimeout(s)) => self.on_timeout(ctx, s),
             Input::Timer(TimerKind::TheftTimeout) => self.on_theft_timeout(ctx),
+            Input::Timer(TimerKind::LightningPayerHtlc(h)) => self.on_payer_htlc(ctx, h),
             Input::Timer(_) => {}
             Input::Block(b) => self.on_block(ctx, &b),
             Input::Message { from, msg } => match msg {
@@ -452,6 +469,7 @@ impl Node for Wallet {
                 }
                 Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),
                 Msg::SspRequest { req, body } => self.on_ssp_request(ctx, from, req, *body),
+                Msg::SspReply { req, body } => self.on_ssp_reply(ctx, from, req, *body),
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
                     self.exit_broadcast_refused(&txid);
                     self.deposit_broadcast_refused(&txid);

@@ -105,7 +105,8 @@ fn gossip_transfer(body: &GossipBody) -> Option<TransferId> {
         | GossipBody::CancelTransfer { transfer }
         | GossipBody::SettleReceiverCommit { transfer, .. }
         | GossipBody::SettleReceiverRollback { transfer, .. }
-        | GossipBody::FinalizeTransfer { transfer, .. } => Some(*transfer),
+        | GossipBody::FinalizeTransfer { transfer, .. }
+        | GossipBody::PreimageRevealed { transfer, .. } => Some(*transfer),
     }
 }
 

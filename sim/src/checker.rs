@@ -516,8 +516,10 @@ impl Checker {
             // Lightning (checker/lightning.rs): I-13 on every such observation.
             o if lightning::LightningCheck::is_lightning(o) => {
                 self.tick("I-13");
-                if matches!(o, Observation::LightningReceiveSettled { .. }) {
-                    self.coverage.hit("lightning-receive-settled");
+                match o {
+                    Observation::LightningReceiveSettled { .. } => self.coverage.hit("lightning-receive-settled"),
+                    Observation::LightningReceiveFailed { .. } => self.coverage.hit("lightning-receive-failed"),
+                    _ => {}
                 }
                 found.extend(self.lightning.observe(o, self.threshold));
             }

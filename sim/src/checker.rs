@@ -514,7 +514,12 @@ impl Checker {
             // An operator's view of a reorged deposit: the leaf's status is judged from its store.
             Observation::DepositReorged { .. } => self.coverage.hit("deposit-reorged"),
             // Lightning (checker/lightning.rs): I-13 on every such observation.
-            o if lightning::LightningCheck::is_lightning(o) => {
+            o @ (Observation::LightningInvoiceIssued { .. }
+            | Observation::PreimageShareStored { .. }
+            | Observation::PreimageShareReleased { .. }
+            | Observation::PreimageRevealed { .. }
+            | Observation::LightningReceiveSettled { .. }
+            | Observation::LightningReceiveFailed { .. }) => {
                 self.tick("I-13");
                 match o {
                     Observation::LightningReceiveSettled { .. } => self.coverage.hit("lightning-receive-settled"),
@@ -523,7 +528,6 @@ impl Checker {
                 }
                 found.extend(self.lightning.observe(o, self.threshold));
             }
-            _ => {}
         }
     }
 

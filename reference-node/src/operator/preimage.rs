@@ -413,4 +413,24 @@ mod tests {
         assert_eq!(row.request.as_ref().map(|r| r.status), Some(PreimageStatus::Returned));
         assert!(provide(&mut row, &f.hash, &f.r).unwrap_err().contains("returned"));
     }
+
+    /// The store-level rule the cancel gossip and the expiry task go through: a transfer whose
+    /// preimage request is PREIMAGE_SHARED stays as it is; one still waiting is RETURNED with
+    /// its request.
+    #[test]
+    fn the_transfer_cancel_refuses_a_swap_whose_preimage_was_shared() {
+        let f = fixture();
+        let t = TransferId([3; 16]);
+        let mut db = Db::default();
+        db.transfers.insert(t, transfer(f.user, TransferStatus::SenderInitiatedCoordinator));
+        let req = |status| PreimageRequestRow { reason: PreimageReason::Receive, transfer: t, status, preimage: Some(f.r) };
+        db.preimages.insert(f.hash, PreimageRow { share: None, request: Some(req(PreimageStatus::PreimageShared)) });
+        let before = db.transfers[&t].clone();
+        assert!(crate::operator::Operator::apply_cancel(&mut db, t).unwrap_err().contains("no longer be cancelled"));
+        assert_eq!(db.transfers[&t], before);
+        db.preimages.insert(f.hash, PreimageRow { share: None, request: Some(req(PreimageStatus::WaitingForPreimage)) });
+        crate::operator::Operator::apply_cancel(&mut db, t).unwrap();
+        assert_eq!(db.transfers[&t].status, TransferStatus::Returned);
+        assert_eq!(db.preimages[&f.hash].request.as_ref().map(|r| r.status), Some(PreimageStatus::Returned));
+    }
 }

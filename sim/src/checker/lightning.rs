@@ -30,19 +30,6 @@ fn short(h: &[u8; 32]) -> String {
 }
 
 impl LightningCheck {
-    /// Whether `obs` is a Lightning observation (the caller counts an I-13 evaluation).
-    pub fn is_lightning(obs: &Observation) -> bool {
-        matches!(
-            obs,
-            Observation::LightningInvoiceIssued { .. }
-                | Observation::PreimageShareStored { .. }
-                | Observation::PreimageShareReleased { .. }
-                | Observation::PreimageRevealed { .. }
-                | Observation::LightningReceiveSettled { .. }
-                | Observation::LightningReceiveFailed { .. }
-        )
-    }
-
     /// I-13 on one observation.
     pub fn observe(&mut self, obs: &Observation, threshold: u16) -> Vec<Finding> {
         let mut found = Vec::new();

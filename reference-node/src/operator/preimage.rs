@@ -153,6 +153,17 @@ pub fn hash_of_transfer(db: &Db, transfer: TransferId) -> Option<[u8; 32]> {
     db.preimages.iter().find(|(_, r)| r.request.as_ref().is_some_and(|q| q.transfer == transfer)).map(|(h, _)| *h)
 }
 
+/// Lightning send (spark-protocol §3.2, §4.8 step 2): the HTLC refunds an operator expects for a
+/// leaf sent to the SSP, rebuilt from its own stored node txs and refund CSV — CSV (current −
+/// 100) + 70, direct + 85, paying P2TR(NUMS; {hashlock → SSP, CSV 2160 → sender}). Groundwork for
+/// `initiate_preimage_swap_v3{SEND}`, which the operator does not serve yet.
+pub fn expected_htlc_refunds(nodes: &crate::msg::NodeSet, current: &crate::msg::RefundSet, payment_hash: &[u8; 32], ssp: &PublicKey, sender: &PublicKey) -> Result<crate::msg::RefundSet, String> {
+    let (seq, _) = current.sequences()?;
+    let (next, direct) = crate::tx::timelock::htlc_next_sequences(seq, false).map_err(|e| e.to_string())?;
+    let r = crate::tx::htlc::lightning_htlc_refund_txs(&nodes.cpfp, Some(&nodes.direct), next, direct, payment_hash, ssp, sender).map_err(|e| e.to_string())?;
+    Ok(crate::msg::RefundSet { cpfp: r.cpfp, direct: r.direct.ok_or("no direct HTLC refund built")?, direct_from_cpfp: r.direct_from_cpfp })
+}
+
 /// `apply_cancel`'s Lightning rule: refused once the transfer's preimage was shared; otherwise
 /// its request (if any) is RETURNED with it.
 pub(super) fn cancel_swap_of(db: &mut Db, transfer: TransferId) -> Result<(), String> {
@@ -432,5 +443,34 @@ mod tests {
         crate::operator::Operator::apply_cancel(&mut db, t).unwrap();
         assert_eq!(db.transfers[&t].status, TransferStatus::Returned);
         assert_eq!(db.preimages[&f.hash].request.as_ref().map(|r| r.status), Some(PreimageStatus::Returned));
+    }
+
+    /// The HTLC refunds of a send: CSV (2000 − 100) + 70 = 1970 and + 85 = 1985, every output
+    /// paying the hashlock/CSV-2160 taproot script, the CPFP one with its anchor.
+    #[test]
+    fn send_htlc_refunds_use_the_plus_70_and_85_timelocks() {
+        use crate::tx::timelock::blocks;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
+        let key = |r: &mut rand_chacha::ChaCha20Rng| SecretKey::new(r).public_key(crate::crypto::secp());
+        let (y, owner, ssp, sender) = (key(&mut rng), key(&mut rng), key(&mut rng), key(&mut rng));
+        let deposit_tx = bitcoin::Transaction {
+            version: bitcoin::transaction::Version(3),
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: vec![],
+            output: vec![bitcoin::TxOut { value: bitcoin::Amount::from_sat(100_000), script_pubkey: crate::tx::template::p2tr_script(&y) }],
+        };
+        let (txs, _) = crate::operator::deposit_templates(&deposit_tx, 0, &owner).expect("templates");
+        let nodes = crate::msg::NodeSet { cpfp: txs[0].clone(), direct: txs[1].clone() };
+        let current = crate::msg::RefundSet::from_vec(txs[2..5].to_vec()).expect("three refunds");
+        let h = [5u8; 32];
+        let htlc = expected_htlc_refunds(&nodes, &current, &h, &ssp, &sender).unwrap();
+        let csv = |tx: &bitcoin::Transaction| blocks(tx.input[0].sequence).0;
+        assert_eq!((csv(&htlc.cpfp), csv(&htlc.direct), csv(&htlc.direct_from_cpfp)), (1970, 1985, 1985));
+        let script = crate::tx::htlc::htlc_script_pubkey(&h, &ssp, &sender);
+        for tx in htlc.as_array() {
+            assert_eq!(tx.output[0].script_pubkey, script);
+        }
+        assert_eq!(htlc.cpfp.output.len(), 2, "the CPFP variant carries the anchor");
+        assert_eq!(htlc.cpfp.output[0].value, nodes.cpfp.output[0].value);
     }
 }

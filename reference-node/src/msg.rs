@@ -9,6 +9,7 @@ use bitcoin::{OutPoint, Sequence, Transaction, TxOut};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod lightning;
 pub mod ssp;
 pub use ssp::{SspReply, SspRequest, SspService};
 
@@ -262,6 +263,20 @@ pub enum WalletRequest {
     RenewLeaf { identity: PublicKey, leaf: LeafId, kind: crate::tx::renew::RenewKind, jobs: Vec<UserJob> },
     /// Renew: the aggregated signatures of a `RenewLeaf`'s jobs. Answered with `Finalized`.
     FinalizeRenew { identity: PublicKey, leaf: LeafId, kind: crate::tx::renew::RenewKind, signed: Vec<Transaction> },
+    /// Lightning receive (spark-protocol §4.7 step 2): `store_preimage_share`, to every operator.
+    StorePreimageShare(Box<lightning::PreimageShareRequest>),
+    /// Lightning (§4.7 step 4, §4.8 step 3): `initiate_preimage_swap_v3`, a transfer tied to a
+    /// payment hash, to the coordinator.
+    InitiatePreimageSwap {
+        swap: lightning::PreimageSwap,
+        transfer: TransferId,
+        sender: PublicKey,
+        receiver: PublicKey,
+        expiry: Micros,
+        package: TransferPackage,
+    },
+    /// Lightning: the preimage the operators hold for a payment hash, once shared.
+    QueryPreimage { payment_hash: [u8; 32] },
 }
 
 impl WalletRequest {
@@ -278,6 +293,9 @@ impl WalletRequest {
             WalletRequest::ClaimSignRefunds { .. } => "ClaimSignRefunds",
             WalletRequest::RenewLeaf { .. } => "RenewLeaf",
             WalletRequest::FinalizeRenew { .. } => "FinalizeRenew",
+            WalletRequest::StorePreimageShare(_) => "StorePreimageShare",
+            WalletRequest::InitiatePreimageSwap { .. } => "InitiatePreimageSwap",
+            WalletRequest::QueryPreimage { .. } => "QueryPreimage",
         }
     }
 }
@@ -313,6 +331,10 @@ pub enum WalletReply {
     /// A claim retried after the operators completed it (its finalize reply was late or lost):
     /// the refunds the receiver finalized, for it to verify and adopt (operator/claim_done.rs).
     ClaimCompleted { refunds: RefundSet },
+    /// Lightning: a preimage share is stored (operator/preimage.rs).
+    PreimageShareStored,
+    /// Lightning: the shared preimage for a payment hash, or None while it is not shared.
+    Preimage { payment_hash: [u8; 32], preimage: Option<[u8; 32]> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -344,6 +366,9 @@ pub enum InternalRequest {
     ConsensusPrepare { flow: crate::consensus::FlowId, op: Box<crate::consensus::FlowOp> },
     /// Two-phase commit mode (§4.10): a participant that never heard the decision asks for it.
     ConsensusQueryOutcome { flow: crate::consensus::FlowId },
+    /// Lightning receive (§4.7 step 4): release your preimage share for this transfer, once
+    /// your own records of it exist.
+    ReleasePreimageShare { transfer: TransferId, payment_hash: [u8; 32] },
 }
 
 impl InternalRequest {
@@ -360,6 +385,7 @@ impl InternalRequest {
             InternalRequest::SettleReceiverPrepare { .. } => "SettleReceiverPrepare",
             InternalRequest::ConsensusPrepare { .. } => "ConsensusPrepare",
             InternalRequest::ConsensusQueryOutcome { .. } => "ConsensusQueryOutcome",
+            InternalRequest::ReleasePreimageShare { .. } => "ReleasePreimageShare",
         }
     }
 }
@@ -373,6 +399,8 @@ pub enum InternalReply {
     /// Two-phase commit mode (§4.10): the coordinator's answer to `ConsensusQueryOutcome`;
     /// `None` = it holds no row for the flow (never durably started: presumed abort).
     FlowOutcome { flow: crate::consensus::FlowId, status: Option<crate::consensus::FlowStatus> },
+    /// Lightning receive: this operator's preimage share.
+    PreimageShare(VssShare),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -419,6 +447,8 @@ pub enum GossipBody {
     /// `decision`: the rollback's domain effect, so an operator that never prepared the flow
     /// can keep a tombstone row (a late Prepare is then refused).
     ConsensusRollback { flow: crate::consensus::FlowId, decision: crate::consensus::FlowDecision },
+    /// Lightning (§4.7 step 5): the coordinator reconstructed the preimage of a swap.
+    PreimageRevealed { transfer: TransferId, payment_hash: [u8; 32], preimage: [u8; 32] },
 }
 
 impl GossipBody {
@@ -434,6 +464,7 @@ impl GossipBody {
             GossipBody::FinalizeRenewNodeTimelock { .. } => "Gossip:FinalizeRenewNodeTimelock",
             GossipBody::ConsensusCommit { .. } => "Gossip:ConsensusCommit",
             GossipBody::ConsensusRollback { .. } => "Gossip:ConsensusRollback",
+            GossipBody::PreimageRevealed { .. } => "Gossip:PreimageRevealed",
         }
     }
 }

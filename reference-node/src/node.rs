@@ -31,6 +31,8 @@ pub enum TimerKind {
     /// Two-phase commit mode (§4.10): send what waited for the previous handler's commit to be
     /// durable (a Prepare ack, a COMMIT's gossip and the wallet's answer).
     ConsensusFlush,
+    /// SSP (wallet/ssp_lightning.rs): the simulated payer's HTLC for this payment hash arrives.
+    LightningPayerHtlc([u8; 32]),
 }
 
 /// What a driver hands to a node.

@@ -46,6 +46,20 @@ pub enum Observation {
     /// Renew (wallet/renew.rs): a wallet finalized a renew of `leaf`; its exit chain now has
     /// `layers` node layers.
     Renewed { wallet: WalletId, leaf: LeafId, kind: String, layers: u32 },
+    /// Lightning (wallet/lightning.rs, operator/preimage.rs, wallet/ssp_lightning.rs):
+    /// the SSP issued a hold invoice to `wallet` for `payment_hash`.
+    LightningInvoiceIssued { wallet: WalletId, payment_hash: [u8; 32], amount_sats: u64, threshold: u16 },
+    /// An operator stored its preimage share for `payment_hash`.
+    PreimageShareStored { operator: OperatorId, payment_hash: [u8; 32] },
+    /// An operator released its preimage share (to the coordinator `to`) for `transfer`;
+    /// `recorded`: its own record of the transfer existed when it did.
+    PreimageShareReleased { operator: OperatorId, to: OperatorId, payment_hash: [u8; 32], transfer: TransferId, recorded: bool },
+    /// The coordinator reconstructed a preimage and committed the swap transfer.
+    PreimageRevealed { by: OperatorId, payment_hash: [u8; 32], preimage: [u8; 32], transfer: TransferId },
+    /// The SSP learned the preimage and settled the payer's held HTLC (receive done).
+    LightningReceiveSettled { ssp: WalletId, payment_hash: [u8; 32], preimage: [u8; 32], transfer: TransferId },
+    /// The SSP failed the payer's held HTLC back (receive abandoned, its leaves returned).
+    LightningReceiveFailed { ssp: WalletId, payment_hash: [u8; 32], reason: String },
 }
 
 /// Which rule of the enforcing signer guard refused.

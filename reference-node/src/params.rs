@@ -113,6 +113,9 @@ pub struct Params {
     pub renew_zero_as_node: bool,
     /// What the service provider charges (wallet/ssp.rs).
     pub ssp_fees: SspFees,
+    /// Lightning: the simulated network behind the SSP (wallet/ssp_lightning.rs).
+    #[serde(default)]
+    pub lightning: crate::msg::lightning::LightningParams,
 }
 
 /// The SSP's fee schedule (spark-protocol §7, Spark's "Estimate fees" docs): Spark → Lightning
@@ -185,6 +188,7 @@ impl Params {
             flow_stale: Micros::from_secs(60),
             renew_zero_as_node: false,
             ssp_fees: SspFees::default(),
+            lightning: crate::msg::lightning::LightningParams { failure_ppm: 0, payer_delay: Micros::from_secs(5), seed: [0; 32] },
         }
     }
     pub fn operator_ids(&self) -> impl Iterator<Item = OperatorId> {

@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub mod consensus;
 pub mod hygiene;
 pub mod latency;
+pub mod lightning;
 pub mod lifecycle;
 pub mod liveness;
 pub mod properties;
@@ -162,6 +163,8 @@ pub struct Checker {
     gossip_refusals: BTreeMap<(OperatorId, u64), String>,
     theft: theft::TheftCheck,
     hazards: hazards::HazardChecks,
+    /// Lightning: I-13 and L-6 (checker/lightning.rs).
+    lightning: lightning::LightningCheck,
 }
 
 impl Checker {
@@ -204,6 +207,7 @@ impl Checker {
             gossip_refusals: BTreeMap::new(),
             theft: theft::TheftCheck::default(),
             hazards: hazards::HazardChecks::default(),
+            lightning: lightning::LightningCheck::default(),
         }
     }
 
@@ -367,6 +371,10 @@ impl Checker {
         self.tick("I-1");
         self.tick("budget");
         let mut found = check_claimed(&self.sent_at, &self.claimed_at, dbs);
+        if self.counts.contains_key("I-13") {
+            self.tick("L-6");
+            found.extend(self.lightning.at_end(&self.claimed_at));
+        }
         found.extend(check_conservation(&self.deposits, &self.settled));
         found.extend(self.latencies.budget_findings(&self.budgets));
         let lat = self.transfer_latency();
@@ -518,6 +526,21 @@ impl Checker {
             }
             // An operator's view of a reorged deposit: the leaf's status is judged from its store.
             Observation::DepositReorged { .. } => self.coverage.hit("deposit-reorged"),
+            // Lightning (checker/lightning.rs): I-13 on every such observation.
+            o @ (Observation::LightningInvoiceIssued { .. }
+            | Observation::PreimageShareStored { .. }
+            | Observation::PreimageShareReleased { .. }
+            | Observation::PreimageRevealed { .. }
+            | Observation::LightningReceiveSettled { .. }
+            | Observation::LightningReceiveFailed { .. }) => {
+                self.tick("I-13");
+                match o {
+                    Observation::LightningReceiveSettled { .. } => self.coverage.hit("lightning-receive-settled"),
+                    Observation::LightningReceiveFailed { .. } => self.coverage.hit("lightning-receive-failed"),
+                    _ => {}
+                }
+                found.extend(self.lightning.observe(o, self.threshold));
+            }
         }
     }
 

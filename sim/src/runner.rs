@@ -86,7 +86,7 @@ pub struct Built {
 
 /// Build the cluster: keys from the "setup" stream, wallets funded at genesis.
 pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
-    let params = Arc::new(params_of(s));
+    let params = Arc::new(lightning_params(s, seed, params_of(s)));
     let mut setup = rng::stream(seed, "setup");
     let secp = reference_node::crypto::secp();
     let op_keys: Vec<SecretKey> = (0..s.topology.operators).map(|_| SecretKey::new(&mut setup)).collect();
@@ -130,6 +130,13 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
         add_ssp(&mut engine, spec, seed, WalletConfig { id: ssp_id, identity, l1_key, coordinator: s.topology.coordinator, params: params.clone(), directory: directory.clone() });
     }
     let mut last_command = schedule_workload(&plan, &mut engine);
+    // Lightning (scenario/lightning.rs): after the rest, so other commands keep their order.
+    for l in &s.workload.lightning {
+        match l.direction {
+            crate::scenario::LightningDirection::Receive => engine.schedule_command(l.at, l.wallet, Command::LightningReceive { sats: l.sats }),
+        }
+        last_command = last_command.max(l.at);
+    }
     for t in &s.thefts {
         engine.schedule_command(t.at, t.wallet, Command::Steal);
         last_command = last_command.max(t.at);
@@ -172,6 +179,17 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
         }
     }
     Built { engine, last_command }
+}
+
+/// The simulated Lightning network behind the SSP: its failure rate and payer delay from
+/// `[ssp]`, its seed from the run's own "ssp/lightning" stream (no other stream moves).
+fn lightning_params(s: &Scenario, seed: u64, mut p: Params) -> Params {
+    if let Some(spec) = &s.ssp {
+        let mut seed_bytes = [0u8; 32];
+        rng::stream(seed, "ssp/lightning").fill_bytes(&mut seed_bytes);
+        p.lightning = reference_node::msg::lightning::LightningParams { failure_ppm: spec.lightning_failure_ppm, payer_delay: spec.lightning_payer_delay, seed: seed_bytes };
+    }
+    p
 }
 
 /// The service provider: a wallet funded with one L1 coin per liquidity deposit plus its

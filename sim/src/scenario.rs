@@ -23,6 +23,8 @@ use toml::Spanned;
 
 mod ssp;
 pub use ssp::SspSpec;
+mod lightning;
+pub use lightning::{LightningAt, LightningDirection};
 
 // ---------------------------------------------------------------------------------------------
 // Public, validated types
@@ -312,6 +314,9 @@ pub struct WorkloadSpec {
     /// An explicit workload (`[[workload.deposit]]`, `[[workload.transfer]]`,
     /// `[[workload.exit]]`): when set, the random keys above are unused and nothing is drawn.
     pub explicit: Option<ExplicitWorkload>,
+    /// `[[workload.lightning]]` (scenario/lightning.rs): Lightning payments, with either a
+    /// random or an explicit workload.
+    pub lightning: Vec<LightningAt>,
 }
 
 /// An explicit workload, listed action by action, so a recorded or shrunk run replays without
@@ -372,6 +377,7 @@ impl Default for WorkloadSpec {
             exits: 1,
             exit_at: None,
             explicit: None,
+            lightning: Vec::new(),
         }
     }
 }
@@ -957,6 +963,8 @@ struct RawWorkload {
     transfer: Vec<Spanned<RawTransfer>>,
     #[serde(default)]
     exit: Vec<Spanned<RawExit>>,
+    #[serde(default)]
+    lightning: Vec<Spanned<lightning::RawLightning>>,
 }
 
 #[derive(Deserialize)]
@@ -1560,9 +1568,11 @@ impl Validator<'_> {
 
     fn workload(&self, w: &RawWorkload, topo: &Topology) -> R<WorkloadSpec> {
         let d = WorkloadSpec::default();
+        let lightning = self.lightning_list(&w.lightning, topo)?;
         if let Some(explicit) = self.explicit_workload(w, topo)? {
             return Ok(WorkloadSpec {
                 explicit: Some(explicit),
+                lightning,
                 ..d
             });
         }
@@ -1621,6 +1631,7 @@ impl Validator<'_> {
             exits: self.int(&w.exits, "workload.exits", 0..=MAX_COUNT, d.exits.into())? as u32,
             exit_at: self.secs(&w.exit_at_s, "workload.exit_at_s", Zero::Allowed)?,
             explicit: None,
+            lightning,
         })
     }
 

@@ -73,6 +73,13 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
     }
 
     workload(&mut out, &s.workload);
+    // `[[workload.lightning]]` (scenario/lightning.rs).
+    for l in &s.workload.lightning {
+        let direction = match l.direction {
+            crate::scenario::LightningDirection::Receive => "receive",
+        };
+        let _ = write!(out, "\n[[workload.lightning]]\nwallet = {}\nat_s = {}\ndirection = {}\nsats = {}\n", node(NodeId::Wallet(l.wallet)), secs(l.at), string(direction), l.sats);
+    }
 
     for f in &s.faults {
         out.push_str("\n[[fault]]\n");
@@ -98,6 +105,7 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
     if let Some(ssp) = &s.ssp {
         let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
         let _ = write!(out, "\n[ssp]\ndeposits = [{}]\nl1_coins = [{}]\n", list(&ssp.deposits), list(&ssp.l1_coins));
+        let _ = write!(out, "lightning_failure_rate = {}\nlightning_payer_delay_s = {}\n", float(f64::from(ssp.lightning_failure_ppm) / 1e6), secs(ssp.lightning_payer_delay));
     }
 
     budgets(&mut out, &s.budgets);
@@ -564,7 +572,8 @@ mod tests {
                 ByzantineSpec { operator: OperatorId(4), behaviours: [Behaviour::Withhold].into() },
             ];
             s.thefts = vec![TheftSpec { wallet: WalletId(1), at: t(2_400_500) }];
-            (s.topology.ssp, s.ssp) = (true, Some(crate::scenario::SspSpec { deposits: vec![4_096, 1], l1_coins: vec![] }));
+            (s.topology.ssp, s.ssp) = (true, Some(crate::scenario::SspSpec { deposits: vec![4_096, 1], l1_coins: vec![], lightning_failure_ppm: 125_000, lightning_payer_delay: t(2_500) }));
+            s.workload.lightning = vec![crate::scenario::LightningAt { wallet: WalletId(1), at: t(40_500), direction: crate::scenario::LightningDirection::Receive, sats: 4_096 }];
             s.swarm = Some(SwarmSpec { kinds: Some(["clock".to_owned(), "loss".to_owned()].into()), p_on: 0.75, max_loss: 0.2, max_crashes: 5, max_skew_ms: 1_500.5, max_drift_ppm: 5_000, max_slow_factor: 3.5 });
             s.budgets.transfer_p99 = Some(t(10_000));
             for (i, op) in LatencyOp::ALL.into_iter().enumerate() {
@@ -583,7 +592,8 @@ mod tests {
             "seed", "network.duplicate", "network.reorder", "network.reorder_ms", "network.link.duplicate", "network.link.reorder", "network.link.loss",
             "chain.deposit_confirmations", "chain.min_feerate_sat_vb", "protocol.hazards", "protocol.test_faults", "byzantine.operator", "byzantine.behaviours",
             "theft.wallet", "theft.at_s", "swarm.kinds", "swarm.p_on", "swarm.max_loss", "swarm.max_crashes", "swarm.max_skew_ms", "swarm.max_drift_ppm",
-            "swarm.max_slow_factor", "ssp.deposits", "ssp.l1_coins", "budgets.transfer_p99_s", "budgets.liveness_s", "workload.exit_at_s", "run.settle_s",
+            "swarm.max_slow_factor", "ssp.deposits", "ssp.l1_coins", "ssp.lightning_failure_rate", "ssp.lightning_payer_delay_s", "workload.lightning.wallet",
+            "workload.lightning.at_s", "workload.lightning.direction", "workload.lightning.sats", "budgets.transfer_p99_s", "budgets.liveness_s", "workload.exit_at_s", "run.settle_s",
         ];
         let missing: Vec<&&str> = want.iter().filter(|k| !keys.contains(**k)).collect();
         assert!(missing.is_empty(), "not written: {missing:?}\n{written}");

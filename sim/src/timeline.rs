@@ -140,6 +140,13 @@ fn observation_line(o: &Observation) -> String {
                 Err(e) => format!("{wallet}'s theft of leaf {leaf} blocked: {e}"),
             }
         }
+        // Lightning (wallet/lightning.rs, operator/preimage.rs).
+        Observation::LightningInvoiceIssued { wallet, payment_hash, amount_sats, .. } => format!("{wallet} got a hold invoice {} for {amount_sats} sats", hex::encode(&payment_hash[..4])),
+        Observation::PreimageShareStored { operator, payment_hash } => format!("{operator} stored its preimage share for {}", hex::encode(&payment_hash[..4])),
+        Observation::PreimageShareReleased { operator, to, payment_hash, .. } => format!("{operator} released its preimage share for {} to {to}", hex::encode(&payment_hash[..4])),
+        Observation::PreimageRevealed { by, payment_hash, transfer, .. } => format!("{by} reconstructed the preimage of {} (transfer {transfer})", hex::encode(&payment_hash[..4])),
+        Observation::LightningReceiveSettled { ssp, payment_hash, .. } => format!("{ssp} settled the payer's HTLC {}", hex::encode(&payment_hash[..4])),
+        Observation::LightningReceiveFailed { ssp, payment_hash, reason } => format!("{ssp} failed the payer's HTLC {} back: {reason}", hex::encode(&payment_hash[..4])),
     }
 }
 

@@ -22,12 +22,15 @@ pub enum SspService {
 pub enum SspRequest {
     /// What would `service` for `amount_sats` cost (the SDK's fee estimate calls)?
     Quote { service: SspService, amount_sats: u64 },
+    /// Lightning receive (§4.7 step 1, `requestLightningReceive`): an invoice for this hash.
+    LightningInvoice { payment_hash: [u8; 32], amount_sats: u64 },
 }
 
 impl SspRequest {
     pub fn kind(&self) -> &'static str {
         match self {
             SspRequest::Quote { .. } => "SspQuote",
+            SspRequest::LightningInvoice { .. } => "SspLightningInvoice",
         }
     }
 }
@@ -35,4 +38,6 @@ impl SspRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SspReply {
     Quote { service: SspService, amount_sats: u64, fee_sats: u64 },
+    /// Lightning receive: the hold invoice the SSP issued.
+    Invoice(super::lightning::Invoice),
 }

@@ -85,6 +85,7 @@ impl Operator {
             // Two-phase commit mode (twopc.rs): the origin must be the flow's coordinator.
             GossipBody::ConsensusCommit { flow } => self.apply_flow_decision(db, origin, *flow, None),
             GossipBody::ConsensusRollback { flow, decision } => self.apply_flow_decision(db, origin, *flow, Some(*decision)),
+            GossipBody::PreimageRevealed { transfer, payment_hash, preimage } => super::preimage::apply_revealed(db, *transfer, payment_hash, preimage),
         }
     }
 

@@ -11,6 +11,7 @@ pub use renew::PendingRenewRow;
 mod dkg;
 mod gossip;
 mod renew;
+pub mod preimage;
 mod send;
 mod signer;
 pub mod store;
@@ -270,7 +271,7 @@ impl Operator {
             TimerKind::DkgPool => self.dkg_pool_tick(ctx),
             TimerKind::ConsensusTick => self.consensus_tick(ctx),
             TimerKind::ConsensusFlush => self.consensus_flush(ctx),
-            TimerKind::PollTransfers | TimerKind::WalletRetry | TimerKind::TheftTimeout => {}
+            TimerKind::PollTransfers | TimerKind::WalletRetry | TimerKind::TheftTimeout | TimerKind::LightningPayerHtlc(_) => {}
         }
     }
 
@@ -299,7 +300,7 @@ impl Operator {
             }
             WalletRequest::GetSigningCommitments { leaf, count } => self.get_signing_commitments(ctx, call, leaf, count),
             WalletRequest::StartTransfer { transfer, sender, receiver, expiry, package } => {
-                self.start_transfer(ctx, call, transfer, sender, receiver, expiry, package)
+                self.start_transfer(ctx, call, transfer, sender, receiver, expiry, package, None)
             }
             WalletRequest::QueryTransfer { transfer } => {
                 let outcome = self.query_transfer(transfer);
@@ -322,6 +323,8 @@ impl Operator {
                 let r = self.finalize_renew(ctx, identity, leaf, kind, signed);
                 Self::reply_wallet(ctx, call, r);
             }
+            // Lightning (operator/preimage.rs).
+            body @ (WalletRequest::StorePreimageShare(_) | WalletRequest::InitiatePreimageSwap { .. } | WalletRequest::QueryPreimage { .. }) => self.on_lightning_request(ctx, call, from, body),
         }
     }
 
@@ -350,6 +353,7 @@ impl Operator {
             }
             InternalRequest::ConsensusPrepare { flow, op } => return self.consensus_prepare(ctx, peer, req, flow, *op),
             InternalRequest::ConsensusQueryOutcome { flow } => self.consensus_query(peer, flow),
+            InternalRequest::ReleasePreimageShare { transfer, payment_hash } => self.release_preimage_share(ctx, peer, transfer, payment_hash),
         };
         if let Err(e) = &reply {
             ctx.observe(Observation::Rejected { what: format!("{} internal request from {peer}", self.cfg.id), reason: e.clone() });

@@ -43,6 +43,8 @@ pub(super) struct SendSession {
     jobs: Vec<RefundJob>,
     signers: BTreeSet<OperatorId>,
     pub(super) signed: BTreeMap<LeafId, RefundSet>,
+    /// Lightning: the preimage swap this transfer belongs to (operator/preimage.rs).
+    pub(super) swap: Option<crate::msg::lightning::PreimageSwap>,
 }
 
 /// The validated content of a transfer package, as one operator sees it.
@@ -188,7 +190,7 @@ impl Operator {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn start_transfer(&mut self, ctx: &mut Ctx<'_>, call: WalletCall, transfer: TransferId, sender: PublicKey, receiver: PublicKey, expiry: Micros, package: TransferPackage) {
+    pub(super) fn start_transfer(&mut self, ctx: &mut Ctx<'_>, call: WalletCall, transfer: TransferId, sender: PublicKey, receiver: PublicKey, expiry: Micros, package: TransferPackage, swap: Option<crate::msg::lightning::PreimageSwap>) {
         // A pending send (a live or crashed session of an earlier copy of this request) means a
         // duplicate: it must not start a second session whose failure would cancel the first.
         if self.store.read().pending_sends.contains_key(&transfer) {
@@ -232,7 +234,7 @@ impl Operator {
             self.store.commit(db);
             return Self::reply_wallet(ctx, call, Err("one leaf per transfer is supported".into()));
         }
-        let s = SendSession { call, transfer, sender, receiver, expiry, package, slice: valid.slice, jobs: valid.jobs, signers, signed: BTreeMap::new() };
+        let s = SendSession { call, transfer, sender, receiver, expiry, package, slice: valid.slice, jobs: valid.jobs, signers, signed: BTreeMap::new(), swap };
         self.start_session(ctx, SessionKind::Send(Box::new(s)), requests);
     }
 
@@ -260,6 +262,10 @@ impl Operator {
             };
             let requests = others.into_iter().map(|o| (o, req.clone())).collect();
             Step::Next(s, requests)
+        } else if s.swap.is_some() {
+            // Lightning receive: every operator holds the transfer; collect the preimage shares
+            // before anything commits (operator/preimage.rs).
+            self.preimage_swap_advance(ctx, phase, s, replies)
         } else if self.two_phase() {
             self.twopc_send_commit(ctx, s); // two-phase commit mode (twopc_flows.rs)
             Step::Done
@@ -313,7 +319,7 @@ impl Operator {
     }
 
     /// Every operator holds the transfer: commit it here, gossip the settle, acknowledge the send.
-    fn send_commit(&mut self, ctx: &mut Ctx<'_>, s: SendSession) {
+    pub(super) fn send_commit(&mut self, ctx: &mut Ctx<'_>, s: SendSession) {
         let mut db = self.store.begin();
         let row = match Self::transfer_row(&db, &s.slice, s.sender, s.receiver, s.expiry, self.cfg.id, &s.signed, TransferStatus::SenderInitiatedCoordinator) {
             Ok(r) => r,
@@ -448,6 +454,8 @@ impl Operator {
     }
 
     pub(super) fn apply_cancel(db: &mut Db, transfer: TransferId) -> Result<(), String> {
+        // Lightning: a swap whose preimage was shared is never cancelled (spark-protocol §4.2).
+        super::preimage::cancel_swap_of(db, transfer)?;
         let Some(t) = db.transfers.get_mut(&transfer) else {
             db.cancelled.insert(transfer);
             return Ok(());

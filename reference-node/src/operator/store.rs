@@ -203,6 +203,9 @@ pub struct Db {
     /// from them, a participant refuses a late Prepare of a rolled-back flow).
     #[serde(default)]
     pub flows: BTreeMap<crate::consensus::FlowId, crate::consensus::FlowRow>,
+    /// Lightning: preimage shares and preimage requests by payment hash (operator/preimage.rs).
+    #[serde(default)]
+    pub preimages: BTreeMap<[u8; 32], super::preimage::PreimageRow>,
 }
 
 /// Explicit receiver-settle attempts (spark-protocol §4.2 claim, buildonspark/spark#24): a

@@ -5,10 +5,13 @@
 mod claim;
 mod deposit;
 mod exit;
+mod lightning;
 mod reorg;
 mod renew;
 mod send;
 mod ssp;
+mod ssp_lightning;
+pub use ssp_lightning::{InvoiceState, LightningNetwork};
 mod thief;
 
 use crate::crypto::signing::{self, SecretNonce, SigningJob};
@@ -40,6 +43,10 @@ pub enum Command {
     /// Renew (wallet/renew.rs): renew one available leaf now, with this variant (None: the
     /// spark-protocol §4.4 choice, skipped when no leaf is due).
     Renew { kind: Option<crate::tx::renew::RenewKind> },
+    /// Lightning receive (wallet/lightning.rs): be paid `sats` over Lightning through the SSP.
+    LightningReceive { sats: u64 },
+    /// SSP only (wallet/ssp_lightning.rs): run the preimage swap for a held payer HTLC.
+    LightningSwap { payment_hash: [u8; 32] },
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -97,6 +104,8 @@ enum Op {
     Poll,
     /// Renew (wallet/renew.rs).
     Renew(Box<renew::RenewOp>),
+    /// Lightning (wallet/lightning.rs, wallet/ssp_lightning.rs).
+    Lightning(Box<lightning::LnOp>),
 }
 
 pub struct Wallet {
@@ -127,6 +136,8 @@ pub struct Wallet {
     theft: Option<thief::Theft>,
     /// Recent blocks and what was learned from them, to undo a reorg (`reorg.rs`).
     chain: reorg::ChainView,
+    /// SSP: the simulated Lightning network behind it (wallet/ssp_lightning.rs).
+    ln: ssp_lightning::LightningNetwork,
 }
 
 impl Wallet {
@@ -150,6 +161,7 @@ impl Wallet {
             sent_away: BTreeMap::new(),
             theft: None,
             chain: reorg::ChainView::default(),
+            ln: ssp_lightning::LightningNetwork::default(),
         }
     }
     pub fn id(&self) -> WalletId {
@@ -263,6 +275,8 @@ impl Wallet {
                     self.start_next(ctx);
                 }
                 Command::Renew { kind } => self.start_renew_command(ctx, kind, attempt),
+                Command::LightningReceive { sats } => self.start_lightning_receive(ctx, sats, attempt),
+                Command::LightningSwap { payment_hash } => self.start_preimage_swap(ctx, payment_hash, attempt),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -325,6 +339,7 @@ impl Wallet {
             Op::Send(s) => self.send_reply(ctx, session, *s, body),
             Op::Claim(c) => self.claim_reply(ctx, session, op, *c, body),
             Op::Renew(r) => self.renew_reply(ctx, session, *r, body),
+            Op::Lightning(l) => self.lightning_reply(ctx, session, op, *l, body),
         }
     }
 
@@ -352,6 +367,7 @@ impl Wallet {
                 self.claim_failed(ctx);
             }
             Op::Renew(r) => self.renew_timeout(ctx, session, *r),
+            Op::Lightning(l) => self.lightning_timeout(ctx, session, *l),
         }
     }
 
@@ -465,6 +481,7 @@ impl Node for Wallet {
             }
             Input::Timer(TimerKind::RequestTimeout(s)) => self.on_timeout(ctx, s),
             Input::Timer(TimerKind::TheftTimeout) => self.on_theft_timeout(ctx),
+            Input::Timer(TimerKind::LightningPayerHtlc(h)) => self.on_payer_htlc(ctx, h),
             Input::Timer(_) => {}
             Input::Block(b) => self.on_block(ctx, &b),
             Input::Message { from, msg } => match msg {
@@ -480,6 +497,7 @@ impl Node for Wallet {
                 }
                 Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),
                 Msg::SspRequest { req, body } => self.on_ssp_request(ctx, from, req, *body),
+                Msg::SspReply { req, body } => self.on_ssp_reply(ctx, from, req, *body),
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
                     self.exit_broadcast_refused(&txid, &reason);
                     self.deposit_broadcast_refused(&txid);

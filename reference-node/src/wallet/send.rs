@@ -129,9 +129,15 @@ impl Wallet {
     /// Build the intermediate refunds, sign our shares against the pre-fetched commitments, and
     /// split the key tweak δ = sk_old − e among the operators.
     fn build_transfer(&self, ctx: &mut Ctx<'_>, s: &SendOp, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>) -> Result<(TransferId, Micros, PublicKey, WalletRequest), String> {
-        let p = &self.cfg.params;
-        let leaf = self.leaves.get(&s.leaf).ok_or("leaf vanished")?;
         let receiver_key = *self.cfg.directory.wallets.get(&s.receiver).ok_or("unknown receiver")?;
+        self.build_transfer_to(ctx, s.leaf, receiver_key, commitments)
+    }
+
+    /// The `StartTransfer` of one leaf to `receiver_key` (also the transfer inside a Lightning
+    /// preimage swap, wallet/ssp_lightning.rs).
+    pub(super) fn build_transfer_to(&self, ctx: &mut Ctx<'_>, leaf_id: LeafId, receiver_key: PublicKey, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>) -> Result<(TransferId, Micros, PublicKey, WalletRequest), String> {
+        let p = &self.cfg.params;
+        let leaf = self.leaves.get(&leaf_id).ok_or("leaf vanished")?;
         let (current, _) = leaf.refunds.sequences()?;
         let (seq, direct) = p.next_refund_sequences(current).map_err(|e| e.to_string())?;
         let txs = leaf.nodes.refunds_to(&receiver_key, seq, direct)?.into_array();
@@ -152,9 +158,9 @@ impl Wallet {
         let mut id = [0u8; 16];
         ctx.rng.fill_bytes(&mut id);
         let transfer = TransferId(id);
-        let key_tweak_package = self.key_tweaks(ctx, s.leaf, transfer, &leaf.signing_secret, &receiver_key)?;
+        let key_tweak_package = self.key_tweaks(ctx, leaf_id, transfer, &leaf.signing_secret, &receiver_key)?;
         let signature = sign_digest(&self.cfg.identity, &transfer_package_digest(transfer, &key_tweak_package));
-        let package = TransferPackage { leaves: vec![TransferLeafPackage { leaf: s.leaf, refunds }], key_tweak_package, signature };
+        let package = TransferPackage { leaves: vec![TransferLeafPackage { leaf: leaf_id, refunds }], key_tweak_package, signature };
         let expiry = ctx.now + p.transfer_expiry;
         let request = WalletRequest::StartTransfer { transfer, sender: self.identity_public(), receiver: receiver_key, expiry, package };
         Ok((transfer, expiry, receiver_key, request))

@@ -20,12 +20,13 @@ impl Wallet {
     /// Service side: answer a request from another wallet. Pure: a quote reads the fee schedule
     /// only; flows that move leaves keep their state in this wallet like any operation.
     pub(super) fn on_ssp_request(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: SspRequest) {
-        let NodeId::Wallet(_) = from else { return };
+        let NodeId::Wallet(from_wallet) = from else { return };
         let reply = if !self.is_ssp() {
             Err(format!("{} is not a service provider", self.cfg.id))
         } else {
             match body {
                 SspRequest::Quote { service, amount_sats } => self.cfg.params.ssp_fees.quote(service, amount_sats).map(|fee_sats| SspReply::Quote { service, amount_sats, fee_sats }),
+                SspRequest::LightningInvoice { payment_hash, amount_sats } => self.ssp_lightning_request(ctx, from_wallet, payment_hash, amount_sats),
             }
         };
         if let Err(reason) = &reply {

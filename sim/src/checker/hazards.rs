@@ -107,7 +107,8 @@ fn gossip_transfer(body: &GossipBody) -> Option<TransferId> {
         | GossipBody::CancelTransfer { transfer }
         | GossipBody::SettleReceiverCommit { transfer, .. }
         | GossipBody::SettleReceiverRollback { transfer, .. }
-        | GossipBody::FinalizeTransfer { transfer, .. } => Some(*transfer),
+        | GossipBody::FinalizeTransfer { transfer, .. }
+        | GossipBody::PreimageRevealed { transfer, .. } => Some(*transfer),
         // Two-phase commit mode: the flow's transfer (see `consensus::transfers_in_flight`).
         GossipBody::ConsensusCommit { .. } | GossipBody::ConsensusRollback { .. } => None,
     }

@@ -22,6 +22,9 @@ pub const SOMETIMES: &[(&str, &str)] = &[
     ("command-skipped", "a workload command could not be carried out"),
     ("deposit-reorged", "an L1 reorg took a confirmed deposit off the chain"),
     ("exit-reorged", "an L1 reorg took a confirmed exit transaction off the chain"),
+    // Lightning (checker/lightning.rs).
+    ("lightning-receive-settled", "the SSP learned a receive's preimage from the operators and settled the payer's HTLC"),
+    ("lightning-receive-failed", "the SSP failed a payer's HTLC back (the preimage swap was returned or never ran)"),
 ];
 
 /// Per-run counts of every sometimes-property (registered ones start at 0, so a report shows

@@ -11,15 +11,22 @@ use toml::Spanned;
 ///   deposits in the first 10 simulated seconds: what it hands out in swaps and pays with.
 /// - `l1_coins` = [1000000, 1000000, 1000000, 1000000]: its L1 coins (sats each, > 0) beyond
 ///   those deposits, which fund cooperative-exit payouts.
+/// - `lightning_failure_rate` = 0.0: the chance (0..=1) that a Lightning payment through the
+///   simulated network fails (a receive's payer never pays; 1.0 = every payment fails). Drawn
+///   per payment hash from the run's "ssp/lightning" stream.
+/// - `lightning_payer_delay_s` = 5.0 (> 0): how long after the invoice the payer's HTLC arrives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SspSpec {
     pub deposits: Vec<u64>,
     pub l1_coins: Vec<u64>,
+    /// `lightning_failure_rate` in parts per million.
+    pub lightning_failure_ppm: u32,
+    pub lightning_payer_delay: reference_node::types::Micros,
 }
 
 impl Default for SspSpec {
     fn default() -> Self {
-        SspSpec { deposits: vec![131_072, 65_536, 32_768, 16_384, 8_192, 4_096], l1_coins: vec![1_000_000; 4] }
+        SspSpec { deposits: vec![131_072, 65_536, 32_768, 16_384, 8_192, 4_096], l1_coins: vec![1_000_000; 4], lightning_failure_ppm: 0, lightning_payer_delay: reference_node::types::Micros::from_secs(5) }
     }
 }
 
@@ -28,6 +35,8 @@ impl Default for SspSpec {
 pub(super) struct RawSsp {
     deposits: S<Vec<Spanned<i64>>>,
     l1_coins: S<Vec<Spanned<i64>>>,
+    lightning_failure_rate: S<f64>,
+    lightning_payer_delay_s: S<f64>,
 }
 
 /// Bitcoin's supply cap: no single amount can be larger.
@@ -39,6 +48,8 @@ impl Validator<'_> {
         Ok(SspSpec {
             deposits: self.sats_list(&raw.deposits, "ssp.deposits", d.deposits)?,
             l1_coins: self.sats_list(&raw.l1_coins, "ssp.l1_coins", d.l1_coins)?,
+            lightning_failure_ppm: self.failure_ppm(&raw.lightning_failure_rate, "ssp.lightning_failure_rate", d.lightning_failure_ppm)?,
+            lightning_payer_delay: self.secs(&raw.lightning_payer_delay_s, "ssp.lightning_payer_delay_s", super::Zero::Forbidden)?.unwrap_or(d.lightning_payer_delay),
         })
     }
 

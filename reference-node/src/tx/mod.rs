@@ -4,5 +4,6 @@ pub mod address;
 pub mod connector;
 pub mod htlc;
 pub mod sighash;
+pub mod split;
 pub mod template;
 pub mod timelock;

@@ -236,6 +236,12 @@ pub enum WalletRequest {
     QueryPendingTransfers { receiver: PublicKey },
     ClaimTweakKeys { transfer: TransferId, receiver: PublicKey, leaves: Vec<ReceiverLeafTweak> },
     ClaimSignRefunds { transfer: TransferId, receiver: PublicKey, leaves: Vec<ClaimLeafJobs> },
+    /// Split (operator/split.rs): reserve the children's SE keys for a split of `leaf`.
+    SplitPrepare { identity: PublicKey, leaf: LeafId, children: Vec<crate::split_msg::SplitChildRequest> },
+    /// Split: co-sign the split node, child node and refund txs (`tx::split` job order).
+    SplitSign { identity: PublicKey, leaf: LeafId, jobs: Vec<UserJob> },
+    /// Split: the aggregated signatures; the coordinator stores them and gossips the split.
+    SplitFinalize { identity: PublicKey, leaf: LeafId, signed: Vec<Transaction> },
 }
 
 impl WalletRequest {
@@ -250,6 +256,9 @@ impl WalletRequest {
             WalletRequest::QueryPendingTransfers { .. } => "QueryPendingTransfers",
             WalletRequest::ClaimTweakKeys { .. } => "ClaimTweakKeys",
             WalletRequest::ClaimSignRefunds { .. } => "ClaimSignRefunds",
+            WalletRequest::SplitPrepare { .. } => "SplitPrepare",
+            WalletRequest::SplitSign { .. } => "SplitSign",
+            WalletRequest::SplitFinalize { .. } => "SplitFinalize",
         }
     }
 }
@@ -285,6 +294,8 @@ pub enum WalletReply {
     /// A claim retried after the operators completed it (its finalize reply was late or lost):
     /// the refunds the receiver finalized, for it to verify and adopt (operator/claim_done.rs).
     ClaimCompleted { refunds: RefundSet },
+    /// Split (operator/split.rs): every operator reserved the children's keys.
+    SplitPlanned { children: Vec<crate::split_msg::SplitChildKeys> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -312,6 +323,13 @@ pub enum InternalRequest {
     },
     /// Two-phase receiver settle, phase 1 (spark-protocol §4.2 claim step 4).
     SettleReceiverPrepare { transfer: TransferId, attempt: u64, tweak_digests: BTreeMap<LeafId, [u8; 32]> },
+    /// Split (operator/split.rs): lock the parent, reserve the children's keyshares and compute
+    /// the last child's share-wise.
+    SplitReserve { parent: LeafId, owner_identity: PublicKey, plan: Vec<crate::split_msg::PlannedChild> },
+    /// Split: FROST round 1 for each keyshare of the split (parent's, then each child's).
+    SplitRound1 { parent: LeafId, counts: Vec<(KeyshareId, u8)> },
+    /// Split: FROST round 2; `txs` lets each signer rebuild and byte-compare what it signs.
+    SplitRound2 { parent: LeafId, txs: Vec<Transaction>, jobs: Vec<(KeyshareId, Vec<SigningJob>)> },
 }
 
 impl InternalRequest {
@@ -326,6 +344,9 @@ impl InternalRequest {
             InternalRequest::FrostRound2 { .. } => "FrostRound2",
             InternalRequest::InitiateTransfer { .. } => "InitiateTransfer",
             InternalRequest::SettleReceiverPrepare { .. } => "SettleReceiverPrepare",
+            InternalRequest::SplitReserve { .. } => "SplitReserve",
+            InternalRequest::SplitRound1 { .. } => "SplitRound1",
+            InternalRequest::SplitRound2 { .. } => "SplitRound2",
         }
     }
 }
@@ -336,6 +357,12 @@ pub enum InternalReply {
     AddressSignature(Vec<u8>),
     Commitments { commitments: Vec<NonceCommitment>, se_public_key: PublicKey },
     Shares(Vec<SignatureShare>),
+    /// Split: the SE public key of each planned child, as this operator computed it.
+    SplitReserved { se_public_keys: Vec<PublicKey> },
+    /// Split: round-1 commitments and SE key per keyshare, in request order.
+    CommitmentsBatch(Vec<(Vec<NonceCommitment>, PublicKey)>),
+    /// Split: round-2 shares per keyshare, in request order.
+    SharesBatch(Vec<Vec<SignatureShare>>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -369,6 +396,8 @@ pub enum GossipBody {
     SettleReceiverCommit { transfer: TransferId, attempt: u64 },
     SettleReceiverRollback { transfer: TransferId, attempt: u64 },
     FinalizeTransfer { transfer: TransferId, refunds: BTreeMap<LeafId, RefundSet> },
+    /// Split (operator/split.rs): the parent is SPLITTED, its children are live leaves.
+    FinalizeSplit { split: crate::split_msg::SplitRecord },
 }
 
 impl GossipBody {
@@ -380,6 +409,7 @@ impl GossipBody {
             GossipBody::SettleReceiverCommit { .. } => "Gossip:SettleReceiverCommit",
             GossipBody::SettleReceiverRollback { .. } => "Gossip:SettleReceiverRollback",
             GossipBody::FinalizeTransfer { .. } => "Gossip:FinalizeTransfer",
+            GossipBody::FinalizeSplit { .. } => "Gossip:FinalizeSplit",
         }
     }
 }

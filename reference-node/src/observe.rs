@@ -43,6 +43,9 @@ pub enum Observation {
     /// A former owner tried to spend a leaf it sent away with colluding operators' old shares:
     /// `Ok(txid)` it broadcast a valid spend, `Err` the protocol blocked it.
     TheftAttempt { wallet: WalletId, leaf: LeafId, colluders: Vec<OperatorId>, outcome: Result<[u8; 32], String> },
+    /// Split (wallet/split.rs): the operators finalized a split of `parent` into `children`
+    /// (leaf, value) for this wallet.
+    LeafSplit { wallet: WalletId, parent: LeafId, children: Vec<(LeafId, u64)> },
 }
 
 /// Which rule of the enforcing signer guard refused.

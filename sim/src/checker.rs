@@ -35,6 +35,7 @@ pub mod latency;
 pub mod lifecycle;
 pub mod liveness;
 pub mod properties;
+pub mod split;
 pub mod table;
 pub mod timelocks;
 use crate::report::CheckerReport;
@@ -505,6 +506,13 @@ impl Checker {
             }
             // An operator's view of a reorged deposit: the leaf's status is judged from its store.
             Observation::DepositReorged { .. } => self.coverage.hit("deposit-reorged"),
+            // Split (checker/split.rs): I-1 on the children the wallet now holds.
+            Observation::LeafSplit { parent, children, .. } => {
+                self.coverage.hit("leaf-split");
+                self.tick("I-1");
+                let parent_value = self.leaf_value.get(parent).map(|(_, v)| *v);
+                found.extend(split::check_reported_split(parent, parent_value, children));
+            }
         }
     }
 
@@ -655,6 +663,10 @@ impl Checker {
                 moved = true;
             }
             found.extend(self.check_new_keyshares(*op, db));
+            if moved && !db.splits.is_empty() {
+                self.tick("I-1");
+                found.extend(split::check_splits(*op, db));
+            }
             // Every transfer status change moves the fingerprint of a leaf it touches.
             if moved {
                 found.extend(self.check_lifecycle(*op, db, dbs));
@@ -841,7 +853,8 @@ impl Checker {
         found.extend(self.check_owner(dbs, leaf, &rows, &inflight));
         self.record_history(dbs, leaf, &rows);
         found.extend(self.check_ordering(dbs, leaf, &rows, &inflight));
-        found.extend(self.track_settled(leaf, &rows));
+        let split_child = dbs.iter().any(|(_, db)| db.split_parent.contains_key(leaf));
+        found.extend(self.track_settled(leaf, &rows, split_child));
         found
     }
 
@@ -909,7 +922,12 @@ impl Checker {
 
     /// Keeps the set of leaves whose deposit a majority has seen confirmed; a deposit outpoint
     /// must back at most one such leaf (each deposit counted once, I-1).
-    fn track_settled(&mut self, leaf: &LeafId, rows: &[(OperatorId, &LeafRow)]) -> Option<Finding> {
+    fn track_settled(&mut self, leaf: &LeafId, rows: &[(OperatorId, &LeafRow)], split_child: bool) -> Option<Finding> {
+        // A split child is backed by its parent's deposit, which the parent (SPLITTED, still
+        // settled) already counts; the children sum to it (checker/split.rs).
+        if split_child {
+            return None;
+        }
         let confirmed = rows.iter().filter(|(_, r)| r.status != LeafStatus::Creating).count();
         if !is_majority(confirmed, self.operators) {
             self.settled.remove(leaf);

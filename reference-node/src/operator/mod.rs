@@ -11,6 +11,7 @@ mod dkg;
 mod gossip;
 mod send;
 mod signer;
+mod split;
 pub mod store;
 mod watcher;
 
@@ -75,6 +76,8 @@ impl Session {
             SessionKind::Send(_) => self.phase == 1,
             SessionKind::Claim(c) => c.in_signing_round(),
             SessionKind::DepositAddress(_) => false,
+            SessionKind::SplitPrepare(_) => false,
+            SessionKind::SplitSign(_) => true,
         }
     }
 }
@@ -85,6 +88,10 @@ enum SessionKind {
     Commitments(send::CommitmentsSession),
     Send(Box<send::SendSession>),
     Claim(Box<claim::ClaimSession>),
+    /// Split (operator/split.rs): reserve the children's keys on every operator.
+    SplitPrepare(split::PrepareSession),
+    /// Split: FROST rounds over the split's keyshares.
+    SplitSign(Box<split::SignSession>),
 }
 
 /// What a session step decided: finished (it replied or failed itself), or the next round.
@@ -199,6 +206,8 @@ impl Operator {
             SessionKind::Commitments(x) => self.commitments_advance(ctx, x, replies).map(SessionKind::Commitments),
             SessionKind::Send(x) => self.send_advance(ctx, phase, *x, replies).map(|x| SessionKind::Send(Box::new(x))),
             SessionKind::Claim(x) => self.claim_advance(ctx, id, *x, replies).map(|x| SessionKind::Claim(Box::new(x))),
+            SessionKind::SplitPrepare(x) => self.split_prepare_advance(ctx, x, replies).map(SessionKind::SplitPrepare),
+            SessionKind::SplitSign(x) => self.split_sign_advance(ctx, phase, *x, replies).map(|x| SessionKind::SplitSign(Box::new(x))),
         };
         if let Step::Next(kind, requests) = step {
             self.vol.sessions.insert(id, Session { phase, waiting: BTreeSet::new(), replies: BTreeMap::new(), kind });
@@ -223,6 +232,8 @@ impl Operator {
             SessionKind::Commitments(x) => Self::reply_wallet(ctx, x.call, Err(reason)),
             SessionKind::Send(x) => self.send_abort(ctx, *x, reason),
             SessionKind::Claim(x) => self.claim_abort(ctx, *x, reason),
+            SessionKind::SplitPrepare(x) => Self::reply_wallet(ctx, x.call, Err(reason)),
+            SessionKind::SplitSign(x) => Self::reply_wallet(ctx, x.call, Err(reason)),
         }
     }
 
@@ -298,6 +309,12 @@ impl Operator {
             WalletRequest::ClaimSignRefunds { transfer, receiver, leaves } => {
                 self.claim_sign_refunds(ctx, call, transfer, receiver, leaves)
             }
+            WalletRequest::SplitPrepare { identity, leaf, children } => self.split_prepare(ctx, call, identity, leaf, children),
+            WalletRequest::SplitSign { identity, leaf, jobs } => self.split_sign(ctx, call, identity, leaf, jobs),
+            WalletRequest::SplitFinalize { identity, leaf, signed } => {
+                let r = self.split_finalize(ctx, identity, leaf, signed);
+                Self::reply_wallet(ctx, call, r.map(|()| WalletReply::Finalized));
+            }
         }
     }
 
@@ -324,6 +341,9 @@ impl Operator {
             InternalRequest::SettleReceiverPrepare { transfer, attempt, tweak_digests } => {
                 self.settle_receiver_prepare(transfer, attempt, &tweak_digests)
             }
+            InternalRequest::SplitReserve { parent, owner_identity, plan } => self.split_reserve(peer, parent, owner_identity, plan),
+            InternalRequest::SplitRound1 { parent, counts } => self.split_round1(ctx, parent, counts),
+            InternalRequest::SplitRound2 { parent, txs, jobs } => self.split_round2(ctx, parent, txs, jobs),
         };
         if let Err(e) = &reply {
             ctx.observe(Observation::Rejected { what: format!("{} internal request from {peer}", self.cfg.id), reason: e.clone() });
@@ -341,6 +361,7 @@ impl Operator {
             WalletRequest::GenerateDepositAddress { identity, .. } | WalletRequest::StartDepositTreeCreation { identity, .. } => identity,
             WalletRequest::StartTransfer { sender, .. } => sender,
             WalletRequest::ClaimTweakKeys { receiver, .. } | WalletRequest::ClaimSignRefunds { receiver, .. } => receiver,
+            WalletRequest::SplitPrepare { identity, .. } | WalletRequest::SplitSign { identity, .. } | WalletRequest::SplitFinalize { identity, .. } => identity,
             _ => return Ok(()),
         };
         match from {
@@ -358,6 +379,8 @@ impl Operator {
                 SessionKind::Commitments(x) => x.call,
                 SessionKind::Send(x) => x.call,
                 SessionKind::Claim(x) => x.call,
+                SessionKind::SplitPrepare(x) => x.call,
+                SessionKind::SplitSign(x) => x.call,
             };
             c == call
         })

@@ -44,6 +44,19 @@ pub enum LeafStatus {
     TransferLocked(TransferId),
     /// Its node tx is on chain: the leaf left Spark.
     OnChain,
+    /// Split (operator/split.rs): reserved for a split in flight; no transfer may touch it (I-4).
+    SplitLocked,
+    /// Split into children (spark-protocol §6.1: not value-bearing, its children carry the value).
+    Splitted,
+    /// Folded back into its parent by an aggregation (not value-bearing).
+    Aggregated,
+}
+
+impl LeafStatus {
+    /// Counts towards I-1 conservation (spark-protocol §6.1: ∉ {SPLITTED, AGGREGATED, …}).
+    pub fn is_value_bearing(self) -> bool {
+        !matches!(self, LeafStatus::Splitted | LeafStatus::Aggregated)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +191,25 @@ pub struct Db {
     /// Receiver two-phase settle attempts per transfer (see [`ReceiverSettleRow`]).
     #[serde(default)]
     pub receiver_settles: BTreeMap<TransferId, ReceiverSettleRow>,
+    /// Split (operator/split.rs): splits planned or done, by parent leaf.
+    #[serde(default)]
+    pub splits: BTreeMap<LeafId, SplitRow>,
+    /// Split: child leaf → its parent (the checker's I-1 "node = Σ children" and exit chains).
+    #[serde(default)]
+    pub split_parent: BTreeMap<LeafId, LeafId>,
+}
+
+/// One split of a parent leaf (spark-protocol §2.6), from reservation to finalize.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitRow {
+    pub owner_identity: PublicKey,
+    pub coordinator: OperatorId,
+    pub plan: Vec<crate::split_msg::PlannedChild>,
+    /// This operator produced signature shares for the plan: from here on it never accepts a
+    /// different plan for the parent (two signed split nodes could both be broadcast).
+    pub signed: bool,
+    /// The signed split node pair once finalized.
+    pub split_nodes: Option<NodeSet>,
 }
 
 /// Explicit receiver-settle attempts (spark-protocol §4.2 claim, buildonspark/spark#24): a

@@ -7,6 +7,7 @@ mod deposit;
 mod exit;
 mod reorg;
 mod send;
+pub mod split;
 mod thief;
 
 use crate::crypto::signing::{self, SecretNonce, SigningJob};
@@ -35,6 +36,9 @@ pub enum Command {
     /// Former owner turned thief: spend a leaf it sent away, with colluding operators' old key
     /// shares (wallet/thief.rs; spark-protocol §5.1).
     Steal,
+    /// Split (wallet/split.rs): split one available leaf into child leaves worth `values` (its
+    /// value exactly), or into its power-of-two denominations when `values` is empty.
+    Split { values: Vec<u64> },
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -62,6 +66,10 @@ pub enum LeafState {
     Sending(TransferId),
     Exiting(exit::ExitProgress),
     Exited,
+    /// Split (wallet/split.rs): a split of this leaf is planned or in flight.
+    Splitting,
+    /// Split: the leaf is a branch now; its children carry its value.
+    Splitted,
 }
 
 #[derive(Clone, Debug)]
@@ -80,6 +88,7 @@ enum Op {
     Send(Box<send::SendOp>),
     Claim(Box<claim::ClaimOp>),
     Poll,
+    Split(Box<split::SplitOp>),
 }
 
 pub struct Wallet {
@@ -110,6 +119,10 @@ pub struct Wallet {
     theft: Option<thief::Theft>,
     /// Recent blocks and what was learned from them, to undo a reorg (`reorg.rs`).
     chain: reorg::ChainView,
+    /// Split (wallet/split.rs): planned splits, kept with the keys so a retry asks for the same.
+    split_plans: BTreeMap<LeafId, split::SplitPlan>,
+    /// Split: the node layers above each split child's own node tx, root first.
+    split_chains: BTreeMap<LeafId, Vec<NodeSet>>,
 }
 
 impl Wallet {
@@ -133,6 +146,8 @@ impl Wallet {
             sent_away: BTreeMap::new(),
             theft: None,
             chain: reorg::ChainView::default(),
+            split_plans: BTreeMap::new(),
+            split_chains: BTreeMap::new(),
         }
     }
     pub fn id(&self) -> WalletId {
@@ -238,6 +253,7 @@ impl Wallet {
                     self.start_theft(ctx);
                     self.start_next(ctx);
                 }
+                Command::Split { values } => self.start_split(ctx, values, attempt),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -299,6 +315,7 @@ impl Wallet {
             Op::Deposit(d) => self.deposit_reply(ctx, session, *d, body),
             Op::Send(s) => self.send_reply(ctx, session, *s, body),
             Op::Claim(c) => self.claim_reply(ctx, session, op, *c, body),
+            Op::Split(s) => self.split_reply(ctx, session, *s, body),
         }
     }
 
@@ -323,6 +340,7 @@ impl Wallet {
                 ctx.observe(Observation::Rejected { what: format!("{} claim {}", self.cfg.id, c.transfer), reason: "timed out; will retry".into() });
                 self.claim_failed(ctx);
             }
+            Op::Split(s) => self.split_timeout(ctx, *s),
         }
     }
 

@@ -495,3 +495,140 @@ impl Operator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::signing::KeyShare;
+    use crate::crypto::{secp, Scalar, SecretKey};
+    use crate::operator::OperatorConfig;
+    use crate::params::{Directory, Params};
+    use crate::tx::template::p2tr_script;
+    use bitcoin::OutPoint;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+    use std::sync::Arc;
+
+    const PARENT: LeafId = LeafId([1; 16]);
+    const PARENT_KS: KeyshareId = KeyshareId([9; 16]);
+    const POOL_KS: KeyshareId = KeyshareId([8; 16]);
+
+    struct Setup {
+        op: Operator,
+        identity: PublicKey,
+        user: Scalar,
+        rng: ChaCha20Rng,
+    }
+
+    /// Operator 0 of 3 (threshold 2) holding one AVAILABLE 100 000 sat leaf with a real root
+    /// node tx, and one pool keyshare.
+    fn setup() -> Setup {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let cfg = OperatorConfig { id: OperatorId(0), identity: SecretKey::new(&mut rng), params: Arc::new(Params::new(3, 2)), directory: Arc::new(Directory::default()) };
+        let mut op = Operator::new(cfg);
+        let identity = SecretKey::new(&mut rng).public_key(secp());
+        let user = Scalar::random(&mut rng);
+        let se = KeyShare::deal(&Scalar::random(&mut rng), 3, 2, &mut rng).expect("deal").remove(0);
+        let pool = KeyShare::deal(&Scalar::random(&mut rng), 3, 2, &mut rng).expect("deal").remove(0);
+        let user_pk = curve::base_mul(&user).expect("nonzero");
+        let y = curve::point_add(&user_pk, &se.public_key).expect("key");
+        let deposit = TxOut { value: Amount::from_sat(100_000), script_pubkey: p2tr_script(&y) };
+        let outpoint = OutPoint { txid: bitcoin::Txid::from_raw_hash(bitcoin::hashes::Hash::all_zeros()), vout: 0 };
+        let root = template::node_txs(outpoint, &deposit, bitcoin::Sequence(0), bitcoin::Sequence(50));
+        let nodes = NodeSet { cpfp: root.cpfp, direct: root.direct };
+        let refunds = nodes.refunds_to(&user_pk, bitcoin::Sequence(2000), bitcoin::Sequence(2050)).expect("refunds");
+        let mut db = op.store.begin();
+        db.keyshares.insert(PARENT_KS, KeyshareRow { status: KeyshareStatus::InUse, share: se, coordinator: OperatorId(0), epoch: 0 });
+        db.keyshares.insert(POOL_KS, KeyshareRow { status: KeyshareStatus::Available, share: pool, coordinator: OperatorId(0), epoch: 0 });
+        db.pool.insert(POOL_KS);
+        db.leaves.insert(
+            PARENT,
+            LeafRow {
+                status: LeafStatus::Available,
+                keyshare: PARENT_KS,
+                value_sats: 100_000,
+                verifying_key: y,
+                owner_identity: identity,
+                owner_signing_key: user_pk,
+                deposit_outpoint: outpoint,
+                nodes,
+                refunds,
+            },
+        );
+        op.store.commit(db);
+        Setup { op, identity, user, rng }
+    }
+
+    fn plan(s: &mut Setup, values: [u64; 2], keys_sum: bool) -> Vec<PlannedChild> {
+        let mut keys = keysplit::split_user_key(&s.user, 2, || Scalar::random(&mut s.rng)).expect("split");
+        if !keys_sum {
+            keys[1] = Scalar::random(&mut s.rng);
+        }
+        let (a, b) = (LeafId([2; 16]), LeafId([3; 16]));
+        vec![
+            PlannedChild { leaf: a, value_sats: values[0], signing_key: curve::base_mul(&keys[0]).expect("key"), keyshare: POOL_KS },
+            PlannedChild { leaf: b, value_sats: values[1], signing_key: curve::base_mul(&keys[1]).expect("key"), keyshare: last_child_keyshare(PARENT_KS, b) },
+        ]
+    }
+
+    #[test]
+    fn reserve_locks_the_parent_and_computes_the_last_share() {
+        let mut s = setup();
+        let p = plan(&mut s, [65_536, 34_464], true);
+        let reply = s.op.split_reserve(OperatorId(0), PARENT, s.identity, p.clone()).expect("reserved");
+        let InternalReply::SplitReserved { se_public_keys } = reply else { panic!("{reply:?}") };
+        let db = s.op.store.read();
+        assert_eq!(db.leaves[&PARENT].status, LeafStatus::SplitLocked);
+        let last = &db.keyshares[&p[1].keyshare].share;
+        last.check_consistent(OperatorId(0)).expect("consistent");
+        // S_c + S_last = S, so Σ Y_c = Y.
+        let sum = curve::point_add(&se_public_keys[0], &se_public_keys[1]);
+        assert_eq!(sum, Some(db.keyshares[&PARENT_KS].share.public_key));
+        assert_eq!(db.keyshares[&POOL_KS].status, KeyshareStatus::InUse);
+        // The same plan again is idempotent; the expected txs build from it.
+        s.op.split_reserve(OperatorId(0), PARENT, s.identity, p).expect("idempotent");
+        let e = s.op.expected_split(s.op.store.read(), PARENT).expect("templates");
+        assert_eq!(e.jobs.len(), 2 + 2 * JOBS_PER_CHILD);
+    }
+
+    #[test]
+    fn refused_when_the_childrens_keys_do_not_sum() {
+        let mut s = setup();
+        let p = plan(&mut s, [65_536, 34_464], false);
+        let err = s.op.split_reserve(OperatorId(0), PARENT, s.identity, p).expect_err("keys do not sum");
+        assert!(err.contains("user public keys sum to"), "{err}");
+        assert_eq!(s.op.store.read().leaves[&PARENT].status, LeafStatus::Available, "nothing locked");
+    }
+
+    #[test]
+    fn refused_when_the_values_do_not_sum() {
+        let mut s = setup();
+        let p = plan(&mut s, [65_536, 34_463], true);
+        let err = s.op.split_reserve(OperatorId(0), PARENT, s.identity, p).expect_err("values do not sum");
+        assert!(err.contains("values sum to 99999"), "{err}");
+        let p = plan(&mut s, [100_000, 0], true);
+        assert!(s.op.split_reserve(OperatorId(0), PARENT, s.identity, p).expect_err("zero").contains("value 0"));
+    }
+
+    #[test]
+    fn a_signed_plan_is_never_replaced() {
+        let mut s = setup();
+        let p = plan(&mut s, [65_536, 34_464], true);
+        s.op.split_reserve(OperatorId(0), PARENT, s.identity, p).expect("reserved");
+        let mut db = s.op.store.begin();
+        db.splits.get_mut(&PARENT).expect("row").signed = true;
+        s.op.store.commit(db);
+        let other = plan(&mut s, [50_000, 50_000], true);
+        let err = s.op.split_reserve(OperatorId(0), PARENT, s.identity, other).expect_err("replan");
+        assert!(err.contains("another plan"), "{err}");
+    }
+
+    #[test]
+    fn another_identity_cannot_split_the_leaf() {
+        let mut s = setup();
+        let p = plan(&mut s, [65_536, 34_464], true);
+        let thief = SecretKey::new(&mut s.rng).public_key(secp());
+        let err = s.op.split_reserve(OperatorId(0), PARENT, thief, p).expect_err("owner");
+        assert!(err.contains("another identity"), "{err}");
+    }
+}

@@ -352,6 +352,7 @@ impl Checker {
         found.extend(liveness::check_expired(up, now, self.task_period));
         found.extend(liveness::check_exits(wallets));
         found.extend(liveness::check_pool(&self.pool_skips));
+        found.extend(split::check_split_agreement(up));
         found
     }
 
@@ -583,6 +584,10 @@ impl Checker {
             }
             if any(&|s| matches!(s, TransferStatus::ReceiverKeyTweakLocked | TransferStatus::ReceiverKeyTweakApplied)) {
                 self.coverage.hit("crash-during-two-phase-settle");
+            }
+            // Split (checker/split.rs): a split reserved somewhere and not finalized everywhere.
+            if dbs.iter().any(|(_, db)| db.splits.values().any(|sp| sp.split_nodes.is_none())) {
+                self.coverage.hit("crash-during-split");
             }
         }
         if d.starts_with("restart operator:") && !d.contains("(ignored") && any(&|s| !s.is_terminal()) {

@@ -38,6 +38,27 @@ pub fn check_splits(op: OperatorId, db: &Db) -> Vec<Finding> {
     found
 }
 
+/// I-12 at quiescence for splits: every up operator holds a finalized split, or none does
+/// ("either every operator has the split or none", a coordinator lost mid-split included).
+pub fn check_split_agreement(up: &[(OperatorId, &Db)]) -> Vec<Finding> {
+    let mut parents: std::collections::BTreeSet<LeafId> = std::collections::BTreeSet::new();
+    for (_, db) in up {
+        parents.extend(db.splits.iter().filter(|(_, s)| s.split_nodes.is_some()).map(|(l, _)| *l));
+    }
+    let mut found = Vec::new();
+    for parent in parents {
+        let missing: Vec<String> = up
+            .iter()
+            .filter(|(_, db)| db.splits.get(&parent).is_none_or(|s| s.split_nodes.is_none()))
+            .map(|(op, _)| op.to_string())
+            .collect();
+        if !missing.is_empty() {
+            found.push(finding("I-12", format!("split {parent}"), format!("leaf {parent} is split on some operators but not on {} at quiescence", missing.join(", "))));
+        }
+    }
+    found
+}
+
 /// I-1 on a wallet's completed split: the children it now holds are worth the parent exactly.
 pub fn check_reported_split(parent: &LeafId, parent_value: Option<u64>, children: &[(LeafId, u64)]) -> Option<Finding> {
     let sum: u64 = children.iter().map(|(_, v)| *v).sum();

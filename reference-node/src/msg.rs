@@ -242,6 +242,12 @@ pub enum WalletRequest {
     SplitSign { identity: PublicKey, leaf: LeafId, jobs: Vec<UserJob> },
     /// Split: the aggregated signatures; the coordinator stores them and gossips the split.
     SplitFinalize { identity: PublicKey, leaf: LeafId, signed: Vec<Transaction> },
+    /// Aggregate (operator/aggregate.rs): fold the children of the split `leaf` back into it.
+    AggregatePrepare { identity: PublicKey, leaf: LeafId },
+    /// Aggregate: co-sign the aggregate node (one job per child input and variant) and refunds.
+    AggregateSign { identity: PublicKey, leaf: LeafId, jobs: Vec<UserJob> },
+    /// Aggregate: the signed aggregate node pair and refunds.
+    AggregateFinalize { identity: PublicKey, leaf: LeafId, signed: Vec<Transaction> },
 }
 
 impl WalletRequest {
@@ -259,6 +265,9 @@ impl WalletRequest {
             WalletRequest::SplitPrepare { .. } => "SplitPrepare",
             WalletRequest::SplitSign { .. } => "SplitSign",
             WalletRequest::SplitFinalize { .. } => "SplitFinalize",
+            WalletRequest::AggregatePrepare { .. } => "AggregatePrepare",
+            WalletRequest::AggregateSign { .. } => "AggregateSign",
+            WalletRequest::AggregateFinalize { .. } => "AggregateFinalize",
         }
     }
 }
@@ -296,6 +305,8 @@ pub enum WalletReply {
     ClaimCompleted { refunds: RefundSet },
     /// Split (operator/split.rs): every operator reserved the children's keys.
     SplitPlanned { children: Vec<crate::split_msg::SplitChildKeys> },
+    /// Aggregate: every operator computed the parent's new SE key Σ S_c.
+    AggregatePlanned { se_public_key: PublicKey },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -330,6 +341,12 @@ pub enum InternalRequest {
     SplitRound1 { parent: LeafId, counts: Vec<(KeyshareId, u8)> },
     /// Split: FROST round 2; `txs` lets each signer rebuild and byte-compare what it signs.
     SplitRound2 { parent: LeafId, txs: Vec<Transaction>, jobs: Vec<(KeyshareId, Vec<SigningJob>)> },
+    /// Aggregate (operator/aggregate.rs): lock the children, compute the parent's Σ S_c.
+    AggregateReserve { parent: LeafId, owner_identity: PublicKey },
+    /// Aggregate: FROST round 1 per keyshare (each child's, then the parent's new one).
+    AggregateRound1 { parent: LeafId, counts: Vec<(KeyshareId, u8)> },
+    /// Aggregate: FROST round 2, with the txs to rebuild and compare.
+    AggregateRound2 { parent: LeafId, txs: Vec<Transaction>, jobs: Vec<(KeyshareId, Vec<SigningJob>)> },
 }
 
 impl InternalRequest {
@@ -347,6 +364,9 @@ impl InternalRequest {
             InternalRequest::SplitReserve { .. } => "SplitReserve",
             InternalRequest::SplitRound1 { .. } => "SplitRound1",
             InternalRequest::SplitRound2 { .. } => "SplitRound2",
+            InternalRequest::AggregateReserve { .. } => "AggregateReserve",
+            InternalRequest::AggregateRound1 { .. } => "AggregateRound1",
+            InternalRequest::AggregateRound2 { .. } => "AggregateRound2",
         }
     }
 }
@@ -398,6 +418,8 @@ pub enum GossipBody {
     FinalizeTransfer { transfer: TransferId, refunds: BTreeMap<LeafId, RefundSet> },
     /// Split (operator/split.rs): the parent is SPLITTED, its children are live leaves.
     FinalizeSplit { split: crate::split_msg::SplitRecord },
+    /// Aggregate (operator/aggregate.rs): the children are AGGREGATED, the parent a leaf again.
+    FinalizeAggregate { aggregate: crate::split_msg::AggregateRecord },
 }
 
 impl GossipBody {
@@ -410,6 +432,7 @@ impl GossipBody {
             GossipBody::SettleReceiverRollback { .. } => "Gossip:SettleReceiverRollback",
             GossipBody::FinalizeTransfer { .. } => "Gossip:FinalizeTransfer",
             GossipBody::FinalizeSplit { .. } => "Gossip:FinalizeSplit",
+            GossipBody::FinalizeAggregate { .. } => "Gossip:FinalizeAggregate",
         }
     }
 }

@@ -46,6 +46,8 @@ pub enum Observation {
     /// Split (wallet/split.rs): the operators finalized a split of `parent` into `children`
     /// (leaf, value) for this wallet.
     LeafSplit { wallet: WalletId, parent: LeafId, children: Vec<(LeafId, u64)> },
+    /// Aggregate (wallet/aggregate.rs): the operators folded `children` back into `parent`.
+    LeafAggregated { wallet: WalletId, parent: LeafId, children: Vec<LeafId> },
 }
 
 /// Which rule of the enforcing signer guard refused.

@@ -50,3 +50,24 @@ pub fn last_child_keyshare(parent: KeyshareId, child: LeafId) -> KeyshareId {
     id.copy_from_slice(&h[..16]);
     KeyshareId(id)
 }
+
+/// A finalized aggregation as replicated to every operator: the parent's new node pair (spending
+/// every child's split output), its refunds, and its new key split.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregateRecord {
+    pub parent: LeafId,
+    pub owner_identity: PublicKey,
+    pub keyshare: KeyshareId,
+    pub owner_signing_key: PublicKey,
+    pub nodes: NodeSet,
+    pub refunds: crate::msg::RefundSet,
+}
+
+/// The parent's keyshare id after an aggregation: derived from its keyshare before, so every
+/// operator names the Σ S_c it computes the same way, and each aggregation gets a new id.
+pub fn aggregate_keyshare(parent_before: KeyshareId) -> KeyshareId {
+    let h = crate::crypto::identity::sha256(&[b"spark-aggregate", &parent_before.0]);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h[..16]);
+    KeyshareId(id)
+}

@@ -514,6 +514,7 @@ impl Checker {
                 let parent_value = self.leaf_value.get(parent).map(|(_, v)| *v);
                 found.extend(split::check_reported_split(parent, parent_value, children));
             }
+            Observation::LeafAggregated { .. } => self.coverage.hit("leaf-aggregated"),
         }
     }
 

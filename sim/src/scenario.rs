@@ -54,6 +54,9 @@ pub struct Scenario {
     pub thefts: Vec<TheftSpec>,
     /// `[[split]]` entries: wallets asked to split a leaf (see [`SplitSpec`]).
     pub splits: Vec<SplitSpec>,
+    /// `[[aggregate]]` entries: wallets asked to fold a split leaf's children back (see
+    /// [`AggregateSpec`]).
+    pub aggregates: Vec<AggregateSpec>,
     /// Swarm testing: `None` unless `swarm = true` or a `[swarm]` table is given.
     pub swarm: Option<SwarmSpec>,
     /// `[expect] sometimes`: sometimes-properties (`checker::properties::SOMETIMES`) this
@@ -855,6 +858,8 @@ struct RawScenario {
     theft: Vec<Spanned<RawTheft>>,
     #[serde(default)]
     split: Vec<Spanned<RawSplit>>,
+    #[serde(default)]
+    aggregate: Vec<Spanned<RawAggregate>>,
     /// `true` or a table: read as a plain value so both forms are accepted.
     swarm: S<toml::Value>,
 }
@@ -1172,10 +1177,12 @@ impl Validator<'_> {
             .map(|(i, t)| self.theft(i, t, &topology))
             .collect::<R<Vec<_>>>()?;
         let splits = raw.split.iter().enumerate().map(|(i, t)| self.split(i, t, &topology)).collect::<R<Vec<_>>>()?;
+        let aggregates = raw.aggregate.iter().enumerate().map(|(i, t)| self.aggregate(i, t, &topology)).collect::<R<Vec<_>>>()?;
         Ok(Scenario {
             byzantine,
             thefts,
             splits,
+            aggregates,
             file: self.file.to_owned(),
             name,
             description,
@@ -2355,6 +2362,23 @@ pub struct SplitSpec {
     pub values: Vec<u64>,
 }
 
+/// One `[[aggregate]]` entry: at `at_s` the wallet folds the children of a leaf it split back
+/// into it (the operators refuse unless it owns every child again).
+/// - `wallet` (required): `wallet:N`.
+/// - `at_s` (required): when, in simulated seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AggregateSpec {
+    pub wallet: WalletId,
+    pub at: Micros,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAggregate {
+    wallet: Spanned<String>,
+    at_s: Spanned<f64>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSplit {
@@ -2388,6 +2412,18 @@ impl Validator<'_> {
         }
         Ok(SplitSpec { wallet, at, values })
     }
+
+    fn aggregate(&self, i: usize, t: &Spanned<RawAggregate>, topo: &Topology) -> R<AggregateSpec> {
+        let t = t.get_ref();
+        let field = format!("aggregate[{i}].wallet");
+        let wallet = match parse_node(t.wallet.get_ref(), topo) {
+            Ok(NodePattern::Node(NodeId::Wallet(w))) => w,
+            Ok(_) => return Err(self.err(t.wallet.span(), field, format!("expected one wallet (wallet:N), found `{}`", t.wallet.get_ref()))),
+            Err(e) => return Err(self.err(t.wallet.span(), field, e)),
+        };
+        let at = self.secs(&Some(t.at_s.clone()), &format!("aggregate[{i}].at_s"), Zero::Allowed)?.unwrap_or(Micros::ZERO);
+        Ok(AggregateSpec { wallet, at })
+    }
 }
 
 #[cfg(test)]
@@ -2407,6 +2443,8 @@ mod split_tests {
         assert_eq!(e.field, "split[0].values", "{e}");
         let e = err("[[split]]\nwallet = \"operator:0\"\nat_s = 1.0\n");
         assert_eq!(e.field, "split[0].wallet", "{e}");
+        let e = err("[[aggregate]]\nwallet = \"wallet:0\"\nat_s = -1.0\n");
+        assert_eq!(e.field, "aggregate[0].at_s", "{e}");
     }
 }
 

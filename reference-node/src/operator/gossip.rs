@@ -80,6 +80,7 @@ impl Operator {
             GossipBody::SettleReceiverRollback { transfer, attempt } => Self::apply_receiver_rollback(db, *transfer, *attempt, self.cfg.params.hazards.claim_settle_split),
             GossipBody::FinalizeTransfer { transfer, refunds } => Self::apply_finalize_transfer(db, *transfer, refunds),
             GossipBody::FinalizeSplit { split } => self.apply_split(db, self.cfg.id, split),
+            GossipBody::FinalizeAggregate { aggregate } => self.apply_aggregate(db, self.cfg.id, aggregate),
         }
     }
 

@@ -2,6 +2,7 @@
 //! coordinator sessions here, one module per flow. Every handler step that changes state does so
 //! in one store transaction (`begin` … `commit`), so a crash between events loses only sessions.
 
+mod aggregate;
 mod byzantine;
 mod claim;
 mod claim_done;
@@ -78,6 +79,7 @@ impl Session {
             SessionKind::DepositAddress(_) => false,
             SessionKind::SplitPrepare(_) => false,
             SessionKind::SplitSign(_) => true,
+            SessionKind::AggregatePrepare(_) => false,
         }
     }
 }
@@ -92,6 +94,9 @@ enum SessionKind {
     SplitPrepare(split::PrepareSession),
     /// Split: FROST rounds over the split's keyshares.
     SplitSign(Box<split::SignSession>),
+    /// Aggregate (operator/aggregate.rs): compute Σ S_c on every operator. Its signing rounds
+    /// run as a `SplitSign` session.
+    AggregatePrepare(aggregate::PrepareSession),
 }
 
 /// What a session step decided: finished (it replied or failed itself), or the next round.
@@ -208,6 +213,7 @@ impl Operator {
             SessionKind::Claim(x) => self.claim_advance(ctx, id, *x, replies).map(|x| SessionKind::Claim(Box::new(x))),
             SessionKind::SplitPrepare(x) => self.split_prepare_advance(ctx, x, replies).map(SessionKind::SplitPrepare),
             SessionKind::SplitSign(x) => self.split_sign_advance(ctx, phase, *x, replies).map(|x| SessionKind::SplitSign(Box::new(x))),
+            SessionKind::AggregatePrepare(x) => self.aggregate_prepare_advance(ctx, x, replies).map(SessionKind::AggregatePrepare),
         };
         if let Step::Next(kind, requests) = step {
             self.vol.sessions.insert(id, Session { phase, waiting: BTreeSet::new(), replies: BTreeMap::new(), kind });
@@ -234,6 +240,7 @@ impl Operator {
             SessionKind::Claim(x) => self.claim_abort(ctx, *x, reason),
             SessionKind::SplitPrepare(x) => Self::reply_wallet(ctx, x.call, Err(reason)),
             SessionKind::SplitSign(x) => Self::reply_wallet(ctx, x.call, Err(reason)),
+            SessionKind::AggregatePrepare(x) => Self::reply_wallet(ctx, x.call, Err(reason)),
         }
     }
 
@@ -315,6 +322,12 @@ impl Operator {
                 let r = self.split_finalize(ctx, identity, leaf, signed);
                 Self::reply_wallet(ctx, call, r.map(|()| WalletReply::Finalized));
             }
+            WalletRequest::AggregatePrepare { identity, leaf } => self.aggregate_prepare(ctx, call, identity, leaf),
+            WalletRequest::AggregateSign { identity, leaf, jobs } => self.aggregate_sign(ctx, call, identity, leaf, jobs),
+            WalletRequest::AggregateFinalize { identity, leaf, signed } => {
+                let r = self.aggregate_finalize(ctx, identity, leaf, signed);
+                Self::reply_wallet(ctx, call, r.map(|()| WalletReply::Finalized));
+            }
         }
     }
 
@@ -344,6 +357,9 @@ impl Operator {
             InternalRequest::SplitReserve { parent, owner_identity, plan } => self.split_reserve(peer, parent, owner_identity, plan),
             InternalRequest::SplitRound1 { parent, counts } => self.split_round1(ctx, parent, counts),
             InternalRequest::SplitRound2 { parent, txs, jobs } => self.split_round2(ctx, parent, txs, jobs),
+            InternalRequest::AggregateReserve { parent, owner_identity } => self.aggregate_reserve(peer, parent, owner_identity),
+            InternalRequest::AggregateRound1 { parent, counts } => self.aggregate_round1(ctx, parent, counts),
+            InternalRequest::AggregateRound2 { parent, txs, jobs } => self.aggregate_round2(ctx, parent, txs, jobs),
         };
         if let Err(e) = &reply {
             ctx.observe(Observation::Rejected { what: format!("{} internal request from {peer}", self.cfg.id), reason: e.clone() });
@@ -362,6 +378,7 @@ impl Operator {
             WalletRequest::StartTransfer { sender, .. } => sender,
             WalletRequest::ClaimTweakKeys { receiver, .. } | WalletRequest::ClaimSignRefunds { receiver, .. } => receiver,
             WalletRequest::SplitPrepare { identity, .. } | WalletRequest::SplitSign { identity, .. } | WalletRequest::SplitFinalize { identity, .. } => identity,
+            WalletRequest::AggregatePrepare { identity, .. } | WalletRequest::AggregateSign { identity, .. } | WalletRequest::AggregateFinalize { identity, .. } => identity,
             _ => return Ok(()),
         };
         match from {
@@ -381,6 +398,7 @@ impl Operator {
                 SessionKind::Claim(x) => x.call,
                 SessionKind::SplitPrepare(x) => x.call,
                 SessionKind::SplitSign(x) => x.call,
+                SessionKind::AggregatePrepare(x) => x.call,
             };
             c == call
         })

@@ -35,13 +35,16 @@ pub(super) struct PrepareSession {
     plan: Vec<PlannedChild>,
 }
 
+/// FROST over several keyshares for one split or aggregate (operator/aggregate.rs shares it).
 pub(super) struct SignSession {
     pub call: WalletCall,
-    parent: LeafId,
-    signers: Vec<OperatorId>,
-    /// Jobs per keyshare, in job order: the parent's (split node), then each child's.
-    groups: Vec<(KeyshareId, Vec<SigningJob>)>,
-    txs: Vec<Transaction>,
+    pub parent: LeafId,
+    pub signers: Vec<OperatorId>,
+    /// Jobs per keyshare, in job order (split: the parent's, then each child's).
+    pub groups: Vec<(KeyshareId, Vec<SigningJob>)>,
+    pub txs: Vec<Transaction>,
+    /// An aggregation's signing (its round-2 request is `AggregateRound2`).
+    pub aggregate: bool,
 }
 
 /// Everything a split's signing is checked against, rebuilt from one operator's tables.
@@ -253,7 +256,7 @@ impl Operator {
                 let counts: Vec<(KeyshareId, u8)> = groups.iter().map(|(k, j)| (*k, j.len() as u8)).collect();
                 let req = InternalRequest::SplitRound1 { parent, counts };
                 let requests = signers.iter().map(|o| (*o, req.clone())).collect();
-                self.start_session(ctx, SessionKind::SplitSign(Box::new(SignSession { call, parent, signers, groups, txs })), requests);
+                self.start_session(ctx, SessionKind::SplitSign(Box::new(SignSession { call, parent, signers, groups, txs, aggregate: false })), requests);
             }
         }
     }
@@ -307,7 +310,11 @@ impl Operator {
                     return Step::Done;
                 }
             }
-            let req = InternalRequest::SplitRound2 { parent: s.parent, txs: s.txs.clone(), jobs: s.groups.clone() };
+            let req = if s.aggregate {
+                InternalRequest::AggregateRound2 { parent: s.parent, txs: s.txs.clone(), jobs: s.groups.clone() }
+            } else {
+                InternalRequest::SplitRound2 { parent: s.parent, txs: s.txs.clone(), jobs: s.groups.clone() }
+            };
             let requests = s.signers.iter().map(|o| (*o, req.clone())).collect();
             return Step::Next(s, requests);
         }

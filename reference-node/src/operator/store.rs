@@ -197,6 +197,19 @@ pub struct Db {
     /// Split: child leaf → its parent (the checker's I-1 "node = Σ children" and exit chains).
     #[serde(default)]
     pub split_parent: BTreeMap<LeafId, LeafId>,
+    /// Aggregate (operator/aggregate.rs): aggregations reserved and not yet finalized, by parent.
+    #[serde(default)]
+    pub aggregates: BTreeMap<LeafId, AggregateRow>,
+}
+
+/// An aggregation of a split parent's children in flight (spark-protocol §2.6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregateRow {
+    pub owner_identity: PublicKey,
+    /// The parent's new keyshare Σ S_c.
+    pub keyshare: KeyshareId,
+    /// This operator produced signature shares for it.
+    pub signed: bool,
 }
 
 /// One split of a parent leaf (spark-protocol §2.6), from reservation to finalize.

@@ -2,6 +2,7 @@
 //! claim), queues workload commands behind it, looks for incoming transfers when idle, and
 //! drives unilateral exits from block notifications.
 
+mod aggregate;
 mod claim;
 mod deposit;
 mod exit;
@@ -39,6 +40,9 @@ pub enum Command {
     /// Split (wallet/split.rs): split one available leaf into child leaves worth `values` (its
     /// value exactly), or into its power-of-two denominations when `values` is empty.
     Split { values: Vec<u64> },
+    /// Aggregate (wallet/aggregate.rs): fold the children of a leaf this wallet split back into
+    /// it, once it holds every one of them again.
+    Aggregate,
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -89,6 +93,7 @@ enum Op {
     Claim(Box<claim::ClaimOp>),
     Poll,
     Split(Box<split::SplitOp>),
+    Aggregate(Box<aggregate::AggregateOp>),
 }
 
 pub struct Wallet {
@@ -123,6 +128,8 @@ pub struct Wallet {
     split_plans: BTreeMap<LeafId, split::SplitPlan>,
     /// Split: the node layers above each split child's own node tx, root first.
     split_chains: BTreeMap<LeafId, Vec<NodeSet>>,
+    /// Split: each leaf this wallet split → its children (for an aggregation).
+    split_children: BTreeMap<LeafId, Vec<LeafId>>,
 }
 
 impl Wallet {
@@ -148,6 +155,7 @@ impl Wallet {
             chain: reorg::ChainView::default(),
             split_plans: BTreeMap::new(),
             split_chains: BTreeMap::new(),
+            split_children: BTreeMap::new(),
         }
     }
     pub fn id(&self) -> WalletId {
@@ -254,6 +262,7 @@ impl Wallet {
                     self.start_next(ctx);
                 }
                 Command::Split { values } => self.start_split(ctx, values, attempt),
+                Command::Aggregate => self.start_aggregate(ctx, attempt),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -316,6 +325,7 @@ impl Wallet {
             Op::Send(s) => self.send_reply(ctx, session, *s, body),
             Op::Claim(c) => self.claim_reply(ctx, session, op, *c, body),
             Op::Split(s) => self.split_reply(ctx, session, *s, body),
+            Op::Aggregate(a) => self.aggregate_reply(ctx, session, *a, body),
         }
     }
 
@@ -341,6 +351,7 @@ impl Wallet {
                 self.claim_failed(ctx);
             }
             Op::Split(s) => self.split_timeout(ctx, *s),
+            Op::Aggregate(a) => self.aggregate_timeout(ctx, *a),
         }
     }
 

@@ -205,6 +205,7 @@ impl Wallet {
                 },
             );
         }
+        self.split_children.insert(parent, plan.children.iter().map(|c| c.leaf).collect());
         ctx.observe(Observation::LeafSplit { wallet: self.cfg.id, parent, children: plan.children.iter().map(|c| (c.leaf, c.value_sats)).collect() });
     }
 }

@@ -100,7 +100,7 @@ pub fn check_key_epochs(op: OperatorId, db: &Db) -> Vec<Finding> {
 
 fn gossip_transfer(body: &GossipBody) -> Option<TransferId> {
     match body {
-        GossipBody::FinalizeTreeCreation { .. } | GossipBody::FinalizeSplit { .. } => None,
+        GossipBody::FinalizeTreeCreation { .. } | GossipBody::FinalizeSplit { .. } | GossipBody::FinalizeAggregate { .. } => None,
         GossipBody::SettleSenderKeyTweak { transfer }
         | GossipBody::CancelTransfer { transfer }
         | GossipBody::SettleReceiverCommit { transfer, .. }

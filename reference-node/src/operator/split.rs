@@ -476,7 +476,9 @@ impl Operator {
                 return Err(format!("child {} key is not owner key + SE key", c.leaf));
             }
         }
-        for c in &record.children {
+        let split_txid = record.split_nodes.cpfp.compute_txid();
+        for (vout, c) in record.children.iter().enumerate() {
+            db.leaf_by_split_output.insert(bitcoin::OutPoint { txid: split_txid, vout: vout as u32 }, c.leaf);
             db.split_parent.insert(c.leaf, record.parent);
             db.leaves.insert(
                 c.leaf,

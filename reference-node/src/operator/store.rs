@@ -200,6 +200,10 @@ pub struct Db {
     /// Aggregate (operator/aggregate.rs): aggregations reserved and not yet finalized, by parent.
     #[serde(default)]
     pub aggregates: BTreeMap<LeafId, AggregateRow>,
+    /// Split: a split node's output → the child leaf whose node tx spends it (the chain watcher
+    /// marks the child ON_CHAIN when that node tx confirms, as it does a root for its deposit).
+    #[serde(default)]
+    pub leaf_by_split_output: BTreeMap<OutPoint, LeafId>,
 }
 
 /// An aggregation of a split parent's children in flight (spark-protocol §2.6).

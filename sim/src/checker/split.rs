@@ -66,6 +66,57 @@ pub fn check_reported_split(parent: &LeafId, parent_value: Option<u64>, children
     (sum != value).then(|| finding("I-1", format!("split {parent} reported"), format!("leaf {parent} ({value} sat) was split into children worth {sum} sat")))
 }
 
+
+/// I-9 along a whole exit chain, split and aggregate layers included: every input of every
+/// layer's CPFP tx verifies against the outputs of the layer above it (the root against the
+/// deposit output, which its CPFP output 0 re-pays: same script, same value), and the refund
+/// against the leaf node's output. An aggregate node has one input per child split output.
+pub fn verify_exit_layers(layers: &[&reference_node::msg::NodeSet], refund: &bitcoin::Transaction) -> Result<(), String> {
+    use bitcoin::{Transaction, TxOut};
+    let first = layers.first().ok_or("no node layer")?;
+    let deposit_out = first.cpfp.output.first().cloned().ok_or("root node tx has no output")?;
+    let mut above: Option<&Transaction> = None;
+    let prevouts_of = |tx: &Transaction, above: Option<&Transaction>| -> Result<Vec<TxOut>, String> {
+        match above {
+            None => Ok(vec![deposit_out.clone(); tx.input.len()]),
+            Some(p) => tx
+                .input
+                .iter()
+                .map(|i| {
+                    if i.previous_output.txid != p.compute_txid() {
+                        return Err(format!("input spends {}, not the layer above", i.previous_output));
+                    }
+                    p.output.get(i.previous_output.vout as usize).cloned().ok_or_else(|| format!("the layer above has no output {}", i.previous_output.vout))
+                })
+                .collect(),
+        }
+    };
+    for (n, layer) in layers.iter().enumerate() {
+        let prevouts = prevouts_of(&layer.cpfp, above)?;
+        for j in 0..layer.cpfp.input.len() {
+            verify_input(&layer.cpfp, j, &prevouts).map_err(|e| format!("node tx of layer {n} input {j}: {e}"))?;
+        }
+        above = Some(&layer.cpfp);
+    }
+    let prevouts = prevouts_of(refund, above)?;
+    verify_input(refund, 0, &prevouts).map_err(|e| format!("CPFP refund: {e}"))
+}
+
+/// The key-path signature of `tx` input `index` against its P2TR prevout (all `prevouts`
+/// committed to, as BIP341 requires).
+fn verify_input(tx: &bitcoin::Transaction, index: usize, prevouts: &[bitcoin::TxOut]) -> Result<(), String> {
+    use bitcoin::secp256k1::{schnorr, Message, XOnlyPublicKey};
+    let spk = prevouts.get(index).ok_or("missing prevout")?.script_pubkey.as_bytes();
+    if spk.len() != 34 || spk[0] != 0x51 || spk[1] != 0x20 {
+        return Err("prevout is not P2TR".into());
+    }
+    let key = XOnlyPublicKey::from_slice(&spk[2..]).map_err(|e| e.to_string())?;
+    let sig_bytes = tx.input.get(index).and_then(|i| i.witness.nth(0)).ok_or("no witness: unsigned")?;
+    let sig = schnorr::Signature::from_slice(sig_bytes.get(..64).ok_or("short signature")?).map_err(|e| e.to_string())?;
+    let sighash = reference_node::tx::sighash::key_spend_sighash(tx, index, prevouts).map_err(|e| e.to_string())?;
+    reference_node::crypto::secp().verify_schnorr(&sig, &Message::from_digest(sighash), &key).map_err(|_| "signature does not verify".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,6 +96,14 @@ pub struct NodeSet {
     pub direct: Transaction,
 }
 
+/// A leaf's exit chain (spark-protocol §3.1, §4.6): its node layers from the root down to the
+/// leaf node, each a signed CPFP + direct node tx with its CSVs; the refunds spend the last one.
+/// `ancestors` are the layers above the leaf node: empty for a deposit leaf (its root is its
+/// leaf node); split trees start with them, renew-node and renew-node-zero append to them.
+pub fn exit_layers<'a>(ancestors: &'a [NodeSet], nodes: &'a NodeSet) -> impl Iterator<Item = &'a NodeSet> + 'a {
+    ancestors.iter().chain(std::iter::once(nodes))
+}
+
 impl NodeSet {
     /// The outputs a leaf's refunds spend, in `RefundSet` order: CPFP node:0, direct node:0,
     /// CPFP node:0 (spark-protocol §3.2). An error, not a panic, for a node tx without output 0.
@@ -180,6 +188,11 @@ pub struct ClaimLeafView {
     pub intermediate_refunds: RefundSet,
     pub secret_cipher: Vec<u8>,
     pub signature: Vec<u8>,
+    /// The node layers above `nodes`, root first (see [`exit_layers`]). Not encoded when empty,
+    /// so a deposit leaf's message bytes (and the trace hash) are those of a one-layer leaf;
+    /// messages are only ever bincode-encoded for hashing, never decoded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<NodeSet>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -403,6 +416,9 @@ pub struct LeafRecord {
     pub deposit_outpoint: OutPoint,
     pub nodes: NodeSet,
     pub refunds: RefundSet,
+    /// The node layers above `nodes`, root first (see [`exit_layers`]; not encoded when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<NodeSet>,
 }
 
 // Large by design (a whole leaf record); it travels boxed inside `Msg`.

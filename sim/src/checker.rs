@@ -1567,6 +1567,7 @@ mod tests {
             deposit_outpoint: outpoint(1),
             refunds: refunds_on(&nodes, 1, 2000),
             nodes,
+            ancestors: Vec::new(),
         };
         shares
             .into_iter()

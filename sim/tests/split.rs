@@ -23,11 +23,13 @@ fn assert_clean(rel: &str, r: &RunReport) {
 }
 
 #[test]
-fn split_happy_path_splits_and_children_are_claimed() {
+fn split_happy_path_children_claimed_one_exits_through_the_split_node_and_aggregate() {
     let r = run("split-aggregate.toml", 1);
     assert_clean("split-aggregate.toml", &r);
-    assert_eq!(fired(&r, "leaf-split"), 1, "the split finalized");
+    assert_eq!(fired(&r, "leaf-split"), 2, "both splits finalized");
+    assert_eq!(fired(&r, "leaf-aggregated"), 1, "the aggregation finalized");
     assert_eq!(r.transfers_claimed, 2);
+    assert_eq!(r.exits_confirmed, 1, "the child exited through the split node");
 }
 
 #[test]

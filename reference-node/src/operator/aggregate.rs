@@ -309,13 +309,17 @@ impl Operator {
         }
         let se = db.keyshares.get(&a.keyshare).map(|k| k.share.public_key).ok_or("aggregate keyshare vanished")?;
         let kids: Vec<LeafId> = children(db, record.parent)?.into_iter().map(|(l, _)| l).collect();
+        let split_nodes = db.splits.get(&record.parent).and_then(|s| s.split_nodes.clone()).ok_or("split vanished")?;
         let Some(p) = db.leaves.get_mut(&record.parent) else { return Err("parent vanished".into()) };
         if curve::point_add(&record.owner_signing_key, &se) != Some(p.verifying_key) {
             return Err("aggregate owner key + SE key is not the parent's Y".into());
         }
         let old = std::mem::replace(&mut p.keyshare, record.keyshare);
         p.owner_signing_key = record.owner_signing_key;
-        p.nodes = record.nodes.clone();
+        // Exit chain: the parent's old layers, the split node, then the aggregate node.
+        let old_node = std::mem::replace(&mut p.nodes, record.nodes.clone());
+        p.ancestors.push(old_node);
+        p.ancestors.push(split_nodes);
         p.refunds = record.refunds.clone();
         p.status = LeafStatus::Available;
         for leaf in kids {
@@ -379,6 +383,7 @@ mod tests {
             deposit_outpoint: OutPoint::null(),
             nodes: NodeSet { cpfp: dummy.clone(), direct: dummy.clone() },
             refunds: RefundSet { cpfp: dummy.clone(), direct: dummy.clone(), direct_from_cpfp: dummy.clone() },
+            ancestors: Vec::new(),
         };
         let mut db = op.store.begin();
         db.leaves.insert(PARENT, row(owners[0], LeafStatus::Splitted, 1));

@@ -69,6 +69,7 @@ impl Operator {
                             intermediate_refunds: r.intermediate_refunds.clone()?,
                             secret_cipher: r.secret_cipher.clone(),
                             signature: r.signature.clone(),
+                            ancestors: row.ancestors.clone(),
                         })
                     })
                     .collect::<Option<Vec<_>>>()?;

@@ -295,6 +295,7 @@ impl Operator {
             deposit_outpoint: pending.deposit_outpoint,
             nodes: NodeSet { cpfp: n0, direct: n1 },
             refunds: RefundSet { cpfp: r0, direct: r1, direct_from_cpfp: r2 },
+            ancestors: Vec::new(),
         };
         self.apply_finalize_tree(&mut db, &record)?;
         db.pending_trees.remove(&leaf);
@@ -327,6 +328,7 @@ impl Operator {
                 deposit_outpoint: leaf.deposit_outpoint,
                 nodes: leaf.nodes.clone(),
                 refunds: leaf.refunds.clone(),
+                ancestors: leaf.ancestors.clone(),
             },
         );
         Ok(())

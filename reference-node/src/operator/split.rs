@@ -431,6 +431,9 @@ impl Operator {
         let mut next = || it.next().ok_or_else(|| "wrong number of signed txs".to_string());
         let split_nodes = NodeSet { cpfp: next()?, direct: next()? };
         let mut children = Vec::new();
+        // A child's exit chain: the parent's layers, then the split node, then its own node.
+        let mut ancestors: Vec<NodeSet> = row.exit_layers().cloned().collect();
+        ancestors.push(split_nodes.clone());
         for (c, e) in split.plan.iter().zip(expected.jobs.iter().skip(2).step_by(JOBS_PER_CHILD)) {
             let nodes = NodeSet { cpfp: next()?, direct: next()? };
             let refunds = RefundSet { cpfp: next()?, direct: next()?, direct_from_cpfp: next()? };
@@ -444,6 +447,7 @@ impl Operator {
                 deposit_outpoint: row.deposit_outpoint,
                 nodes,
                 refunds,
+                ancestors: ancestors.clone(),
             });
         }
         let record = SplitRecord { parent, owner_identity: identity, plan: split.plan.clone(), split_nodes, children };
@@ -492,6 +496,7 @@ impl Operator {
                     deposit_outpoint: c.deposit_outpoint,
                     nodes: c.nodes.clone(),
                     refunds: c.refunds.clone(),
+                    ancestors: c.ancestors.clone(),
                 },
             );
         }
@@ -562,6 +567,7 @@ mod tests {
                 deposit_outpoint: outpoint,
                 nodes,
                 refunds,
+                ancestors: Vec::new(),
             },
         );
         op.store.commit(db);

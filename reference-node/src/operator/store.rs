@@ -70,6 +70,17 @@ pub struct LeafRow {
     pub deposit_outpoint: OutPoint,
     pub nodes: NodeSet,
     pub refunds: RefundSet,
+    /// Node layers above `nodes`, root first (`msg::exit_layers`): the leaf's exit chain is
+    /// `ancestors` then `nodes`.
+    #[serde(default)]
+    pub ancestors: Vec<NodeSet>,
+}
+
+impl LeafRow {
+    /// Every node layer of the leaf's exit chain, root first; the refunds spend the last.
+    pub fn exit_layers(&self) -> impl Iterator<Item = &NodeSet> {
+        crate::msg::exit_layers(&self.ancestors, &self.nodes)
+    }
 }
 
 /// Spark's transfer statuses (spark-protocol §4.2). Order matters: it is the forward order.

@@ -212,6 +212,7 @@ mod tests {
                 deposit_outpoint: outpoint,
                 nodes: NodeSet { cpfp: dummy.clone(), direct: dummy.clone() },
                 refunds: RefundSet { cpfp: dummy.clone(), direct: dummy.clone(), direct_from_cpfp: dummy },
+                ancestors: Vec::new(),
             },
         );
         op.store.commit(db);

@@ -87,8 +87,7 @@ impl Wallet {
         if curve::point_add(&owner_key, &se) != Some(p.verifying_key) {
             return Err("Σ child keys + the SE's Σ S_c is not the parent's Y".into());
         }
-        let chain = kids.first().and_then(|k| self.split_chains.get(k)).ok_or("split chain vanished")?;
-        let split = chain.last().ok_or("no split layer")?;
+        let split = leaves.first().and_then(|l| l.ancestors.last()).ok_or("the children have no split layer")?;
         let nodes: Vec<&Transaction> = leaves.iter().map(|l| &l.nodes.cpfp).collect();
         let txs = aggregate_tx::aggregate_txs(&split.cpfp, &nodes, &p.verifying_key, &owner_key).map_err(|e| e.to_string())?;
         let mut jobs = Vec::new();
@@ -140,20 +139,21 @@ impl Wallet {
     fn aggregate_complete(&mut self, ctx: &mut Ctx<'_>, parent: LeafId, _txs: &AggregateTxs, secret: SecretKey, signed: Vec<Transaction>) {
         let Ok([n0, n1, r0, r1, r2]): Result<[Transaction; 5], _> = signed.try_into() else { return };
         let kids = self.split_children.remove(&parent).unwrap_or_default();
-        let chain = kids.first().and_then(|k| self.split_chains.get(k)).cloned().unwrap_or_default();
+        let split = kids.first().and_then(|k| self.leaves.get(k)).and_then(|l| l.ancestors.last().cloned());
         for k in &kids {
             self.leaves.remove(k);
-            self.split_chains.remove(k);
         }
         let refunds = RefundSet { cpfp: r0, direct: r1, direct_from_cpfp: r2 };
         let me = self.identity_public();
         for tx in refunds.as_array() {
             ctx.observe(Observation::RefundSigned { leaf: parent, owner: me, tx: tx.clone() });
         }
-        self.split_chains.insert(parent, chain);
         if let Some(p) = self.leaves.get_mut(&parent) {
             p.signing_secret = secret;
-            p.nodes = NodeSet { cpfp: n0, direct: n1 };
+            // Exit chain: the parent's old layers, the split node, then the aggregate node.
+            let old = std::mem::replace(&mut p.nodes, NodeSet { cpfp: n0, direct: n1 });
+            p.ancestors.push(old);
+            p.ancestors.extend(split);
             p.refunds = refunds;
             p.state = LeafState::Available;
         }

@@ -205,6 +205,7 @@ impl Wallet {
                 nodes: v.nodes.clone(),
                 refunds,
                 state: LeafState::Available,
+                ancestors: v.ancestors.clone(),
             },
         );
         self.claimed.insert(transfer);

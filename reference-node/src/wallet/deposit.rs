@@ -170,6 +170,7 @@ impl Wallet {
                 nodes: NodeSet { cpfp: n0, direct: n1 },
                 refunds,
                 state: LeafState::PendingDeposit { deposit_txid: txid },
+                ancestors: Vec::new(),
             },
         );
         // Spend the L1 coin; keep the change.

@@ -85,6 +85,16 @@ pub struct WalletLeaf {
     pub nodes: NodeSet,
     pub refunds: RefundSet,
     pub state: LeafState,
+    /// Node layers above `nodes`, root first: the exit chain is `ancestors` then `nodes`
+    /// (`msg::exit_layers`, spark-protocol §4.6).
+    pub ancestors: Vec<NodeSet>,
+}
+
+impl WalletLeaf {
+    /// Every node layer of the leaf's exit chain, root first; the refunds spend the last.
+    pub fn exit_layers(&self) -> impl Iterator<Item = &NodeSet> {
+        crate::msg::exit_layers(&self.ancestors, &self.nodes)
+    }
 }
 
 enum Op {
@@ -126,8 +136,6 @@ pub struct Wallet {
     chain: reorg::ChainView,
     /// Split (wallet/split.rs): planned splits, kept with the keys so a retry asks for the same.
     split_plans: BTreeMap<LeafId, split::SplitPlan>,
-    /// Split: the node layers above each split child's own node tx, root first.
-    split_chains: BTreeMap<LeafId, Vec<NodeSet>>,
     /// Split: each leaf this wallet split → its children (for an aggregation).
     split_children: BTreeMap<LeafId, Vec<LeafId>>,
 }
@@ -154,7 +162,6 @@ impl Wallet {
             theft: None,
             chain: reorg::ChainView::default(),
             split_plans: BTreeMap::new(),
-            split_chains: BTreeMap::new(),
             split_children: BTreeMap::new(),
         }
     }
@@ -480,7 +487,7 @@ impl Node for Wallet {
                 }
                 Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
-                    self.exit_broadcast_refused(&txid);
+                    self.exit_broadcast_refused(&txid, &reason);
                     self.deposit_broadcast_refused(&txid);
                     ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });
                 }

@@ -16,11 +16,11 @@ use std::collections::BTreeMap;
 pub(super) enum Learned {
     /// The leaf's deposit tx confirmed (the wallet reported DepositConfirmed).
     Deposit { leaf: LeafId, txid: Txid, value_sats: u64 },
-    /// An exiting leaf's node tx confirmed.
-    ExitNode { leaf: LeafId },
-    /// An exiting leaf's refund confirmed (the wallet reported ExitConfirmed); the node tx had
-    /// confirmed at `node_height`.
-    ExitRefund { leaf: LeafId, node_height: u32 },
+    /// An exiting leaf's node tx of exit-chain layer `layer` (0 = root) confirmed.
+    ExitNode { leaf: LeafId, layer: usize },
+    /// An exiting leaf's refund confirmed (the wallet reported ExitConfirmed); its node layers
+    /// had confirmed at `layer_heights` (root first).
+    ExitRefund { leaf: LeafId, layer_heights: Vec<Option<u32>> },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -102,8 +102,8 @@ impl Wallet {
         for (_, learned) in undone.into_iter().rev() {
             match learned {
                 Learned::Deposit { leaf, txid, value_sats } => self.revert_deposit(ctx, leaf, txid, value_sats),
-                Learned::ExitNode { leaf } => self.revert_exit_node(ctx, leaf),
-                Learned::ExitRefund { leaf, node_height } => self.revert_exit_refund(ctx, leaf, node_height, height),
+                Learned::ExitNode { leaf, layer } => self.revert_exit_node(ctx, leaf, layer),
+                Learned::ExitRefund { leaf, layer_heights } => self.revert_exit_refund(ctx, leaf, &layer_heights, height),
             }
         }
         self.chain.hashes.retain(|h, _| *h < height);

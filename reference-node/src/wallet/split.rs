@@ -179,11 +179,12 @@ impl Wallet {
         let Some(plan) = self.split_plans.remove(&parent) else { return };
         let Some(p) = self.leaves.get_mut(&parent) else { return };
         p.state = LeafState::Splitted;
-        let (deposit_outpoint, parent_layers) = (p.deposit_outpoint, p.nodes.clone());
+        let deposit_outpoint = p.deposit_outpoint;
+        let mut ancestors: Vec<NodeSet> = p.exit_layers().cloned().collect();
         debug_assert_eq!(signed.len(), txs.in_job_order().len());
         let mut it = signed.into_iter();
         let (Some(split_cpfp), Some(split_direct)) = (it.next(), it.next()) else { return };
-        let split_nodes = NodeSet { cpfp: split_cpfp, direct: split_direct };
+        ancestors.push(NodeSet { cpfp: split_cpfp, direct: split_direct });
         let me = self.identity_public();
         for (c, k) in plan.children.iter().zip(keys) {
             let (Some(n0), Some(n1), Some(r0), Some(r1), Some(r2)) = (it.next(), it.next(), it.next(), it.next(), it.next()) else { return };
@@ -191,7 +192,6 @@ impl Wallet {
             for tx in refunds.as_array() {
                 ctx.observe(Observation::RefundSigned { leaf: c.leaf, owner: me, tx: tx.clone() });
             }
-            self.split_chains.insert(c.leaf, vec![parent_layers.clone(), split_nodes.clone()]);
             self.leaves.insert(
                 c.leaf,
                 WalletLeaf {
@@ -202,6 +202,7 @@ impl Wallet {
                     nodes: NodeSet { cpfp: n0, direct: n1 },
                     refunds,
                     state: LeafState::Available,
+                    ancestors: ancestors.clone(),
                 },
             );
         }

@@ -74,8 +74,9 @@ pub fn check_exit_completeness(dbs: &[(OperatorId, &Db)], wallets: &[WalletView<
             found.push(finding("I-9", subject, format!("leaf {leaf}: {} holds it as {:?}, operators say Available", w.id, wl.state)));
             continue;
         }
-        let problem = if wl.nodes.cpfp.compute_txid() != row.nodes.cpfp.compute_txid() {
-            Some("its node tx differs from the operators'".to_string())
+        let chain_txids = |layers: &mut dyn Iterator<Item = &reference_node::msg::NodeSet>| layers.map(|l| l.cpfp.compute_txid()).collect::<Vec<_>>();
+        let problem = if chain_txids(&mut wl.exit_layers()) != chain_txids(&mut row.exit_layers()) {
+            Some("its exit chain (node layers) differs from the operators'".to_string())
         } else if wl.refunds.cpfp.compute_txid() != row.refunds.cpfp.compute_txid() {
             Some("its CPFP refund differs from the operators'".to_string())
         } else if wl.refunds.cpfp.output.first().map(|o| &o.script_pubkey) != Some(&p2tr_script(&row.owner_signing_key)) {
@@ -83,19 +84,25 @@ pub fn check_exit_completeness(dbs: &[(OperatorId, &Db)], wallets: &[WalletView<
         } else if wl.signing_secret.public_key(reference_node::crypto::secp()) != row.owner_signing_key {
             Some("the wallet does not hold the secret of the leaf key its refund pays".to_string())
         } else {
-            let deposit = TxOut { value: bitcoin::Amount::from_sat(row.value_sats), script_pubkey: p2tr_script(&row.verifying_key) };
-            let node_out = wl.nodes.cpfp.output.first().cloned();
-            verify_key_spend(&wl.nodes.cpfp, &deposit)
-                .map_err(|e| format!("node tx: {e}"))
-                .and_then(|_| node_out.ok_or("node tx has no output".to_string()))
-                .and_then(|o| verify_key_spend(&wl.refunds.cpfp, &o).map_err(|e| format!("CPFP refund: {e}")))
-                .err()
+            verify_exit_chain(wl, row).err()
         };
         if let Some(p) = problem {
             found.push(finding("I-9", subject, format!("leaf {leaf} owned by {}: no valid exit chain: {p}", w.id)));
         }
     }
     found
+}
+
+/// Every signature along the wallet's exit chain: the root layer against the deposit output,
+/// each further layer (every input: a split child's node spends its split output, an aggregate
+/// node one output per child) against the layer above it, the CPFP refund against the leaf
+/// node's output (checker/split.rs).
+fn verify_exit_chain(wl: &WalletLeaf, row: &reference_node::operator::store::LeafRow) -> Result<(), String> {
+    if wl.nodes.cpfp.output.first().map(|o| &o.script_pubkey) != Some(&p2tr_script(&row.verifying_key)) {
+        return Err("the leaf node tx does not pay the leaf's key Y".into());
+    }
+    let layers: Vec<&reference_node::msg::NodeSet> = wl.exit_layers().collect();
+    super::split::verify_exit_layers(&layers, &wl.refunds.cpfp)
 }
 
 /// I-10 at quiescence: every up operator holds the live leaf's keyshare at the same (latest)

@@ -64,8 +64,11 @@ impl TheftCheck {
             let Some(op) = a.as_operator() else { continue };
             for (id, row) in &op.db().leaves {
                 let e = leaves.entry(row.deposit_outpoint).or_insert_with(|| (*id, row.verifying_key.serialize(), BTreeSet::new()));
-                e.2.insert(row.nodes.cpfp.compute_txid());
-                e.2.insert(row.nodes.direct.compute_txid());
+                // The root layer of the exit chain is what spends the deposit outpoint.
+                if let Some(root) = row.exit_layers().next() {
+                    e.2.insert(root.cpfp.compute_txid());
+                    e.2.insert(root.direct.compute_txid());
+                }
             }
         }
         let mut found = Vec::new();

@@ -128,3 +128,71 @@ mod tests {
         assert!(check_reported_split(&p, Some(10), &[(LeafId([2; 16]), 4), (LeafId([3; 16]), 5)]).is_some());
     }
 }
+
+#[cfg(test)]
+mod chain_tests {
+    use super::verify_exit_layers;
+    use bitcoin::secp256k1::{Keypair, SecretKey};
+    use bitcoin::{Amount, OutPoint, Sequence, Transaction, TxOut};
+    use reference_node::msg::NodeSet;
+    use reference_node::tx::aggregate::aggregate_txs;
+    use reference_node::tx::sighash::{key_spend_witness, sign_single_key};
+    use reference_node::tx::split::{split_txs, ChildSpec};
+    use reference_node::tx::template::{node_txs, p2tr_script};
+
+    fn keypair(byte: u8) -> Keypair {
+        Keypair::from_secret_key(reference_node::crypto::secp(), &SecretKey::from_slice(&[byte; 32]).expect("scalar"))
+    }
+
+    fn sign(tx: &mut Transaction, input: usize, prevouts: &[TxOut], key: &Keypair) {
+        let sig = sign_single_key(tx, input, prevouts, key, &[7; 32]).expect("sighash");
+        tx.input[input].witness = key_spend_witness(&sig);
+    }
+
+    /// root (Y) → split node (Y1, Y2) → aggregate node (both split outputs) → refund, every input
+    /// signed by a single key standing in for its aggregate key.
+    fn chain() -> (Vec<NodeSet>, Transaction) {
+        let (y, y1, y2, owner) = (keypair(1), keypair(2), keypair(3), keypair(4));
+        let pk = |k: &Keypair| k.public_key();
+        let deposit = TxOut { value: Amount::from_sat(100_000), script_pubkey: p2tr_script(&pk(&y)) };
+        let mut root = node_txs(OutPoint::null(), &deposit, Sequence(0), Sequence(50));
+        sign(&mut root.cpfp, 0, std::slice::from_ref(&deposit), &y);
+        let specs = [(60_000, &y1), (40_000, &y2)].map(|(v, k)| ChildSpec { value: Amount::from_sat(v), verifying_key: pk(k), owner_signing_key: pk(&owner) });
+        let mut s = split_txs(&root.cpfp, &specs).expect("split");
+        sign(&mut s.split.cpfp, 0, &[root.cpfp.output[0].clone()], &y);
+        let nodes: Vec<&Transaction> = s.children.iter().map(|c| &c.nodes.cpfp).collect();
+        let mut a = aggregate_txs(&s.split.cpfp, &nodes, &pk(&y), &pk(&owner)).expect("aggregate");
+        let prevouts = a.prevouts.clone();
+        sign(&mut a.nodes.cpfp, 0, &prevouts, &y1);
+        sign(&mut a.nodes.cpfp, 1, &prevouts, &y2);
+        sign(&mut a.refunds.cpfp, 0, &[a.nodes.cpfp.output[0].clone()], &y);
+        let layers = vec![
+            NodeSet { cpfp: root.cpfp, direct: root.direct },
+            NodeSet { cpfp: s.split.cpfp, direct: s.split.direct },
+            NodeSet { cpfp: a.nodes.cpfp, direct: a.nodes.direct },
+        ];
+        (layers, a.refunds.cpfp)
+    }
+
+    #[test]
+    fn a_chain_through_split_and_aggregate_nodes_verifies() {
+        let (layers, refund) = chain();
+        let refs: Vec<&NodeSet> = layers.iter().collect();
+        assert_eq!(verify_exit_layers(&refs, &refund), Ok(()));
+    }
+
+    #[test]
+    fn a_bad_signature_on_any_input_of_any_layer_is_found() {
+        let (layers, refund) = chain();
+        // The aggregate node's second input signed by the first child's key.
+        let mut bad = layers.clone();
+        let other = bad[2].cpfp.input[0].witness.clone();
+        bad[2].cpfp.input[1].witness = other;
+        let refs: Vec<&NodeSet> = bad.iter().collect();
+        let err = verify_exit_layers(&refs, &refund).expect_err("bad input 1");
+        assert!(err.contains("layer 2 input 1"), "{err}");
+        // A split layer that is not what the next layer spends.
+        let refs: Vec<&NodeSet> = [&layers[0], &layers[2]].into();
+        assert!(verify_exit_layers(&refs, &refund).expect_err("gap").contains("not the layer above"));
+    }
+}

@@ -20,8 +20,8 @@ pub(super) struct AggregateOp {
 
 enum Stage {
     Prepare,
-    Sign { txs: AggregateTxs, secret: SecretKey, jobs: Vec<(usize, PendingJob, SecretKey)> },
-    Finalize { txs: AggregateTxs, secret: SecretKey, signed: Vec<Transaction> },
+    Sign { txs: Box<AggregateTxs>, secret: SecretKey, jobs: Vec<(usize, PendingJob, SecretKey)> },
+    Finalize { secret: SecretKey, signed: Vec<Transaction> },
 }
 
 impl Wallet {
@@ -33,11 +33,19 @@ impl Wallet {
     }
 
     pub(super) fn start_aggregate(&mut self, ctx: &mut Ctx<'_>, attempt: u8) {
-        let Some(parent) = self.aggregatable() else {
+        let Some(parent) = self.aggregates_signed.keys().next().copied().or_else(|| self.aggregatable()) else {
             ctx.observe(Observation::CommandSkipped { wallet: self.cfg.id, reason: "aggregate: no split leaf whose children are all here".into() });
             return self.start_next(ctx);
         };
         let identity = self.identity_public();
+        // Signed already (finalize reply lost, or a crash): only finalize again (idempotent).
+        if let Some((secret, signed)) = self.aggregates_signed.get(&parent).cloned() {
+            let request = WalletRequest::AggregateFinalize { identity, leaf: parent, signed: signed.clone() };
+            self.begin(Op::Aggregate(Box::new(AggregateOp { attempt, parent, stage: Stage::Finalize { secret, signed } })));
+            let to = self.cfg.coordinator;
+            self.request(ctx, to, request);
+            return self.arm_timeout(ctx);
+        }
         self.begin(Op::Aggregate(Box::new(AggregateOp { attempt, parent, stage: Stage::Prepare })));
         let to = self.cfg.coordinator;
         self.request(ctx, to, WalletRequest::AggregatePrepare { identity, leaf: parent });
@@ -54,8 +62,8 @@ impl Wallet {
         let next = match (stage, body) {
             (Stage::Prepare, WalletReply::AggregatePlanned { se_public_key }) => self.aggregate_build(ctx, a.parent, se_public_key),
             (Stage::Sign { txs, secret, jobs }, WalletReply::Signing { results }) => self.aggregate_cosign(ctx, a.parent, txs, secret, jobs, results),
-            (Stage::Finalize { txs, secret, signed }, WalletReply::Finalized) => {
-                self.aggregate_complete(ctx, a.parent, &txs, secret, signed);
+            (Stage::Finalize { secret, signed }, WalletReply::Finalized) => {
+                self.aggregate_complete(ctx, a.parent, secret, signed);
                 return self.finish(ctx);
             }
             _ => Err("unexpected reply".to_string()),
@@ -105,11 +113,11 @@ impl Wallet {
             jobs.push((input, PendingJob { tx, job, nonce }, signer));
         }
         let request = WalletRequest::AggregateSign { identity: self.identity_public(), leaf: parent, jobs: user_jobs };
-        Ok((Stage::Sign { txs, secret, jobs }, request))
+        Ok((Stage::Sign { txs: Box::new(txs), secret, jobs }, request))
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn aggregate_cosign(&self, ctx: &mut Ctx<'_>, parent: LeafId, txs: AggregateTxs, secret: SecretKey, jobs: Vec<(usize, PendingJob, SecretKey)>, results: Vec<OperatorSigningResult>) -> Result<(Stage, WalletRequest), String> {
+    fn aggregate_cosign(&mut self, ctx: &mut Ctx<'_>, parent: LeafId, txs: Box<AggregateTxs>, secret: SecretKey, jobs: Vec<(usize, PendingJob, SecretKey)>, results: Vec<OperatorSigningResult>) -> Result<(Stage, WalletRequest), String> {
         if results.len() != jobs.len() {
             return Err(format!("{} signing results for {} jobs", results.len(), jobs.len()));
         }
@@ -132,11 +140,13 @@ impl Wallet {
         }
         let mut signed = vec![node, direct];
         signed.extend(refunds);
+        self.aggregates_signed.insert(parent, (secret, signed.clone()));
         let request = WalletRequest::AggregateFinalize { identity: self.identity_public(), leaf: parent, signed: signed.clone() };
-        Ok((Stage::Finalize { txs, secret, signed }, request))
+        Ok((Stage::Finalize { secret, signed }, request))
     }
 
-    fn aggregate_complete(&mut self, ctx: &mut Ctx<'_>, parent: LeafId, _txs: &AggregateTxs, secret: SecretKey, signed: Vec<Transaction>) {
+    fn aggregate_complete(&mut self, ctx: &mut Ctx<'_>, parent: LeafId, secret: SecretKey, signed: Vec<Transaction>) {
+        self.aggregates_signed.remove(&parent);
         let Ok([n0, n1, r0, r1, r2]): Result<[Transaction; 5], _> = signed.try_into() else { return };
         let kids = self.split_children.remove(&parent).unwrap_or_default();
         let split = kids.first().and_then(|k| self.leaves.get(k)).and_then(|l| l.ancestors.last().cloned());

@@ -138,6 +138,9 @@ pub struct Wallet {
     split_plans: BTreeMap<LeafId, split::SplitPlan>,
     /// Split: each leaf this wallet split → its children (for an aggregation).
     split_children: BTreeMap<LeafId, Vec<LeafId>>,
+    /// Aggregate: signed aggregations not yet acknowledged (new parent key, signed txs), kept
+    /// so a retry only finalizes again.
+    aggregates_signed: BTreeMap<LeafId, (SecretKey, Vec<bitcoin::Transaction>)>,
 }
 
 impl Wallet {
@@ -163,6 +166,7 @@ impl Wallet {
             chain: reorg::ChainView::default(),
             split_plans: BTreeMap::new(),
             split_children: BTreeMap::new(),
+            aggregates_signed: BTreeMap::new(),
         }
     }
     pub fn id(&self) -> WalletId {

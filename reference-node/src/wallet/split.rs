@@ -12,7 +12,7 @@ use crate::msg::{NodeSet, OperatorSigningResult, RefundSet, UserJob, WalletReply
 use crate::node::Ctx;
 use crate::observe::Observation;
 use crate::split_msg::{SplitChildKeys, SplitChildRequest};
-use crate::tx::split::{self as split_tx, ChildSpec, SplitTxs, JOBS_PER_CHILD};
+use crate::tx::split::{self as split_tx, ChildSpec, JOBS_PER_CHILD};
 use crate::types::LeafId;
 use bitcoin::{Amount, Transaction};
 use rand_core::RngCore;
@@ -21,6 +21,9 @@ use rand_core::RngCore;
 #[derive(Clone, Debug)]
 pub struct SplitPlan {
     pub children: Vec<PlannedChild>,
+    /// The signed txs once the wallet aggregated them: a retry (finalize reply lost, crash)
+    /// only finalizes again, which the operators accept idempotently.
+    pub signed: Option<(Vec<SplitChildKeys>, Vec<Transaction>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -39,8 +42,8 @@ pub(super) struct SplitOp {
 
 enum Stage {
     Prepare,
-    Sign { txs: SplitTxs, keys: Vec<SplitChildKeys>, jobs: Vec<(SecretKey, Vec<PendingJob>)> },
-    Finalize { txs: SplitTxs, keys: Vec<SplitChildKeys>, signed: Vec<Transaction> },
+    Sign { keys: Vec<SplitChildKeys>, jobs: Vec<(SecretKey, Vec<PendingJob>)> },
+    Finalize { keys: Vec<SplitChildKeys>, signed: Vec<Transaction> },
 }
 
 /// The power-of-two denominations of `value` (largest first): the SDK's leaf set 2^0 … 2^k.
@@ -51,7 +54,7 @@ pub fn denominations(value: u64) -> Vec<u64> {
 impl Wallet {
     pub(super) fn start_split(&mut self, ctx: &mut Ctx<'_>, values: Vec<u64>, attempt: u8) {
         // A split planned earlier and not finished is resumed first (same plan).
-        let resumed = self.split_plans.keys().find(|l| self.leaves.get(l).is_some_and(|x| x.state == LeafState::Splitting)).copied();
+        let resumed = self.split_plans.keys().find(|l| self.leaves.get(l).is_some_and(|x| matches!(x.state, LeafState::Splitting | LeafState::Available))).copied();
         let parent = resumed.or_else(|| {
             self.leaves
                 .iter()
@@ -76,14 +79,18 @@ impl Wallet {
                 ctx.rng.fill_bytes(&mut id);
                 children.push(PlannedChild { leaf: LeafId(id), secret, value_sats });
             }
-            self.split_plans.insert(parent, SplitPlan { children });
-        }
-        if let Some(l) = self.leaves.get_mut(&parent) {
-            l.state = LeafState::Splitting;
+            self.split_plans.insert(parent, SplitPlan { children, signed: None });
         }
         let Some(plan) = self.split_plans.get(&parent) else { return self.start_next(ctx) };
-        let children = plan.children.iter().map(|c| SplitChildRequest { leaf: c.leaf, value_sats: c.value_sats, signing_key: c.secret.public_key(crate::crypto::secp()) }).collect();
         let identity = self.identity_public();
+        if let Some((keys, signed)) = plan.signed.clone() {
+            let request = WalletRequest::SplitFinalize { identity, leaf: parent, signed: signed.clone() };
+            self.begin(Op::Split(Box::new(SplitOp { attempt, values, parent, stage: Stage::Finalize { keys, signed } })));
+            let to = self.cfg.coordinator;
+            self.request(ctx, to, request);
+            return self.arm_timeout(ctx);
+        }
+        let children = plan.children.iter().map(|c| SplitChildRequest { leaf: c.leaf, value_sats: c.value_sats, signing_key: c.secret.public_key(crate::crypto::secp()) }).collect();
         self.begin(Op::Split(Box::new(SplitOp { attempt, values, parent, stage: Stage::Prepare })));
         let to = self.cfg.coordinator;
         self.request(ctx, to, WalletRequest::SplitPrepare { identity, leaf: parent, children });
@@ -99,9 +106,9 @@ impl Wallet {
         let stage = std::mem::replace(&mut s.stage, Stage::Prepare);
         let next = match (stage, body) {
             (Stage::Prepare, WalletReply::SplitPlanned { children }) => self.split_build(ctx, s.parent, children),
-            (Stage::Sign { txs, keys, jobs }, WalletReply::Signing { results }) => self.split_cosign(ctx, s.parent, txs, keys, jobs, results),
-            (Stage::Finalize { txs, keys, signed }, WalletReply::Finalized) => {
-                self.split_complete(ctx, s.parent, &txs, &keys, signed);
+            (Stage::Sign { keys, jobs }, WalletReply::Signing { results }) => self.split_cosign(ctx, s.parent, keys, jobs, results),
+            (Stage::Finalize { keys, signed }, WalletReply::Finalized) => {
+                self.split_complete(ctx, s.parent, &keys, signed);
                 return self.finish(ctx);
             }
             _ => Err("unexpected reply".to_string()),
@@ -126,6 +133,12 @@ impl Wallet {
 
     /// Check the SE's child keys (Y_c = u_c·G + S_c·G), build every split tx, prepare the jobs.
     fn split_build(&mut self, ctx: &mut Ctx<'_>, parent: LeafId, keys: Vec<SplitChildKeys>) -> Result<(Stage, WalletRequest), String> {
+        // Every operator reserved the split (the parent is SPLIT_LOCKED everywhere): the leaf
+        // is no longer the wallet's to send. Before this, a refused or lost prepare leaves it
+        // AVAILABLE here (the retry resumes the same plan).
+        if let Some(l) = self.leaves.get_mut(&parent) {
+            l.state = LeafState::Splitting;
+        }
         let leaf = self.leaves.get(&parent).ok_or("parent leaf vanished")?;
         let plan = self.split_plans.get(&parent).ok_or("split plan vanished")?;
         if keys.len() != plan.children.len() {
@@ -155,11 +168,11 @@ impl Wallet {
             user_jobs.extend(u);
         }
         let request = WalletRequest::SplitSign { identity: self.identity_public(), leaf: parent, jobs: user_jobs };
-        Ok((Stage::Sign { txs, keys, jobs }, request))
+        Ok((Stage::Sign { keys, jobs }, request))
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn split_cosign(&self, ctx: &mut Ctx<'_>, parent: LeafId, txs: SplitTxs, keys: Vec<SplitChildKeys>, jobs: Vec<(SecretKey, Vec<PendingJob>)>, results: Vec<OperatorSigningResult>) -> Result<(Stage, WalletRequest), String> {
+    fn split_cosign(&mut self, ctx: &mut Ctx<'_>, parent: LeafId, keys: Vec<SplitChildKeys>, jobs: Vec<(SecretKey, Vec<PendingJob>)>, results: Vec<OperatorSigningResult>) -> Result<(Stage, WalletRequest), String> {
         let total: usize = jobs.iter().map(|(_, j)| j.len()).sum();
         if results.len() != total {
             return Err(format!("{} signing results for {total} jobs", results.len()));
@@ -170,18 +183,21 @@ impl Wallet {
             let r: Vec<OperatorSigningResult> = results.by_ref().take(group.len()).collect();
             signed.extend(self.cosign_all(ctx, &secret, group, r)?);
         }
+        if let Some(plan) = self.split_plans.get_mut(&parent) {
+            plan.signed = Some((keys.clone(), signed.clone()));
+        }
         let request = WalletRequest::SplitFinalize { identity: self.identity_public(), leaf: parent, signed: signed.clone() };
-        Ok((Stage::Finalize { txs, keys, signed }, request))
+        Ok((Stage::Finalize { keys, signed }, request))
     }
 
     /// The operators stored the split: the parent is a branch now, the children are leaves.
-    fn split_complete(&mut self, ctx: &mut Ctx<'_>, parent: LeafId, txs: &SplitTxs, keys: &[SplitChildKeys], signed: Vec<Transaction>) {
+    fn split_complete(&mut self, ctx: &mut Ctx<'_>, parent: LeafId, keys: &[SplitChildKeys], signed: Vec<Transaction>) {
         let Some(plan) = self.split_plans.remove(&parent) else { return };
         let Some(p) = self.leaves.get_mut(&parent) else { return };
         p.state = LeafState::Splitted;
         let deposit_outpoint = p.deposit_outpoint;
         let mut ancestors: Vec<NodeSet> = p.exit_layers().cloned().collect();
-        debug_assert_eq!(signed.len(), txs.in_job_order().len());
+        debug_assert_eq!(signed.len(), 2 + keys.len() * JOBS_PER_CHILD);
         let mut it = signed.into_iter();
         let (Some(split_cpfp), Some(split_direct)) = (it.next(), it.next()) else { return };
         ancestors.push(NodeSet { cpfp: split_cpfp, direct: split_direct });

@@ -48,7 +48,7 @@ fn every_fault_scenario_has_a_test_here() {
     let tested = [
         "asymmetric-partition", "claim-reply-lost", "clock-drift", "clock-skew", "clock-step", "crash-during-recovery",
         "crash-lose-unsynced", "crash-mid-handler", "duplicate", "flapping-partition",
-        "latency-heavy-tail", "loss", "reorder", "slow-node", "swarm",
+        "latency-heavy-tail", "loss", "reorder", "slow-node", "split-coordinator-crash", "swarm",
     ];
     assert_eq!(names, tested);
     for n in &names {
@@ -134,6 +134,16 @@ fn crash_mid_handler_lands_and_the_node_recovers() {
     assert!(any_event(&log, "crash operator:0 mid-handler after"));
     assert!(any_event(&log, "restart operator:0"));
     assert!(r.transfers_claimed + r.transfers_returned > 0);
+}
+
+#[test]
+fn coordinator_crash_mid_split_ends_with_the_split_everywhere() {
+    let (r, log) = run("split-coordinator-crash");
+    assert!(any_event(&log, "crash operator:0 mid-handler after"));
+    assert!(any_event(&log, "restart operator:0"));
+    let fired = |n: &str| r.checker.as_ref().and_then(|c| c.sometimes.get(n).copied()).unwrap_or(0);
+    assert!(fired("crash-during-split") > 0, "the crash landed while a split was in flight");
+    assert_eq!(fired("leaf-split"), 1, "the retried split finalized");
 }
 
 #[test]

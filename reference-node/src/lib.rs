@@ -10,6 +10,7 @@ pub mod node;
 pub mod observe;
 pub mod operator;
 pub mod params;
+pub mod split_msg;
 pub mod tx;
 pub mod types;
 pub mod wallet;

@@ -277,6 +277,18 @@ pub enum WalletRequest {
     },
     /// Lightning: the preimage the operators hold for a payment hash, once shared.
     QueryPreimage { payment_hash: [u8; 32] },
+    /// Split (operator/split.rs): reserve the children's SE keys for a split of `leaf`.
+    SplitPrepare { identity: PublicKey, leaf: LeafId, children: Vec<crate::split_msg::SplitChildRequest> },
+    /// Split: co-sign the split node, child node and refund txs (`tx::split` job order).
+    SplitSign { identity: PublicKey, leaf: LeafId, jobs: Vec<UserJob> },
+    /// Split: the aggregated signatures; the coordinator stores them and gossips the split.
+    SplitFinalize { identity: PublicKey, leaf: LeafId, signed: Vec<Transaction> },
+    /// Aggregate (operator/aggregate.rs): fold the children of the split `leaf` back into it.
+    AggregatePrepare { identity: PublicKey, leaf: LeafId },
+    /// Aggregate: co-sign the aggregate node (one job per child input and variant) and refunds.
+    AggregateSign { identity: PublicKey, leaf: LeafId, jobs: Vec<UserJob> },
+    /// Aggregate: the signed aggregate node pair and refunds.
+    AggregateFinalize { identity: PublicKey, leaf: LeafId, signed: Vec<Transaction> },
 }
 
 impl WalletRequest {
@@ -296,6 +308,12 @@ impl WalletRequest {
             WalletRequest::StorePreimageShare(_) => "StorePreimageShare",
             WalletRequest::InitiatePreimageSwap { .. } => "InitiatePreimageSwap",
             WalletRequest::QueryPreimage { .. } => "QueryPreimage",
+            WalletRequest::SplitPrepare { .. } => "SplitPrepare",
+            WalletRequest::SplitSign { .. } => "SplitSign",
+            WalletRequest::SplitFinalize { .. } => "SplitFinalize",
+            WalletRequest::AggregatePrepare { .. } => "AggregatePrepare",
+            WalletRequest::AggregateSign { .. } => "AggregateSign",
+            WalletRequest::AggregateFinalize { .. } => "AggregateFinalize",
         }
     }
 }
@@ -335,6 +353,10 @@ pub enum WalletReply {
     PreimageShareStored,
     /// Lightning: the shared preimage for a payment hash, or None while it is not shared.
     Preimage { payment_hash: [u8; 32], preimage: Option<[u8; 32]> },
+    /// Split (operator/split.rs): every operator reserved the children's keys.
+    SplitPlanned { children: Vec<crate::split_msg::SplitChildKeys> },
+    /// Aggregate: every operator computed the parent's new SE key Σ S_c.
+    AggregatePlanned { se_public_key: PublicKey },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,6 +391,19 @@ pub enum InternalRequest {
     /// Lightning receive (§4.7 step 4): release your preimage share for this transfer, once
     /// your own records of it exist.
     ReleasePreimageShare { transfer: TransferId, payment_hash: [u8; 32] },
+    /// Split (operator/split.rs): lock the parent, reserve the children's keyshares and compute
+    /// the last child's share-wise.
+    SplitReserve { parent: LeafId, owner_identity: PublicKey, plan: Vec<crate::split_msg::PlannedChild> },
+    /// Split: FROST round 1 for each keyshare of the split (parent's, then each child's).
+    SplitRound1 { parent: LeafId, counts: Vec<(KeyshareId, u8)> },
+    /// Split: FROST round 2; `txs` lets each signer rebuild and byte-compare what it signs.
+    SplitRound2 { parent: LeafId, txs: Vec<Transaction>, jobs: Vec<(KeyshareId, Vec<SigningJob>)> },
+    /// Aggregate (operator/aggregate.rs): lock the children, compute the parent's Σ S_c.
+    AggregateReserve { parent: LeafId, owner_identity: PublicKey },
+    /// Aggregate: FROST round 1 per keyshare (each child's, then the parent's new one).
+    AggregateRound1 { parent: LeafId, counts: Vec<(KeyshareId, u8)> },
+    /// Aggregate: FROST round 2, with the txs to rebuild and compare.
+    AggregateRound2 { parent: LeafId, txs: Vec<Transaction>, jobs: Vec<(KeyshareId, Vec<SigningJob>)> },
 }
 
 impl InternalRequest {
@@ -386,6 +421,12 @@ impl InternalRequest {
             InternalRequest::ConsensusPrepare { .. } => "ConsensusPrepare",
             InternalRequest::ConsensusQueryOutcome { .. } => "ConsensusQueryOutcome",
             InternalRequest::ReleasePreimageShare { .. } => "ReleasePreimageShare",
+            InternalRequest::SplitReserve { .. } => "SplitReserve",
+            InternalRequest::SplitRound1 { .. } => "SplitRound1",
+            InternalRequest::SplitRound2 { .. } => "SplitRound2",
+            InternalRequest::AggregateReserve { .. } => "AggregateReserve",
+            InternalRequest::AggregateRound1 { .. } => "AggregateRound1",
+            InternalRequest::AggregateRound2 { .. } => "AggregateRound2",
         }
     }
 }
@@ -401,6 +442,12 @@ pub enum InternalReply {
     FlowOutcome { flow: crate::consensus::FlowId, status: Option<crate::consensus::FlowStatus> },
     /// Lightning receive: this operator's preimage share.
     PreimageShare(VssShare),
+    /// Split: the SE public key of each planned child, as this operator computed it.
+    SplitReserved { se_public_keys: Vec<PublicKey> },
+    /// Split: round-1 commitments and SE key per keyshare, in request order.
+    CommitmentsBatch(Vec<(Vec<NonceCommitment>, PublicKey)>),
+    /// Split: round-2 shares per keyshare, in request order.
+    SharesBatch(Vec<Vec<SignatureShare>>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -449,6 +496,10 @@ pub enum GossipBody {
     ConsensusRollback { flow: crate::consensus::FlowId, decision: crate::consensus::FlowDecision },
     /// Lightning (§4.7 step 5): the coordinator reconstructed the preimage of a swap.
     PreimageRevealed { transfer: TransferId, payment_hash: [u8; 32], preimage: [u8; 32] },
+    /// Split (operator/split.rs): the parent is SPLITTED, its children are live leaves.
+    FinalizeSplit { split: crate::split_msg::SplitRecord },
+    /// Aggregate (operator/aggregate.rs): the children are AGGREGATED, the parent a leaf again.
+    FinalizeAggregate { aggregate: crate::split_msg::AggregateRecord },
 }
 
 impl GossipBody {
@@ -465,6 +516,8 @@ impl GossipBody {
             GossipBody::ConsensusCommit { .. } => "Gossip:ConsensusCommit",
             GossipBody::ConsensusRollback { .. } => "Gossip:ConsensusRollback",
             GossipBody::PreimageRevealed { .. } => "Gossip:PreimageRevealed",
+            GossipBody::FinalizeSplit { .. } => "Gossip:FinalizeSplit",
+            GossipBody::FinalizeAggregate { .. } => "Gossip:FinalizeAggregate",
         }
     }
 }

@@ -60,6 +60,11 @@ pub enum Observation {
     LightningReceiveSettled { ssp: WalletId, payment_hash: [u8; 32], preimage: [u8; 32], transfer: TransferId },
     /// The SSP failed the payer's held HTLC back (receive abandoned, its leaves returned).
     LightningReceiveFailed { ssp: WalletId, payment_hash: [u8; 32], reason: String },
+    /// Split (wallet/split.rs): the operators finalized a split of `parent` into `children`
+    /// (leaf, value) for this wallet.
+    LeafSplit { wallet: WalletId, parent: LeafId, children: Vec<(LeafId, u64)> },
+    /// Aggregate (wallet/aggregate.rs): the operators folded `children` back into `parent`.
+    LeafAggregated { wallet: WalletId, parent: LeafId, children: Vec<LeafId> },
 }
 
 /// Which rule of the enforcing signer guard refused.

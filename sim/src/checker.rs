@@ -38,6 +38,7 @@ pub mod lightning;
 pub mod lifecycle;
 pub mod liveness;
 pub mod properties;
+pub mod split;
 pub mod table;
 pub mod timelocks;
 use crate::report::CheckerReport;
@@ -362,6 +363,7 @@ impl Checker {
         found.extend(liveness::check_expired(up, now, self.task_period));
         found.extend(liveness::check_exits(wallets));
         found.extend(liveness::check_pool(&self.pool_skips));
+        found.extend(split::check_split_agreement(up));
         found
     }
 
@@ -541,6 +543,14 @@ impl Checker {
                 }
                 found.extend(self.lightning.observe(o, self.threshold));
             }
+            // Split (checker/split.rs): I-1 on the children the wallet now holds.
+            Observation::LeafSplit { parent, children, .. } => {
+                self.coverage.hit("leaf-split");
+                self.tick("I-1");
+                let parent_value = self.leaf_value.get(parent).map(|(_, v)| *v);
+                found.extend(split::check_reported_split(parent, parent_value, children));
+            }
+            Observation::LeafAggregated { .. } => self.coverage.hit("leaf-aggregated"),
         }
     }
 
@@ -611,6 +621,10 @@ impl Checker {
             }
             if any(&|s| matches!(s, TransferStatus::ReceiverKeyTweakLocked | TransferStatus::ReceiverKeyTweakApplied)) {
                 self.coverage.hit("crash-during-two-phase-settle");
+            }
+            // Split (checker/split.rs): a split reserved somewhere and not finalized everywhere.
+            if dbs.iter().any(|(_, db)| db.splits.values().any(|sp| sp.split_nodes.is_none())) {
+                self.coverage.hit("crash-during-split");
             }
         }
         if d.starts_with("restart operator:") && !d.contains("(ignored") && any(&|s| !s.is_terminal()) {
@@ -691,6 +705,10 @@ impl Checker {
                 moved = true;
             }
             found.extend(self.check_new_keyshares(*op, db));
+            if moved && !db.splits.is_empty() {
+                self.tick("I-1");
+                found.extend(split::check_splits(*op, db));
+            }
             // Every transfer status change moves the fingerprint of a leaf it touches.
             if moved {
                 found.extend(self.check_lifecycle(*op, db, dbs));
@@ -877,7 +895,8 @@ impl Checker {
         found.extend(self.check_owner(dbs, leaf, &rows, &inflight));
         self.record_history(dbs, leaf, &rows);
         found.extend(self.check_ordering(dbs, leaf, &rows, &inflight));
-        found.extend(self.track_settled(leaf, &rows));
+        let split_child = dbs.iter().any(|(_, db)| db.split_parent.contains_key(leaf));
+        found.extend(self.track_settled(leaf, &rows, split_child));
         found
     }
 
@@ -945,7 +964,12 @@ impl Checker {
 
     /// Keeps the set of leaves whose deposit a majority has seen confirmed; a deposit outpoint
     /// must back at most one such leaf (each deposit counted once, I-1).
-    fn track_settled(&mut self, leaf: &LeafId, rows: &[(OperatorId, &LeafRow)]) -> Option<Finding> {
+    fn track_settled(&mut self, leaf: &LeafId, rows: &[(OperatorId, &LeafRow)], split_child: bool) -> Option<Finding> {
+        // A split child is backed by its parent's deposit, which the parent (SPLITTED, still
+        // settled) already counts; the children sum to it (checker/split.rs).
+        if split_child {
+            return None;
+        }
         let confirmed = rows.iter().filter(|(_, r)| r.status != LeafStatus::Creating).count();
         if !is_majority(confirmed, self.operators) {
             self.settled.remove(leaf);

@@ -141,6 +141,15 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
         engine.schedule_command(t.at, t.wallet, Command::Steal);
         last_command = last_command.max(t.at);
     }
+    // Split (wallet/split.rs): after the workload and thefts, so adding splits shifts nothing.
+    for sp in &s.splits {
+        engine.schedule_command(sp.at, sp.wallet, Command::Split { values: sp.values.clone() });
+        last_command = last_command.max(sp.at);
+    }
+    for ag in &s.aggregates {
+        engine.schedule_command(ag.at, ag.wallet, Command::Aggregate);
+        last_command = last_command.max(ag.at);
+    }
     for f in &s.faults {
         match f {
             FaultSpec::Crash { node, at, restart_after } => {

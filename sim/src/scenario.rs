@@ -57,6 +57,11 @@ pub struct Scenario {
     pub byzantine: Vec<ByzantineSpec>,
     /// `[[theft]]` entries: former owners who try to spend a leaf they sent away.
     pub thefts: Vec<TheftSpec>,
+    /// `[[split]]` entries: wallets asked to split a leaf (see [`SplitSpec`]).
+    pub splits: Vec<SplitSpec>,
+    /// `[[aggregate]]` entries: wallets asked to fold a split leaf's children back (see
+    /// [`AggregateSpec`]).
+    pub aggregates: Vec<AggregateSpec>,
     /// Swarm testing: `None` unless `swarm = true` or a `[swarm]` table is given.
     pub swarm: Option<SwarmSpec>,
     /// `[expect] sometimes`: sometimes-properties (`checker::properties::SOMETIMES`) this
@@ -885,6 +890,10 @@ struct RawScenario {
     byzantine: Vec<Spanned<RawByzantine>>,
     #[serde(default)]
     theft: Vec<Spanned<RawTheft>>,
+    #[serde(default)]
+    split: Vec<Spanned<RawSplit>>,
+    #[serde(default)]
+    aggregate: Vec<Spanned<RawAggregate>>,
     /// `true` or a table: read as a plain value so both forms are accepted.
     swarm: S<toml::Value>,
     ssp: Option<ssp::RawSsp>,
@@ -1208,9 +1217,13 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, t)| self.theft(i, t, &topology))
             .collect::<R<Vec<_>>>()?;
+        let splits = raw.split.iter().enumerate().map(|(i, t)| self.split(i, t, &topology)).collect::<R<Vec<_>>>()?;
+        let aggregates = raw.aggregate.iter().enumerate().map(|(i, t)| self.aggregate(i, t, &topology)).collect::<R<Vec<_>>>()?;
         Ok(Scenario {
             byzantine,
             thefts,
+            splits,
+            aggregates,
             file: self.file.to_owned(),
             name,
             description,
@@ -2400,6 +2413,107 @@ impl Validator<'_> {
         };
         let at = self.secs(&Some(t.at_s.clone()), &format!("theft[{i}].at_s"), Zero::Allowed)?.unwrap_or(Micros::ZERO);
         Ok(TheftSpec { wallet, at })
+    }
+}
+
+// --- Split (reference-node/src/operator/split.rs, wallet/split.rs; spark-protocol §2.6) ---
+
+/// One `[[split]]` entry: at `at_s` the wallet splits one of its available leaves.
+/// - `wallet` (required): `wallet:N`.
+/// - `at_s` (required): when, in simulated seconds.
+/// - `values` (optional): the children's values in sats, each > 0, 2 to 64 of them; the wallet
+///   splits a leaf worth exactly their sum. Omitted or empty: the first leaf with at least two
+///   power-of-two denominations is split into them (the SDK's 2^0 … 2^27 leaf set).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitSpec {
+    pub wallet: WalletId,
+    pub at: Micros,
+    pub values: Vec<u64>,
+}
+
+/// One `[[aggregate]]` entry: at `at_s` the wallet folds the children of a leaf it split back
+/// into it (the operators refuse unless it owns every child again).
+/// - `wallet` (required): `wallet:N`.
+/// - `at_s` (required): when, in simulated seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AggregateSpec {
+    pub wallet: WalletId,
+    pub at: Micros,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAggregate {
+    wallet: Spanned<String>,
+    at_s: Spanned<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSplit {
+    wallet: Spanned<String>,
+    at_s: Spanned<f64>,
+    values: S<Vec<Spanned<i64>>>,
+}
+
+impl Validator<'_> {
+    fn split(&self, i: usize, t: &Spanned<RawSplit>, topo: &Topology) -> R<SplitSpec> {
+        let t = t.get_ref();
+        let field = format!("split[{i}].wallet");
+        let wallet = match parse_node(t.wallet.get_ref(), topo) {
+            Ok(NodePattern::Node(NodeId::Wallet(w))) => w,
+            Ok(_) => return Err(self.err(t.wallet.span(), field, format!("expected one wallet (wallet:N), found `{}`", t.wallet.get_ref()))),
+            Err(e) => return Err(self.err(t.wallet.span(), field, e)),
+        };
+        let at = self.secs(&Some(t.at_s.clone()), &format!("split[{i}].at_s"), Zero::Allowed)?.unwrap_or(Micros::ZERO);
+        let mut values = Vec::new();
+        if let Some(list) = &t.values {
+            let max = reference_node::tx::split::MAX_SPLIT_CHILDREN;
+            if list.get_ref().len() == 1 || list.get_ref().len() > max {
+                return Err(self.err(list.span(), format!("split[{i}].values"), format!("expected 2 to {max} child values (or none), found {}", list.get_ref().len())));
+            }
+            for (j, v) in list.get_ref().iter().enumerate() {
+                match u64::try_from(*v.get_ref()) {
+                    Ok(sats) if sats > 0 => values.push(sats),
+                    _ => return Err(self.err(v.span(), format!("split[{i}].values[{j}]"), format!("expected an amount > 0 sats, found {}", v.get_ref()))),
+                }
+            }
+        }
+        Ok(SplitSpec { wallet, at, values })
+    }
+
+    fn aggregate(&self, i: usize, t: &Spanned<RawAggregate>, topo: &Topology) -> R<AggregateSpec> {
+        let t = t.get_ref();
+        let field = format!("aggregate[{i}].wallet");
+        let wallet = match parse_node(t.wallet.get_ref(), topo) {
+            Ok(NodePattern::Node(NodeId::Wallet(w))) => w,
+            Ok(_) => return Err(self.err(t.wallet.span(), field, format!("expected one wallet (wallet:N), found `{}`", t.wallet.get_ref()))),
+            Err(e) => return Err(self.err(t.wallet.span(), field, e)),
+        };
+        let at = self.secs(&Some(t.at_s.clone()), &format!("aggregate[{i}].at_s"), Zero::Allowed)?.unwrap_or(Micros::ZERO);
+        Ok(AggregateSpec { wallet, at })
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    const HEAD: &str = "name = \"x\"\ndescription = \"d\"\n";
+
+    #[test]
+    fn split_keys_parse_and_bad_values_name_their_field() {
+        let s = Scenario::parse("scenarios/x.toml", &format!("{HEAD}[[split]]\nwallet = \"wallet:1\"\nat_s = 5.0\nvalues = [3, 4]\n")).expect("parses");
+        assert_eq!(s.splits, vec![SplitSpec { wallet: WalletId(1), at: Micros::from_secs(5), values: vec![3, 4] }]);
+        let err = |t: &str| Scenario::parse("scenarios/x.toml", &format!("{HEAD}{t}")).expect_err(t);
+        let e = err("[[split]]\nwallet = \"wallet:0\"\nat_s = 1.0\nvalues = [5, 0]\n");
+        assert_eq!(e.field, "split[0].values[1]", "{e}");
+        let e = err("[[split]]\nwallet = \"wallet:0\"\nat_s = 1.0\nvalues = [5]\n");
+        assert_eq!(e.field, "split[0].values", "{e}");
+        let e = err("[[split]]\nwallet = \"operator:0\"\nat_s = 1.0\n");
+        assert_eq!(e.field, "split[0].wallet", "{e}");
+        let e = err("[[aggregate]]\nwallet = \"wallet:0\"\nat_s = -1.0\n");
+        assert_eq!(e.field, "aggregate[0].at_s", "{e}");
     }
 }
 

@@ -98,6 +98,13 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
     for TheftSpec { wallet, at } in &s.thefts {
         let _ = write!(out, "\n[[theft]]\nwallet = {}\nat_s = {}\n", node(NodeId::Wallet(*wallet)), secs(*at));
     }
+    for crate::scenario::SplitSpec { wallet, at, values } in &s.splits {
+        let values: Vec<String> = values.iter().map(u64::to_string).collect();
+        let _ = write!(out, "\n[[split]]\nwallet = {}\nat_s = {}\nvalues = [{}]\n", node(NodeId::Wallet(*wallet)), secs(*at), values.join(", "));
+    }
+    for crate::scenario::AggregateSpec { wallet, at } in &s.aggregates {
+        let _ = write!(out, "\n[[aggregate]]\nwallet = {}\nat_s = {}\n", node(NodeId::Wallet(*wallet)), secs(*at));
+    }
 
     if let Some(sw) = &s.swarm {
         swarm(&mut out, sw);
@@ -574,6 +581,8 @@ mod tests {
             s.thefts = vec![TheftSpec { wallet: WalletId(1), at: t(2_400_500) }];
             (s.topology.ssp, s.ssp) = (true, Some(crate::scenario::SspSpec { deposits: vec![4_096, 1], l1_coins: vec![], lightning_failure_ppm: 125_000, lightning_payer_delay: t(2_500) }));
             s.workload.lightning = vec![crate::scenario::LightningAt { wallet: WalletId(1), at: t(40_500), direction: crate::scenario::LightningDirection::Receive, sats: 4_096 }];
+            s.splits = vec![crate::scenario::SplitSpec { wallet: WalletId(2), at: t(1_900_250), values: vec![40_000, 25_536] }];
+            s.aggregates = vec![crate::scenario::AggregateSpec { wallet: WalletId(2), at: t(1_950_500) }];
             s.swarm = Some(SwarmSpec { kinds: Some(["clock".to_owned(), "loss".to_owned()].into()), p_on: 0.75, max_loss: 0.2, max_crashes: 5, max_skew_ms: 1_500.5, max_drift_ppm: 5_000, max_slow_factor: 3.5 });
             s.budgets.transfer_p99 = Some(t(10_000));
             for (i, op) in LatencyOp::ALL.into_iter().enumerate() {
@@ -591,7 +600,7 @@ mod tests {
         let want = [
             "seed", "network.duplicate", "network.reorder", "network.reorder_ms", "network.link.duplicate", "network.link.reorder", "network.link.loss",
             "chain.deposit_confirmations", "chain.min_feerate_sat_vb", "protocol.hazards", "protocol.test_faults", "byzantine.operator", "byzantine.behaviours",
-            "theft.wallet", "theft.at_s", "swarm.kinds", "swarm.p_on", "swarm.max_loss", "swarm.max_crashes", "swarm.max_skew_ms", "swarm.max_drift_ppm",
+            "theft.wallet", "theft.at_s", "split.wallet", "split.at_s", "split.values", "aggregate.wallet", "aggregate.at_s", "swarm.kinds", "swarm.p_on", "swarm.max_loss", "swarm.max_crashes", "swarm.max_skew_ms", "swarm.max_drift_ppm",
             "swarm.max_slow_factor", "ssp.deposits", "ssp.l1_coins", "ssp.lightning_failure_rate", "ssp.lightning_payer_delay_s", "workload.lightning.wallet",
             "workload.lightning.at_s", "workload.lightning.direction", "workload.lightning.sats", "budgets.transfer_p99_s", "budgets.liveness_s", "workload.exit_at_s", "run.settle_s",
         ];

@@ -133,6 +133,8 @@ fn observation_line(o: &Observation) -> String {
         Observation::CulpritNamed { by, culprit, reason } => format!("{by} named culprit {culprit}: {reason}"),
         Observation::GuardRefused { signer, rule, detail } => format!("{signer}'s signer guard refused ({rule:?}): {detail}"),
         Observation::ColludedSignature { operator, .. } => format!("{operator} co-signed with a key share it should have forgotten"),
+        Observation::LeafSplit { wallet, parent, children } => format!("{wallet} split leaf {parent} into {} children", children.len()),
+        Observation::LeafAggregated { wallet, parent, children } => format!("{wallet} aggregated {} children back into leaf {parent}", children.len()),
         Observation::TheftAttempt { wallet, leaf, colluders, outcome } => {
             let colluders: Vec<String> = colluders.iter().map(|o| o.to_string()).collect();
             match outcome {

@@ -6,6 +6,7 @@ pub mod curve;
 pub mod dkg;
 pub mod ecies;
 pub mod identity;
+pub mod keysplit;
 pub mod signing;
 pub mod vss;
 

@@ -86,6 +86,8 @@ impl Operator {
             GossipBody::ConsensusCommit { flow } => self.apply_flow_decision(db, origin, *flow, None),
             GossipBody::ConsensusRollback { flow, decision } => self.apply_flow_decision(db, origin, *flow, Some(*decision)),
             GossipBody::PreimageRevealed { transfer, payment_hash, preimage } => super::preimage::apply_revealed(db, *transfer, payment_hash, preimage),
+            GossipBody::FinalizeSplit { split } => self.apply_split(db, self.cfg.id, split),
+            GossipBody::FinalizeAggregate { aggregate } => self.apply_aggregate(db, self.cfg.id, aggregate),
         }
     }
 

@@ -2,6 +2,7 @@
 //! coordinator sessions here, one module per flow. Every handler step that changes state does so
 //! in one store transaction (`begin` … `commit`), so a crash between events loses only sessions.
 
+mod aggregate;
 mod byzantine;
 mod claim;
 mod claim_done;
@@ -14,6 +15,7 @@ mod renew;
 pub mod preimage;
 mod send;
 mod signer;
+mod split;
 pub mod store;
 mod twopc;
 mod twopc_flows;
@@ -84,6 +86,9 @@ impl Session {
             SessionKind::Claim(c) => c.in_signing_round(),
             SessionKind::DepositAddress(_) => false,
             SessionKind::Renew(_) => true,
+            SessionKind::SplitPrepare(_) => false,
+            SessionKind::SplitSign(_) => true,
+            SessionKind::AggregatePrepare(_) => false,
         }
     }
 }
@@ -96,6 +101,13 @@ enum SessionKind {
     Claim(Box<claim::ClaimSession>),
     /// Renew: FROST rounds of a `renew_leaf` (operator/renew.rs).
     Renew(renew::RenewSession),
+    /// Split (operator/split.rs): reserve the children's keys on every operator.
+    SplitPrepare(split::PrepareSession),
+    /// Split: FROST rounds over the split's keyshares.
+    SplitSign(Box<split::SignSession>),
+    /// Aggregate (operator/aggregate.rs): compute Σ S_c on every operator. Its signing rounds
+    /// run as a `SplitSign` session.
+    AggregatePrepare(aggregate::PrepareSession),
 }
 
 /// What a session step decided: finished (it replied or failed itself), or the next round.
@@ -215,6 +227,9 @@ impl Operator {
             SessionKind::Send(x) => self.send_advance(ctx, phase, *x, replies).map(|x| SessionKind::Send(Box::new(x))),
             SessionKind::Claim(x) => self.claim_advance(ctx, id, *x, replies).map(|x| SessionKind::Claim(Box::new(x))),
             SessionKind::Renew(x) => self.renew_advance(ctx, phase, x, replies).map(SessionKind::Renew),
+            SessionKind::SplitPrepare(x) => self.split_prepare_advance(ctx, x, replies).map(SessionKind::SplitPrepare),
+            SessionKind::SplitSign(x) => self.split_sign_advance(ctx, phase, *x, replies).map(|x| SessionKind::SplitSign(Box::new(x))),
+            SessionKind::AggregatePrepare(x) => self.aggregate_prepare_advance(ctx, x, replies).map(SessionKind::AggregatePrepare),
         };
         if let Step::Next(kind, requests) = step {
             self.vol.sessions.insert(id, Session { phase, waiting: BTreeSet::new(), replies: BTreeMap::new(), kind });
@@ -240,6 +255,9 @@ impl Operator {
             SessionKind::Send(x) => self.send_abort(ctx, *x, reason),
             SessionKind::Claim(x) => self.claim_abort(ctx, *x, reason),
             SessionKind::Renew(x) => self.renew_abort(ctx, x, reason),
+            SessionKind::SplitPrepare(x) => Self::reply_wallet(ctx, x.call, Err(reason)),
+            SessionKind::SplitSign(x) => Self::reply_wallet(ctx, x.call, Err(reason)),
+            SessionKind::AggregatePrepare(x) => Self::reply_wallet(ctx, x.call, Err(reason)),
         }
     }
 
@@ -325,6 +343,18 @@ impl Operator {
             }
             // Lightning (operator/preimage.rs).
             body @ (WalletRequest::StorePreimageShare(_) | WalletRequest::InitiatePreimageSwap { .. } | WalletRequest::QueryPreimage { .. }) => self.on_lightning_request(ctx, call, from, body),
+            WalletRequest::SplitPrepare { identity, leaf, children } => self.split_prepare(ctx, call, identity, leaf, children),
+            WalletRequest::SplitSign { identity, leaf, jobs } => self.split_sign(ctx, call, identity, leaf, jobs),
+            WalletRequest::SplitFinalize { identity, leaf, signed } => {
+                let r = self.split_finalize(ctx, identity, leaf, signed);
+                Self::reply_wallet(ctx, call, r.map(|()| WalletReply::Finalized));
+            }
+            WalletRequest::AggregatePrepare { identity, leaf } => self.aggregate_prepare(ctx, call, identity, leaf),
+            WalletRequest::AggregateSign { identity, leaf, jobs } => self.aggregate_sign(ctx, call, identity, leaf, jobs),
+            WalletRequest::AggregateFinalize { identity, leaf, signed } => {
+                let r = self.aggregate_finalize(ctx, identity, leaf, signed);
+                Self::reply_wallet(ctx, call, r.map(|()| WalletReply::Finalized));
+            }
         }
     }
 
@@ -354,6 +384,12 @@ impl Operator {
             InternalRequest::ConsensusPrepare { flow, op } => return self.consensus_prepare(ctx, peer, req, flow, *op),
             InternalRequest::ConsensusQueryOutcome { flow } => self.consensus_query(peer, flow),
             InternalRequest::ReleasePreimageShare { transfer, payment_hash } => self.release_preimage_share(ctx, peer, transfer, payment_hash),
+            InternalRequest::SplitReserve { parent, owner_identity, plan } => self.split_reserve(peer, parent, owner_identity, plan),
+            InternalRequest::SplitRound1 { parent, counts } => self.split_round1(ctx, parent, counts),
+            InternalRequest::SplitRound2 { parent, txs, jobs } => self.split_round2(ctx, parent, txs, jobs),
+            InternalRequest::AggregateReserve { parent, owner_identity } => self.aggregate_reserve(peer, parent, owner_identity),
+            InternalRequest::AggregateRound1 { parent, counts } => self.aggregate_round1(ctx, parent, counts),
+            InternalRequest::AggregateRound2 { parent, txs, jobs } => self.aggregate_round2(ctx, parent, txs, jobs),
         };
         if let Err(e) = &reply {
             ctx.observe(Observation::Rejected { what: format!("{} internal request from {peer}", self.cfg.id), reason: e.clone() });
@@ -372,6 +408,8 @@ impl Operator {
             WalletRequest::StartTransfer { sender, .. } => sender,
             WalletRequest::ClaimTweakKeys { receiver, .. } | WalletRequest::ClaimSignRefunds { receiver, .. } => receiver,
             WalletRequest::RenewLeaf { identity, .. } | WalletRequest::FinalizeRenew { identity, .. } => identity,
+            WalletRequest::SplitPrepare { identity, .. } | WalletRequest::SplitSign { identity, .. } | WalletRequest::SplitFinalize { identity, .. } => identity,
+            WalletRequest::AggregatePrepare { identity, .. } | WalletRequest::AggregateSign { identity, .. } | WalletRequest::AggregateFinalize { identity, .. } => identity,
             _ => return Ok(()),
         };
         match from {
@@ -390,6 +428,9 @@ impl Operator {
                 SessionKind::Send(x) => x.call,
                 SessionKind::Claim(x) => x.call,
                 SessionKind::Renew(x) => x.call,
+                SessionKind::SplitPrepare(x) => x.call,
+                SessionKind::SplitSign(x) => x.call,
+                SessionKind::AggregatePrepare(x) => x.call,
             };
             c == call
         })

@@ -46,6 +46,19 @@ pub enum LeafStatus {
     OnChain,
     /// Renew (operator/renew.rs): a renew of this leaf is being signed (I-4).
     RenewLocked,
+    /// Split (operator/split.rs): reserved for a split in flight; no transfer may touch it (I-4).
+    SplitLocked,
+    /// Split into children (spark-protocol §6.1: not value-bearing, its children carry the value).
+    Splitted,
+    /// Folded back into its parent by an aggregation (not value-bearing).
+    Aggregated,
+}
+
+impl LeafStatus {
+    /// Counts towards I-1 conservation (spark-protocol §6.1: ∉ {SPLITTED, AGGREGATED, …}).
+    pub fn is_value_bearing(self) -> bool {
+        !matches!(self, LeafStatus::Splitted | LeafStatus::Aggregated)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +219,42 @@ pub struct Db {
     /// Lightning: preimage shares and preimage requests by payment hash (operator/preimage.rs).
     #[serde(default)]
     pub preimages: BTreeMap<[u8; 32], super::preimage::PreimageRow>,
+    /// Split (operator/split.rs): splits planned or done, by parent leaf.
+    #[serde(default)]
+    pub splits: BTreeMap<LeafId, SplitRow>,
+    /// Split: child leaf → its parent (the checker's I-1 "node = Σ children" and exit chains).
+    #[serde(default)]
+    pub split_parent: BTreeMap<LeafId, LeafId>,
+    /// Aggregate (operator/aggregate.rs): aggregations reserved and not yet finalized, by parent.
+    #[serde(default)]
+    pub aggregates: BTreeMap<LeafId, AggregateRow>,
+    /// Split: a split node's output → the child leaf whose node tx spends it (the chain watcher
+    /// marks the child ON_CHAIN when that node tx confirms, as it does a root for its deposit).
+    #[serde(default)]
+    pub leaf_by_split_output: BTreeMap<OutPoint, LeafId>,
+}
+
+/// An aggregation of a split parent's children in flight (spark-protocol §2.6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregateRow {
+    pub owner_identity: PublicKey,
+    /// The parent's new keyshare Σ S_c.
+    pub keyshare: KeyshareId,
+    /// This operator produced signature shares for it.
+    pub signed: bool,
+}
+
+/// One split of a parent leaf (spark-protocol §2.6), from reservation to finalize.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitRow {
+    pub owner_identity: PublicKey,
+    pub coordinator: OperatorId,
+    pub plan: Vec<crate::split_msg::PlannedChild>,
+    /// This operator produced signature shares for the plan: from here on it never accepts a
+    /// different plan for the parent (two signed split nodes could both be broadcast).
+    pub signed: bool,
+    /// The signed split node pair once finalized.
+    pub split_nodes: Option<NodeSet>,
 }
 
 /// Explicit receiver-settle attempts (spark-protocol §4.2 claim, buildonspark/spark#24): a

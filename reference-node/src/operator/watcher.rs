@@ -61,7 +61,9 @@ impl Operator {
                 db.chain_watch.deposits.insert(outpoint, block.height);
             }
             for input in &tx.input {
-                if let Some(leaf) = db.leaf_by_deposit.get(&input.previous_output).copied() {
+                // Split (operator/split.rs): a child's node tx spends its split node output.
+                let leaf = db.leaf_by_deposit.get(&input.previous_output).or_else(|| db.leaf_by_split_output.get(&input.previous_output));
+                if let Some(leaf) = leaf.copied() {
                     if let Some(row) = db.leaves.get_mut(&leaf) {
                         if row.status != LeafStatus::OnChain {
                             db.chain_watch.on_chain.insert(leaf, (block.height, row.status));

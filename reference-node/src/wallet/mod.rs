@@ -2,6 +2,7 @@
 //! claim), queues workload commands behind it, looks for incoming transfers when idle, and
 //! drives unilateral exits from block notifications.
 
+mod aggregate;
 mod claim;
 mod deposit;
 mod exit;
@@ -12,6 +13,7 @@ mod send;
 mod ssp;
 mod ssp_lightning;
 pub use ssp_lightning::{InvoiceState, LightningNetwork};
+pub mod split;
 mod thief;
 
 use crate::crypto::signing::{self, SecretNonce, SigningJob};
@@ -47,6 +49,12 @@ pub enum Command {
     LightningReceive { sats: u64 },
     /// SSP only (wallet/ssp_lightning.rs): run the preimage swap for a held payer HTLC.
     LightningSwap { payment_hash: [u8; 32] },
+    /// Split (wallet/split.rs): split one available leaf into child leaves worth `values` (its
+    /// value exactly), or into its power-of-two denominations when `values` is empty.
+    Split { values: Vec<u64> },
+    /// Aggregate (wallet/aggregate.rs): fold the children of a leaf this wallet split back into
+    /// it, once it holds every one of them again.
+    Aggregate,
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -74,6 +82,10 @@ pub enum LeafState {
     Sending(TransferId),
     Exiting(exit::ExitProgress),
     Exited,
+    /// Split (wallet/split.rs): a split of this leaf is planned or in flight.
+    Splitting,
+    /// Split: the leaf is a branch now; its children carry its value.
+    Splitted,
 }
 
 #[derive(Clone, Debug)]
@@ -106,6 +118,8 @@ enum Op {
     Renew(Box<renew::RenewOp>),
     /// Lightning (wallet/lightning.rs, wallet/ssp_lightning.rs).
     Lightning(Box<lightning::LnOp>),
+    Split(Box<split::SplitOp>),
+    Aggregate(Box<aggregate::AggregateOp>),
 }
 
 pub struct Wallet {
@@ -138,6 +152,13 @@ pub struct Wallet {
     chain: reorg::ChainView,
     /// SSP: the simulated Lightning network behind it (wallet/ssp_lightning.rs).
     ln: ssp_lightning::LightningNetwork,
+    /// Split (wallet/split.rs): planned splits, kept with the keys so a retry asks for the same.
+    split_plans: BTreeMap<LeafId, split::SplitPlan>,
+    /// Split: each leaf this wallet split → its children (for an aggregation).
+    split_children: BTreeMap<LeafId, Vec<LeafId>>,
+    /// Aggregate: signed aggregations not yet acknowledged (new parent key, signed txs), kept
+    /// so a retry only finalizes again.
+    aggregates_signed: BTreeMap<LeafId, (SecretKey, Vec<bitcoin::Transaction>)>,
 }
 
 impl Wallet {
@@ -162,6 +183,9 @@ impl Wallet {
             theft: None,
             chain: reorg::ChainView::default(),
             ln: ssp_lightning::LightningNetwork::default(),
+            split_plans: BTreeMap::new(),
+            split_children: BTreeMap::new(),
+            aggregates_signed: BTreeMap::new(),
         }
     }
     pub fn id(&self) -> WalletId {
@@ -277,6 +301,8 @@ impl Wallet {
                 Command::Renew { kind } => self.start_renew_command(ctx, kind, attempt),
                 Command::LightningReceive { sats } => self.start_lightning_receive(ctx, sats, attempt),
                 Command::LightningSwap { payment_hash } => self.start_preimage_swap(ctx, payment_hash, attempt),
+                Command::Split { values } => self.start_split(ctx, values, attempt),
+                Command::Aggregate => self.start_aggregate(ctx, attempt),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -340,6 +366,8 @@ impl Wallet {
             Op::Claim(c) => self.claim_reply(ctx, session, op, *c, body),
             Op::Renew(r) => self.renew_reply(ctx, session, *r, body),
             Op::Lightning(l) => self.lightning_reply(ctx, session, op, *l, body),
+            Op::Split(s) => self.split_reply(ctx, session, *s, body),
+            Op::Aggregate(a) => self.aggregate_reply(ctx, session, *a, body),
         }
     }
 
@@ -368,6 +396,8 @@ impl Wallet {
             }
             Op::Renew(r) => self.renew_timeout(ctx, session, *r),
             Op::Lightning(l) => self.lightning_timeout(ctx, session, *l),
+            Op::Split(s) => self.split_timeout(ctx, *s),
+            Op::Aggregate(a) => self.aggregate_timeout(ctx, *a),
         }
     }
 

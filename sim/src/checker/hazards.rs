@@ -100,7 +100,7 @@ pub fn check_key_epochs(op: OperatorId, db: &Db) -> Vec<Finding> {
 
 fn gossip_transfer(body: &GossipBody) -> Option<TransferId> {
     match body {
-        GossipBody::FinalizeTreeCreation { .. } => None,
+        GossipBody::FinalizeTreeCreation { .. } | GossipBody::FinalizeSplit { .. } | GossipBody::FinalizeAggregate { .. } => None,
         // Renew: about a leaf, not a transfer.
         GossipBody::FinalizeRenewRefundTimelock { .. } | GossipBody::FinalizeRenewNodeTimelock { .. } => None,
         GossipBody::SettleSenderKeyTweak { transfer }

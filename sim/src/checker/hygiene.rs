@@ -93,18 +93,16 @@ pub fn check_exit_completeness(dbs: &[(OperatorId, &Db)], wallets: &[WalletView<
     found
 }
 
-/// Every signature along the wallet's exit chain: the root layer against the deposit output
-/// P2TR(Y), each further layer against the output of the layer above it, the CPFP refund
-/// against the leaf node's output.
+/// Every signature along the wallet's exit chain: the root layer against the deposit output,
+/// each further layer (every input: a split child's node spends its split output, an aggregate
+/// node one output per child) against the layer above it, the CPFP refund against the leaf
+/// node's output (checker/split.rs).
 fn verify_exit_chain(wl: &WalletLeaf, row: &reference_node::operator::store::LeafRow) -> Result<(), String> {
-    let mut prevout = TxOut { value: bitcoin::Amount::from_sat(row.value_sats), script_pubkey: p2tr_script(&row.verifying_key) };
-    let spent_vout = |tx: &Transaction| tx.input.first().map_or(0, |i| i.previous_output.vout as usize);
-    for (i, layer) in wl.exit_layers().enumerate() {
-        verify_key_spend(&layer.cpfp, &prevout).map_err(|e| format!("node tx of layer {i}: {e}"))?;
-        let child = wl.exit_layers().nth(i + 1).map_or(&wl.refunds.cpfp, |l| &l.cpfp);
-        prevout = layer.cpfp.output.get(spent_vout(child)).cloned().ok_or(format!("node tx of layer {i} has no output the next tx spends"))?;
+    if wl.nodes.cpfp.output.first().map(|o| &o.script_pubkey) != Some(&p2tr_script(&row.verifying_key)) {
+        return Err("the leaf node tx does not pay the leaf's key Y".into());
     }
-    verify_key_spend(&wl.refunds.cpfp, &prevout).map_err(|e| format!("CPFP refund: {e}"))
+    let layers: Vec<&reference_node::msg::NodeSet> = wl.exit_layers().collect();
+    super::split::verify_exit_layers(&layers, &wl.refunds.cpfp)
 }
 
 /// I-10 at quiescence: every up operator holds the live leaf's keyshare at the same (latest)

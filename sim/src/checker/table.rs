@@ -16,10 +16,10 @@ pub enum When {
 
 /// (id, name, when, note), in spec order.
 pub const PROPERTIES: &[(&str, &str, When, &str)] = &[
-    ("I-1", "Conservation", When::Always, "leaf values immutable, tx values vs MaybeApplyFee per leaf, one deposit per leaf, L1 audit per block; Σ deposits = Σ leaves at the end"),
+    ("I-1", "Conservation", When::Always, "leaf values immutable, tx values vs MaybeApplyFee per leaf, one deposit per leaf, L1 audit per block; Σ deposits = Σ leaves at the end; a split node's value = Σ its children's"),
     ("I-2", "Unique owner", When::Always, "owner identical on all operators with nothing in flight; sender or receiver while in flight"),
-    ("I-3", "Key consistency", When::Always, "Y = owner key + P_SE; s_i·G = public_shares[i]; Lagrange of t shares; all operators agree per epoch"),
-    ("I-4", "Leaf lock exclusivity", When::Always, "per operator: ≤ 1 non-terminal transfer per leaf; TRANSFER_LOCKED(t) iff t is in flight"),
+    ("I-3", "Key consistency", When::Always, "Y = owner key + P_SE; s_i·G = public_shares[i]; Lagrange of t shares; all operators agree per epoch; split/aggregate keyshares likewise and Σ Y_c = Y"),
+    ("I-4", "Leaf lock exclusivity", When::Always, "per operator: ≤ 1 non-terminal transfer per leaf; TRANSFER_LOCKED(t) iff t is in flight; a leaf SPLIT_LOCKED for a split/aggregate is in no transfer"),
     ("I-5", "Transfer status monotonicity", When::Always, "per operator only §4.2 edges (rollback to SENDER_KEY_TWEAKED allowed); never RETURNED on one and sent on another"),
     ("I-6", "Strict refund ordering", When::Always, "against the majority's current refunds, and every refund a wallet obtains at the moment it is signed"),
     ("I-7", "Node-layer ordering", When::NotApplicable, "needs renew (node txs are only ever signed once per leaf today)"),
@@ -27,7 +27,7 @@ pub const PROPERTIES: &[(&str, &str, When, &str)] = &[
     ("I-9", "Exit completeness", When::AtQuiescence, "the owner wallet holds the operators' node + refund, paying it, with valid signatures"),
     ("I-10", "No old-key reconstruction", When::AtQuiescence, "no up operator still holds an older epoch of a live leaf's keyshare (the store keeps only the latest)"),
     ("I-11", "Nonce single use", When::Always, "no (signer, nonce) signs two different messages"),
-    ("I-12", "Gossip convergence", When::AtQuiescence, "no gossip row undelivered; every transfer has one status on all up operators"),
+    ("I-12", "Gossip convergence", When::AtQuiescence, "no gossip row undelivered; every transfer has one status on all up operators; a split is on every up operator or none"),
     ("I-13", "Preimage secrecy", When::Always, "Lightning receive: shares released only with the operator's own transfer record, r reconstructed from ≥ t shares, the SSP learns r only after release, SHA256(r) = H"),
     ("I-14", "Deposit safety", When::Always, "a deposit is broadcast only after the wallet obtained its signed refunds"),
     ("L-1", "Acknowledged ⇒ claimable", When::AtQuiescence, "every acknowledged transfer claimed and COMPLETED everywhere"),

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 pub mod ssp;
 pub use ssp::{SspReply, SspRequest, SspService};
+pub mod swap;
+pub use swap::{SwapReply, SwapRequest, SwapStatus, SwapTransfer, SwapVersion};
 
 /// Correlates a reply with its request: the requester's session and the phase it was in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -244,6 +246,8 @@ pub enum WalletRequest {
     QueryPendingTransfers { receiver: PublicKey },
     ClaimTweakKeys { transfer: TransferId, receiver: PublicKey, leaves: Vec<ReceiverLeafTweak> },
     ClaimSignRefunds { transfer: TransferId, receiver: PublicKey, leaves: Vec<ClaimLeafJobs> },
+    /// Leaf swaps (msg/swap.rs, operator/swap.rs).
+    Swap(SwapRequest),
 }
 
 impl WalletRequest {
@@ -258,6 +262,7 @@ impl WalletRequest {
             WalletRequest::QueryPendingTransfers { .. } => "QueryPendingTransfers",
             WalletRequest::ClaimTweakKeys { .. } => "ClaimTweakKeys",
             WalletRequest::ClaimSignRefunds { .. } => "ClaimSignRefunds",
+            WalletRequest::Swap(r) => r.kind(),
         }
     }
 }
@@ -293,6 +298,8 @@ pub enum WalletReply {
     /// A claim retried after the operators completed it (its finalize reply was late or lost):
     /// the refunds the receiver finalized, for it to verify and adopt (operator/claim_done.rs).
     ClaimCompleted { refunds: RefundSet },
+    /// Leaf swaps: a swap's state (msg/swap.rs).
+    Swap(SwapReply),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -377,6 +384,9 @@ pub enum GossipBody {
     SettleReceiverCommit { transfer: TransferId, attempt: u64 },
     SettleReceiverRollback { transfer: TransferId, attempt: u64 },
     FinalizeTransfer { transfer: TransferId, refunds: BTreeMap<LeafId, RefundSet> },
+    /// Leaf swaps: apply the primary's and every counter transfer's sender tweak in one store
+    /// transaction (spark-protocol §4.3 v3, operator/swap.rs).
+    SettleSwapKeyTweak { primary: TransferId, counters: Vec<TransferId> },
 }
 
 impl GossipBody {
@@ -388,6 +398,7 @@ impl GossipBody {
             GossipBody::SettleReceiverCommit { .. } => "Gossip:SettleReceiverCommit",
             GossipBody::SettleReceiverRollback { .. } => "Gossip:SettleReceiverRollback",
             GossipBody::FinalizeTransfer { .. } => "Gossip:FinalizeTransfer",
+            GossipBody::SettleSwapKeyTweak { .. } => "Gossip:SettleSwapKeyTweak",
         }
     }
 }

@@ -26,6 +26,8 @@ pub enum TimerKind {
     WalletRetry,
     /// Wallet acting as a thief (wallet/thief.rs): stop waiting for colluders.
     TheftTimeout,
+    /// Operator: return leaf swaps past their expiry (operator/swap.rs).
+    SwapTasks,
 }
 
 /// What a driver hands to a node.

@@ -43,6 +43,12 @@ pub enum Observation {
     /// A former owner tried to spend a leaf it sent away with colluding operators' old shares:
     /// `Ok(txid)` it broadcast a valid spend, `Err` the protocol blocked it.
     TheftAttempt { wallet: WalletId, leaf: LeafId, colluders: Vec<OperatorId>, outcome: Result<[u8; 32], String> },
+    /// Leaf swaps (operator/swap.rs): the coordinator recorded a swap's primary transfer.
+    SwapStarted { primary: TransferId, version: crate::msg::SwapVersion, value_sats: u64 },
+    /// Leaf swaps: the coordinator's decision, durable: both legs settled or both returned.
+    SwapDecided { primary: TransferId, counters: Vec<TransferId>, settled: bool },
+    /// Leaf swaps v2: the SSP extracted the adaptor secret from the user's completed signature.
+    SwapAdaptorLearned { primary: TransferId, wallet: WalletId },
 }
 
 /// Which rule of the enforcing signer guard refused.

@@ -79,6 +79,7 @@ impl Operator {
             GossipBody::SettleReceiverCommit { transfer, attempt } => self.apply_receiver_commit(db, *transfer, *attempt),
             GossipBody::SettleReceiverRollback { transfer, attempt } => Self::apply_receiver_rollback(db, *transfer, *attempt, self.cfg.params.hazards.claim_settle_split),
             GossipBody::FinalizeTransfer { transfer, refunds } => Self::apply_finalize_transfer(db, *transfer, refunds),
+            GossipBody::SettleSwapKeyTweak { primary, counters } => self.apply_settle_swap(db, *primary, counters),
         }
     }
 
@@ -130,6 +131,7 @@ impl Operator {
                 }
             }
             GossipBody::SettleReceiverCommit { transfer, .. } => self.resume_claim(ctx, transfer),
+            GossipBody::SettleSwapKeyTweak { primary, counters } => self.swap_settle_delivered(ctx, primary, counters),
             _ => {}
         }
     }

@@ -12,6 +12,7 @@ mod gossip;
 mod send;
 mod signer;
 pub mod store;
+pub mod swap;
 mod watcher;
 
 use crate::crypto::SecretKey;
@@ -169,6 +170,7 @@ impl Operator {
         }
         self.arm_gossip_timer(ctx);
         self.arm_tasks_timer(ctx);
+        self.arm_swap_timers(ctx);
     }
 
     fn on_internal_reply(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: Result<InternalReply, String>) {
@@ -252,6 +254,7 @@ impl Operator {
                 self.transfer_tasks(ctx);
             }
             TimerKind::DkgPool => self.dkg_pool_tick(ctx),
+            TimerKind::SwapTasks => self.swap_tasks(ctx),
             TimerKind::PollTransfers | TimerKind::WalletRetry | TimerKind::TheftTimeout => {}
         }
     }
@@ -298,6 +301,8 @@ impl Operator {
             WalletRequest::ClaimSignRefunds { transfer, receiver, leaves } => {
                 self.claim_sign_refunds(ctx, call, transfer, receiver, leaves)
             }
+            // Leaf swaps (operator/swap.rs).
+            WalletRequest::Swap(r) => self.on_swap_request(ctx, call, r),
         }
     }
 

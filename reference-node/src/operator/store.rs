@@ -178,6 +178,9 @@ pub struct Db {
     /// Receiver two-phase settle attempts per transfer (see [`ReceiverSettleRow`]).
     #[serde(default)]
     pub receiver_settles: BTreeMap<TransferId, ReceiverSettleRow>,
+    /// Leaf swaps this operator coordinates, by primary transfer (operator/swap.rs).
+    #[serde(default)]
+    pub swaps: BTreeMap<TransferId, super::swap::SwapRow>,
 }
 
 /// Explicit receiver-settle attempts (spark-protocol §4.2 claim, buildonspark/spark#24): a

@@ -90,6 +90,13 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
     if let Some(ssp) = &s.ssp {
         let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
         let _ = write!(out, "\n[ssp]\ndeposits = [{}]\nl1_coins = [{}]\n", list(&ssp.deposits), list(&ssp.l1_coins));
+        // Leaf swaps (scenario/ssp.rs).
+        if ssp.swap_version != reference_node::msg::SwapVersion::V3 {
+            out.push_str("swap_version = 2\n");
+        }
+        for sw in &ssp.swaps {
+            let _ = write!(out, "\n[[ssp.swap]]\nwallet = {}\nat_s = {}\namounts = [{}]\n", node(NodeId::Wallet(sw.wallet)), secs(sw.at), list(&sw.amounts));
+        }
     }
 
     budgets(&mut out, &s.budgets);
@@ -555,7 +562,7 @@ mod tests {
                 ByzantineSpec { operator: OperatorId(4), behaviours: [Behaviour::Withhold].into() },
             ];
             s.thefts = vec![TheftSpec { wallet: WalletId(1), at: t(2_400_500) }];
-            (s.topology.ssp, s.ssp) = (true, Some(crate::scenario::SspSpec { deposits: vec![4_096, 1], l1_coins: vec![] }));
+            (s.topology.ssp, s.ssp) = (true, Some(crate::scenario::SspSpec { deposits: vec![4_096, 1], l1_coins: vec![], swap_version: reference_node::msg::SwapVersion::V2, swaps: vec![crate::scenario::SwapAt { wallet: WalletId(0), at: t(7_000_000), amounts: vec![2_048, 2_048] }] }));
             s.swarm = Some(SwarmSpec { kinds: Some(["clock".to_owned(), "loss".to_owned()].into()), p_on: 0.75, max_loss: 0.2, max_crashes: 5, max_skew_ms: 1_500.5, max_drift_ppm: 5_000, max_slow_factor: 3.5 });
             s.budgets.transfer_p99 = Some(t(10_000));
             for (i, op) in LatencyOp::ALL.into_iter().enumerate() {
@@ -574,7 +581,7 @@ mod tests {
             "seed", "network.duplicate", "network.reorder", "network.reorder_ms", "network.link.duplicate", "network.link.reorder", "network.link.loss",
             "chain.deposit_confirmations", "chain.min_feerate_sat_vb", "protocol.hazards", "protocol.test_faults", "byzantine.operator", "byzantine.behaviours",
             "theft.wallet", "theft.at_s", "swarm.kinds", "swarm.p_on", "swarm.max_loss", "swarm.max_crashes", "swarm.max_skew_ms", "swarm.max_drift_ppm",
-            "swarm.max_slow_factor", "ssp.deposits", "ssp.l1_coins", "budgets.transfer_p99_s", "budgets.liveness_s", "workload.exit_at_s", "run.settle_s",
+            "swarm.max_slow_factor", "ssp.deposits", "ssp.l1_coins", "ssp.swap_version", "ssp.swap.wallet", "ssp.swap.at_s", "ssp.swap.amounts", "budgets.transfer_p99_s", "budgets.liveness_s", "workload.exit_at_s", "run.settle_s",
         ];
         let missing: Vec<&&str> = want.iter().filter(|k| !keys.contains(**k)).collect();
         assert!(missing.is_empty(), "not written: {missing:?}\n{written}");

@@ -22,12 +22,35 @@ pub enum SspService {
 pub enum SspRequest {
     /// What would `service` for `amount_sats` cost (the SDK's fee estimate calls)?
     Quote { service: SspService, amount_sats: u64 },
+    /// Leaf swaps (wallet/swap.rs, `requestLeavesSwap`): counter my primary transfer with leaves
+    /// of these denominations.
+    Swap(SwapOffer),
+}
+
+/// A user's swap request to the SSP (spark-protocol §4.3 v2 step 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapOffer {
+    pub primary: crate::types::TransferId,
+    pub version: super::SwapVersion,
+    /// Sum = the primary's value; each a power of two the SSP holds.
+    pub target_sats: Vec<u64>,
+    /// v2: T = a·G, the pre-signature of the primary's CPFP refund, that refund and its prevout.
+    pub adaptor: Option<SwapAdaptor>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapAdaptor {
+    pub point: crate::crypto::PublicKey,
+    pub pre_signature: crate::crypto::adaptor::PreSignature,
+    pub refund: bitcoin::Transaction,
+    pub prevout: bitcoin::TxOut,
 }
 
 impl SspRequest {
     pub fn kind(&self) -> &'static str {
         match self {
             SspRequest::Quote { .. } => "SspQuote",
+            SspRequest::Swap(_) => "SspSwap",
         }
     }
 }
@@ -35,4 +58,6 @@ impl SspRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SspReply {
     Quote { service: SspService, amount_sats: u64, fee_sats: u64 },
+    /// Leaf swaps: the SSP accepted and will counter-transfer.
+    SwapAccepted { primary: crate::types::TransferId },
 }

@@ -8,6 +8,7 @@ mod exit;
 mod reorg;
 mod send;
 mod ssp;
+mod swap;
 mod thief;
 
 use crate::crypto::signing::{self, SecretNonce, SigningJob};
@@ -36,6 +37,11 @@ pub enum Command {
     /// Former owner turned thief: spend a leaf it sent away, with colluding operators' old key
     /// shares (wallet/thief.rs; spark-protocol §5.1).
     Steal,
+    /// Leaf swaps (wallet/swap.rs): swap one leaf worth the targets' sum for SSP leaves of
+    /// exactly these (power-of-two) denominations.
+    Swap { target_denominations: Vec<u64>, version: crate::msg::SwapVersion },
+    /// Leaf swaps, SSP side: counter-transfer these reserved leaves to `user` for `primary`.
+    ServeSwap { primary: TransferId, user: WalletId, leaves: Vec<LeafId>, adaptor: Option<crate::msg::ssp::SwapAdaptor> },
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -81,6 +87,9 @@ enum Op {
     Send(Box<send::SendOp>),
     Claim(Box<claim::ClaimOp>),
     Poll,
+    /// Leaf swaps (wallet/swap.rs): the user's side and the SSP's side.
+    Swap(Box<swap::SwapOp>),
+    Serve(Box<swap::ServeOp>),
 }
 
 pub struct Wallet {
@@ -239,6 +248,8 @@ impl Wallet {
                     self.start_theft(ctx);
                     self.start_next(ctx);
                 }
+                Command::Swap { target_denominations, version } => self.start_swap(ctx, target_denominations, version),
+                Command::ServeSwap { primary, user, leaves, adaptor } => self.start_serve_swap(ctx, primary, user, leaves, adaptor),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -300,6 +311,8 @@ impl Wallet {
             Op::Deposit(d) => self.deposit_reply(ctx, session, *d, body),
             Op::Send(s) => self.send_reply(ctx, session, *s, body),
             Op::Claim(c) => self.claim_reply(ctx, session, op, *c, body),
+            Op::Swap(s) => self.swap_reply(ctx, session, *s, body),
+            Op::Serve(s) => self.serve_reply(ctx, session, *s, body),
         }
     }
 
@@ -324,6 +337,8 @@ impl Wallet {
                 ctx.observe(Observation::Rejected { what: format!("{} claim {}", self.cfg.id, c.transfer), reason: "timed out; will retry".into() });
                 self.claim_failed(ctx);
             }
+            Op::Swap(s) => self.swap_timeout(ctx, session, *s),
+            Op::Serve(s) => self.serve_timeout(ctx, session, *s),
         }
     }
 
@@ -452,6 +467,7 @@ impl Node for Wallet {
                 }
                 Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),
                 Msg::SspRequest { req, body } => self.on_ssp_request(ctx, from, req, *body),
+                Msg::SspReply { req, body } => self.on_ssp_reply(ctx, from, req, *body),
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
                     self.exit_broadcast_refused(&txid);
                     self.deposit_broadcast_refused(&txid);

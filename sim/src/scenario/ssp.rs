@@ -2,7 +2,9 @@
 //! SSP (`wallet:N` where N = `topology.wallets`, also named `ssp` in node fields), which deposits
 //! its liquidity at the start and then serves swaps, cooperative exits and Lightning.
 
-use super::{Validator, R, S};
+use super::{Validator, Zero, R, S};
+use reference_node::msg::SwapVersion;
+use reference_node::types::{Micros, WalletId};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -11,15 +13,31 @@ use toml::Spanned;
 ///   deposits in the first 10 simulated seconds: what it hands out in swaps and pays with.
 /// - `l1_coins` = [1000000, 1000000, 1000000, 1000000]: its L1 coins (sats each, > 0) beyond
 ///   those deposits, which fund cooperative-exit payouts.
+/// - `swap_version` = 3: how leaf swaps are made atomic (spark-protocol §4.3): 2 = adaptor
+///   signatures (the user's completed signature releases both legs), 3 = the operators settle
+///   both legs together as soon as the SSP's counter transfers are in.
+/// - `[[ssp.swap]]`: `wallet` ("wallet:N", a user, not the SSP), `at_s` ≥ 0, `amounts` (1 to 64
+///   powers of two): at `at_s` the wallet swaps one leaf worth exactly the amounts' sum for SSP
+///   leaves of those denominations (`Command::Swap`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SspSpec {
     pub deposits: Vec<u64>,
     pub l1_coins: Vec<u64>,
+    pub swap_version: SwapVersion,
+    pub swaps: Vec<SwapAt>,
+}
+
+/// One `[[ssp.swap]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwapAt {
+    pub wallet: WalletId,
+    pub at: Micros,
+    pub amounts: Vec<u64>,
 }
 
 impl Default for SspSpec {
     fn default() -> Self {
-        SspSpec { deposits: vec![131_072, 65_536, 32_768, 16_384, 8_192, 4_096], l1_coins: vec![1_000_000; 4] }
+        SspSpec { deposits: vec![131_072, 65_536, 32_768, 16_384, 8_192, 4_096], l1_coins: vec![1_000_000; 4], swap_version: SwapVersion::V3, swaps: Vec::new() }
     }
 }
 
@@ -28,17 +46,65 @@ impl Default for SspSpec {
 pub(super) struct RawSsp {
     deposits: S<Vec<Spanned<i64>>>,
     l1_coins: S<Vec<Spanned<i64>>>,
+    swap_version: S<i64>,
+    #[serde(default)]
+    swap: Vec<Spanned<RawSwap>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSwap {
+    wallet: Spanned<String>,
+    at_s: S<f64>,
+    amounts: Spanned<Vec<Spanned<i64>>>,
 }
 
 /// Bitcoin's supply cap: no single amount can be larger.
 const MAX_SATS: i64 = 2_100_000_000_000_000;
 
 impl Validator<'_> {
-    pub(super) fn ssp(&self, raw: &RawSsp) -> R<SspSpec> {
+    /// `users`: how many user wallets the topology has (the SSP is not one of them).
+    pub(super) fn ssp(&self, raw: &RawSsp, users: u16) -> R<SspSpec> {
         let d = SspSpec::default();
+        let swap_version = match raw.swap_version.as_ref() {
+            None => d.swap_version,
+            Some(v) => match *v.get_ref() {
+                2 => SwapVersion::V2,
+                3 => SwapVersion::V3,
+                x => return Err(self.err(v.span(), "ssp.swap_version", format!("expected 2 (adaptor) or 3 (operator-enforced), found {x}"))),
+            },
+        };
+        let mut swaps = Vec::new();
+        for (i, s) in raw.swap.iter().enumerate() {
+            let (span, s) = (s.span(), s.get_ref());
+            let field = |k: &str| format!("ssp.swap[{i}].{k}");
+            let wallet = s
+                .wallet
+                .get_ref()
+                .strip_prefix("wallet:")
+                .and_then(|n| n.parse::<u16>().ok())
+                .filter(|n| *n < users)
+                .map(WalletId)
+                .ok_or_else(|| self.err(s.wallet.span(), field("wallet"), format!("expected a user wallet wallet:0..wallet:{}, found {:?}", users.saturating_sub(1), s.wallet.get_ref())))?;
+            let at = self.secs(&s.at_s, &field("at_s"), Zero::Allowed)?.ok_or_else(|| self.err(span.clone(), field("at_s"), "needs `at_s`"))?;
+            let list = s.amounts.get_ref();
+            if list.is_empty() || list.len() > 64 {
+                return Err(self.err(s.amounts.span(), field("amounts"), format!("expected 1 to 64 amounts, found {}", list.len())));
+            }
+            let mut amounts = Vec::new();
+            for (j, a) in list.iter().enumerate() {
+                match u64::try_from(*a.get_ref()) {
+                    Ok(x) if x.is_power_of_two() && x <= MAX_SATS as u64 => amounts.push(x),
+                    _ => return Err(self.err(a.span(), format!("ssp.swap[{i}].amounts[{j}]"), format!("expected a power of two in sats, found {}", a.get_ref()))),
+                }
+            }
+            swaps.push(SwapAt { wallet, at, amounts });
+        }
         Ok(SspSpec {
             deposits: self.sats_list(&raw.deposits, "ssp.deposits", d.deposits)?,
             l1_coins: self.sats_list(&raw.l1_coins, "ssp.l1_coins", d.l1_coins)?,
+            swap_version,
+            swaps,
         })
     }
 

@@ -70,4 +70,7 @@ pub struct SwapReply {
     pub status: SwapStatus,
     /// The primary's signed intermediate refunds (CPFP, direct, direct-from-CPFP).
     pub refunds: Option<RefundSet>,
+    /// The leaves of the counter transfers committed so far (an SSP recovering after a crash
+    /// learns from them which of its reserved leaves it countered).
+    pub counter_leaves: Vec<crate::types::LeafId>,
 }

@@ -283,7 +283,7 @@ impl Operator {
 
     pub(super) fn swap_query(&self, call: WalletCall, primary: TransferId) -> SwapReply {
         let db = self.store.read();
-        let Some(row) = db.swaps.get(&primary) else { return SwapReply { primary, status: SwapStatus::Unknown, refunds: None } };
+        let Some(row) = db.swaps.get(&primary) else { return SwapReply { primary, status: SwapStatus::Unknown, refunds: None, counter_leaves: Vec::new() } };
         let status = match row.decision {
             SwapDecision::Open | SwapDecision::Settling => SwapStatus::Open { value_sats: row.value_sats, countered_sats: row.countered_sats() },
             SwapDecision::Settled => SwapStatus::Settled,
@@ -292,7 +292,8 @@ impl Operator {
         let me = self.wallet_identity(call.wallet);
         let may_see = me == Some(row.user) || (me == Some(row.ssp) && row.decision == SwapDecision::Settled);
         let refunds = may_see.then(|| db.transfers.get(&primary).and_then(|t| t.leaves.values().next()).and_then(|l| l.intermediate_refunds.clone())).flatten();
-        SwapReply { primary, status, refunds }
+        let counter_leaves = row.committed_counters().iter().filter_map(|t| db.transfers.get(t)).flat_map(|t| t.leaves.keys().copied()).collect();
+        SwapReply { primary, status, refunds, counter_leaves }
     }
 
     /// `SwapTasks` timer (and restart): return every open swap past its expiry — both legs

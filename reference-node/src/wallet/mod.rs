@@ -42,6 +42,8 @@ pub enum Command {
     Swap { target_denominations: Vec<u64>, version: crate::msg::SwapVersion },
     /// Leaf swaps, SSP side: counter-transfer these reserved leaves to `user` for `primary`.
     ServeSwap { primary: TransferId, user: WalletId, leaves: Vec<LeafId>, adaptor: Option<crate::msg::ssp::SwapAdaptor> },
+    /// Leaf swaps, SSP side after a crash: follow the swap its reserved leaves were held for.
+    FollowSwap { primary: TransferId, leaves: Vec<LeafId> },
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -250,6 +252,7 @@ impl Wallet {
                 }
                 Command::Swap { target_denominations, version } => self.start_swap(ctx, target_denominations, version),
                 Command::ServeSwap { primary, user, leaves, adaptor } => self.start_serve_swap(ctx, primary, user, leaves, adaptor),
+                Command::FollowSwap { primary, leaves } => self.start_follow_swap(ctx, primary, leaves),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -481,6 +484,8 @@ impl Node for Wallet {
     /// A wallet's keys and leaves are its backup (seed + exit data): only the operation in
     /// flight is lost.
     fn crash(&mut self) {
+        // Leaf swaps (wallet/swap.rs): the SSP follows the swaps its reserved leaves were for.
+        self.requeue_swaps();
         self.op = None;
         self.waiting.clear();
         self.poll_armed = false;

@@ -344,6 +344,33 @@ impl Wallet {
         Ok(SspReply::SwapAccepted { primary: offer.primary })
     }
 
+    /// After a crash (the SSP only): every swap its reserved leaves were held for is followed
+    /// to its decision, so they end up sent or available again, never stuck.
+    pub(super) fn requeue_swaps(&mut self) {
+        if !self.is_ssp() {
+            return;
+        }
+        let mut by_primary: BTreeMap<TransferId, Vec<LeafId>> = BTreeMap::new();
+        for (id, l) in &self.leaves {
+            if let LeafState::Sending(t) = l.state {
+                by_primary.entry(t).or_default().push(*id);
+            }
+        }
+        let queued: Vec<TransferId> = self.queue.iter().filter_map(|(c, _)| if let Command::ServeSwap { primary, .. } | Command::FollowSwap { primary, .. } = c { Some(*primary) } else { None }).collect();
+        for (primary, leaves) in by_primary.into_iter().rev() {
+            if !queued.contains(&primary) {
+                self.queue.push_front((Command::FollowSwap { primary, leaves }, 0));
+            }
+        }
+    }
+
+    pub(super) fn start_follow_swap(&mut self, ctx: &mut Ctx<'_>, primary: TransferId, leaves: Vec<LeafId>) {
+        let legs = leaves.into_iter().map(|l| (l, None)).collect();
+        let user = self.cfg.id;
+        self.begin(Op::Serve(Box::new(ServeOp { primary, user, adaptor: None, legs, next: usize::MAX, stage: ServeStage::Follow })));
+        self.serve_step(ctx);
+    }
+
     pub(super) fn start_serve_swap(&mut self, ctx: &mut Ctx<'_>, primary: TransferId, user: WalletId, leaves: Vec<LeafId>, adaptor: Option<SwapAdaptor>) {
         let legs = leaves.into_iter().map(|l| (l, None)).collect();
         self.begin(Op::Serve(Box::new(ServeOp { primary, user, adaptor, legs, next: 0, stage: ServeStage::Commitments })));
@@ -354,7 +381,7 @@ impl Wallet {
     fn serve_step(&mut self, ctx: &mut Ctx<'_>) {
         let Some((_, Op::Serve(s))) = &mut self.op else { return };
         let to = self.cfg.coordinator;
-        let request = if let Some((leaf, _)) = s.legs.get(s.next) {
+        let request = if let Some((leaf, _)) = s.legs.get(s.next).filter(|_| s.next != usize::MAX) {
             s.stage = ServeStage::Commitments;
             WalletRequest::GetSigningCommitments { leaf: *leaf, count: 3 }
         } else {
@@ -371,7 +398,7 @@ impl Wallet {
         match (&s.stage, body) {
             (ServeStage::Commitments, Ok(WalletReply::SigningCommitments { commitments })) => {
                 let (leaf, _) = s.legs[s.next];
-                let Some(user_key) = self.cfg.directory.wallets.get(&s.user).copied() else { return self.serve_done(ctx, s, false) };
+                let Some(user_key) = self.cfg.directory.wallets.get(&s.user).copied() else { return self.serve_done(ctx, s, None) };
                 match self.build_leg(ctx, leaf, &user_key, commitments) {
                     Ok(leg) => {
                         s.legs[s.next].1 = Some(leg.transfer);
@@ -398,9 +425,9 @@ impl Wallet {
                     if let (Some(a), Some(refunds)) = (&s.adaptor, &reply.refunds) {
                         self.learn_adaptor(ctx, s.primary, a, &refunds.cpfp);
                     }
-                    self.serve_done(ctx, s, true)
+                    self.serve_done(ctx, s, Some(&reply.counter_leaves))
                 }
-                SwapStatus::Returned | SwapStatus::Unknown => self.serve_done(ctx, s, false),
+                SwapStatus::Returned | SwapStatus::Unknown => self.serve_done(ctx, s, None),
                 SwapStatus::Open { .. } => self.serve_wait(ctx, session, s),
             },
             // A refused leg or commitments: stop countering and follow (the swap will expire).
@@ -443,14 +470,22 @@ impl Wallet {
         }
     }
 
-    /// Settled: the counter leaves belong to the user. Returned: ours again.
-    fn serve_done(&mut self, ctx: &mut Ctx<'_>, s: ServeOp, settled: bool) {
+    /// Settled (with the committed counters' leaves): those belong to the user, the rest of the
+    /// reservation is ours again. Returned: all ours again.
+    fn serve_done(&mut self, ctx: &mut Ctx<'_>, s: ServeOp, countered: Option<&[LeafId]>) {
         let receiver = self.cfg.directory.wallets.get(&s.user).copied();
         for (leaf, transfer) in s.legs {
-            match (settled, transfer, receiver) {
+            let sent = countered.is_some_and(|c| c.contains(&leaf));
+            match (sent, transfer, receiver) {
                 (true, Some(transfer), Some(receiver)) => {
                     if let Some(l) = self.leaves.remove(&leaf) {
                         ctx.observe(Observation::TransferSent { transfer, sender: self.cfg.id, receiver, leaf, value_sats: l.value_sats });
+                        self.sent_away.insert(leaf, l);
+                    }
+                }
+                // Recovered after a crash: countered, but the counter's id was lost with the op.
+                (true, _, _) => {
+                    if let Some(l) = self.leaves.remove(&leaf) {
                         self.sent_away.insert(leaf, l);
                     }
                 }

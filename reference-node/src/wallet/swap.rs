@@ -513,3 +513,44 @@ fn refund_message(refund: &bitcoin::Transaction, prevout: &bitcoin::TxOut) -> Re
     let key = XOnlyPublicKey::from_slice(&script[2..34]).map_err(|e| e.to_string())?;
     Ok((msg, key))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::msg::ssp::SwapOffer;
+    use crate::msg::{Msg, SspRequest, SwapVersion};
+    use crate::node::{Ctx, Input, Node, Output};
+    use crate::params::{Directory, Params};
+    use crate::types::{NodeId, OperatorId, TransferId, WalletId};
+    use crate::wallet::{Wallet, WalletConfig};
+    use rand_core::SeedableRng;
+    use std::sync::Arc;
+
+    fn ssp() -> Wallet {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let identity = crate::crypto::SecretKey::new(&mut rng);
+        let l1_key = crate::crypto::SecretKey::new(&mut rng);
+        let directory = Arc::new(Directory { ssp: Some(WalletId(1)), ..Directory::default() });
+        Wallet::new(WalletConfig { id: WalletId(1), identity, l1_key, coordinator: OperatorId(0), params: Arc::new(Params::new(3, 2)), directory })
+    }
+
+    fn offer(w: &mut Wallet, offer: SwapOffer) -> Result<crate::msg::SspReply, String> {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+        let mut ctx = Ctx::new(crate::types::Micros::ZERO, NodeId::Wallet(WalletId(1)), &mut rng);
+        let msg = Msg::SspRequest { req: crate::msg::ReqId { session: 0, phase: 0 }, body: Box::new(SspRequest::Swap(offer)) };
+        w.handle(&mut ctx, Input::Message { from: NodeId::Wallet(WalletId(0)), msg });
+        ctx.into_outputs().into_iter().find_map(|o| if let Output::Send { msg: Msg::SspReply { body, .. }, .. } = o { Some(*body) } else { None }).expect("an SspReply")
+    }
+
+    /// An SSP without the leaves asked for refuses (the user's primary then expires), as it
+    /// does a target that is not a power of two or a v2 offer without an adaptor; nothing is
+    /// reserved or queued.
+    #[test]
+    fn an_ssp_without_liquidity_refuses() {
+        let mut w = ssp();
+        let base = SwapOffer { primary: TransferId([3; 16]), version: SwapVersion::V3, target_sats: vec![1024, 1024], adaptor: None };
+        assert!(offer(&mut w, base.clone()).unwrap_err().contains("no liquidity"));
+        assert!(offer(&mut w, SwapOffer { target_sats: vec![1000], ..base.clone() }).unwrap_err().contains("power of two"));
+        assert!(offer(&mut w, SwapOffer { target_sats: vec![], ..base.clone() }).unwrap_err().contains("target leaves"));
+        assert!(w.queue.is_empty() && w.op.is_none());
+    }
+}

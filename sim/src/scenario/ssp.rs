@@ -141,6 +141,21 @@ mod tests {
     }
 
     #[test]
+    fn swap_keys_parse_and_bad_ones_name_their_field() {
+        let s = Scenario::parse("scenarios/x.toml", &format!("{HEAD}[ssp]\nswap_version = 2\n[[ssp.swap]]\nwallet = \"wallet:1\"\nat_s = 5.0\namounts = [4, 2, 2]\n")).unwrap();
+        let ssp = s.ssp.unwrap();
+        assert_eq!(ssp.swap_version, reference_node::msg::SwapVersion::V2);
+        assert_eq!(ssp.swaps, vec![super::SwapAt { wallet: WalletId(1), at: reference_node::types::Micros::from_secs(5), amounts: vec![4, 2, 2] }]);
+        let e = Scenario::parse("scenarios/x.toml", &format!("{HEAD}[ssp]\nswap_version = 4\n")).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("ssp.swap_version", 6), "{e}");
+        let e = Scenario::parse("scenarios/x.toml", &format!("{HEAD}[ssp]\n[[ssp.swap]]\nwallet = \"wallet:0\"\nat_s = 1.0\namounts = [4, 3]\n")).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("ssp.swap[0].amounts[1]", 9), "{e}");
+        // The SSP (wallet:2 here) cannot swap with itself.
+        let e = Scenario::parse("scenarios/x.toml", &format!("{HEAD}[ssp]\n[[ssp.swap]]\nwallet = \"wallet:2\"\nat_s = 1.0\namounts = [4]\n")).unwrap_err();
+        assert_eq!(e.field, "ssp.swap[0].wallet", "{e}");
+    }
+
+    #[test]
     fn bad_ssp_keys_name_their_field() {
         let e = Scenario::parse("scenarios/x.toml", &format!("{HEAD}[ssp]\nl1_coins = [5, 0]\n")).unwrap_err();
         assert_eq!((e.field.as_str(), e.line), ("ssp.l1_coins[1]", 6), "{e}");

@@ -24,7 +24,7 @@ pub enum SspRequest {
     Quote { service: SspService, amount_sats: u64 },
     /// Leaf swaps (wallet/swap.rs, `requestLeavesSwap`): counter my primary transfer with leaves
     /// of these denominations.
-    Swap(SwapOffer),
+    Swap(Box<SwapOffer>),
 }
 
 /// A user's swap request to the SSP (spark-protocol §4.3 v2 step 2).

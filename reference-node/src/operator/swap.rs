@@ -65,7 +65,7 @@ pub(super) enum SwapCommit {
     /// A swap leg whose tweak waits for the swap's decision.
     Hold,
     /// This counter completed a v3 swap: settle every leg.
-    Settle(GossipBody),
+    Settle(Box<GossipBody>),
 }
 
 impl Operator {
@@ -176,7 +176,7 @@ impl Operator {
         }
         if row.version == SwapVersion::V3 && row.countered_sats() == row.value_sats {
             row.decision = SwapDecision::Settling;
-            return Ok(SwapCommit::Settle(GossipBody::SettleSwapKeyTweak { primary: *primary, counters: row.committed_counters() }));
+            return Ok(SwapCommit::Settle(Box::new(GossipBody::SettleSwapKeyTweak { primary: *primary, counters: row.committed_counters() })));
         }
         Ok(SwapCommit::Hold)
     }
@@ -234,7 +234,7 @@ impl Operator {
         match swap {
             SwapCommit::NotSwap => Some(GossipBody::SettleSenderKeyTweak { transfer }),
             SwapCommit::Hold => None,
-            SwapCommit::Settle(b) => Some(b),
+            SwapCommit::Settle(b) => Some(*b),
         }
     }
 

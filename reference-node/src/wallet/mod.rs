@@ -41,7 +41,7 @@ pub enum Command {
     /// exactly these (power-of-two) denominations.
     Swap { target_denominations: Vec<u64>, version: crate::msg::SwapVersion },
     /// Leaf swaps, SSP side: counter-transfer these reserved leaves to `user` for `primary`.
-    ServeSwap { primary: TransferId, user: WalletId, leaves: Vec<LeafId>, adaptor: Option<crate::msg::ssp::SwapAdaptor> },
+    ServeSwap { primary: TransferId, user: WalletId, leaves: Vec<LeafId>, adaptor: Option<Box<crate::msg::ssp::SwapAdaptor>> },
     /// Leaf swaps, SSP side after a crash: follow the swap its reserved leaves were held for.
     FollowSwap { primary: TransferId, leaves: Vec<LeafId> },
 }

@@ -53,7 +53,7 @@ enum Stage {
 pub(super) struct ServeOp {
     primary: TransferId,
     user: WalletId,
-    adaptor: Option<SwapAdaptor>,
+    adaptor: Option<Box<SwapAdaptor>>,
     /// The reserved leaves, with the counter transfer once started.
     legs: Vec<(LeafId, Option<TransferId>)>,
     next: usize,
@@ -154,7 +154,7 @@ impl Wallet {
                     SwapStatus::Returned | SwapStatus::Unknown => self.swap_skip(ctx, s.leaf, Some(primary), format!("swap {primary} returned")),
                     SwapStatus::Open { value_sats, countered_sats } if value_sats == countered_sats && !completed && pre.is_some() => {
                         // v2: the counters are in: release the swap with the completed signature.
-                        let Some((p, msg, key)) = pre.clone() else { return };
+                        let Some((p, msg, key)) = *pre else { return };
                         let Some(a) = s.secret else { return };
                         match adaptor::complete(&p, &a, &msg, &key) {
                             Ok(sig) => {
@@ -201,7 +201,7 @@ impl Wallet {
         }
         self.op = Some((session, Op::Swap(Box::new(s))));
         self.new_round();
-        self.ssp_request(ctx, SspRequest::Swap(offer));
+        self.ssp_request(ctx, SspRequest::Swap(Box::new(offer)));
         self.arm_timeout(ctx);
     }
 
@@ -338,7 +338,7 @@ impl Wallet {
                 l.state = LeafState::Sending(offer.primary);
             }
         }
-        let cmd = Command::ServeSwap { primary: offer.primary, user, leaves: picked, adaptor: offer.adaptor.clone() };
+        let cmd = Command::ServeSwap { primary: offer.primary, user, leaves: picked, adaptor: offer.adaptor.clone().map(Box::new) };
         self.queue.push_back((cmd, 0));
         self.start_next(ctx);
         Ok(SspReply::SwapAccepted { primary: offer.primary })
@@ -371,7 +371,7 @@ impl Wallet {
         self.serve_step(ctx);
     }
 
-    pub(super) fn start_serve_swap(&mut self, ctx: &mut Ctx<'_>, primary: TransferId, user: WalletId, leaves: Vec<LeafId>, adaptor: Option<SwapAdaptor>) {
+    pub(super) fn start_serve_swap(&mut self, ctx: &mut Ctx<'_>, primary: TransferId, user: WalletId, leaves: Vec<LeafId>, adaptor: Option<Box<SwapAdaptor>>) {
         let legs = leaves.into_iter().map(|l| (l, None)).collect();
         self.begin(Op::Serve(Box::new(ServeOp { primary, user, adaptor, legs, next: 0, stage: ServeStage::Commitments })));
         self.serve_step(ctx);
@@ -536,7 +536,7 @@ mod tests {
     fn offer(w: &mut Wallet, offer: SwapOffer) -> Result<crate::msg::SspReply, String> {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
         let mut ctx = Ctx::new(crate::types::Micros::ZERO, NodeId::Wallet(WalletId(1)), &mut rng);
-        let msg = Msg::SspRequest { req: crate::msg::ReqId { session: 0, phase: 0 }, body: Box::new(SspRequest::Swap(offer)) };
+        let msg = Msg::SspRequest { req: crate::msg::ReqId { session: 0, phase: 0 }, body: Box::new(SspRequest::Swap(Box::new(offer))) };
         w.handle(&mut ctx, Input::Message { from: NodeId::Wallet(WalletId(0)), msg });
         ctx.into_outputs().into_iter().find_map(|o| if let Output::Send { msg: Msg::SspReply { body, .. }, .. } = o { Some(*body) } else { None }).expect("an SspReply")
     }

@@ -91,9 +91,8 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
         let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
         let _ = write!(out, "\n[ssp]\ndeposits = [{}]\nl1_coins = [{}]\n", list(&ssp.deposits), list(&ssp.l1_coins));
         // Leaf swaps (scenario/ssp.rs).
-        if ssp.swap_version != reference_node::msg::SwapVersion::V3 {
-            out.push_str("swap_version = 2\n");
-        }
+        let version = if ssp.swap_version == reference_node::msg::SwapVersion::V2 { 2 } else { 3 };
+        let _ = writeln!(out, "swap_version = {version}");
         for sw in &ssp.swaps {
             let _ = write!(out, "\n[[ssp.swap]]\nwallet = {}\nat_s = {}\namounts = [{}]\n", node(NodeId::Wallet(sw.wallet)), secs(sw.at), list(&sw.amounts));
         }

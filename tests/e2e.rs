@@ -313,7 +313,7 @@ fn liveness_phase_ends_quiet_once_a_partition_heals() {
     assert_eq!(rows.len(), 22, "I-1..I-14 and L-1..L-8");
     let row = |id: &str| rows.iter().find(|r| r["id"] == id).unwrap_or_else(|| panic!("{id} in the table"));
     assert!(row("I-5")["checks"].as_u64().unwrap() > 0);
-    // L-6 applies since Lightning receive (checker/lightning.rs); judged at quiescence.
+    // L-6 applies since leaf swaps (checker/swaps.rs) and Lightning receive (checker/lightning.rs); judged at quiescence.
     assert_eq!(row("L-6")["status"], "at-quiescence");
     assert!(c["sometimes"]["transfer-returned"].as_u64().is_some(), "registered sometimes-properties are listed");
     assert_eq!(c["sometimes"]["deposit-confirmed"], report["deposits_confirmed"]);

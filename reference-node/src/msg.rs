@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 pub mod lightning;
 pub mod ssp;
 pub use ssp::{SspReply, SspRequest, SspService};
+pub mod swap;
+pub use swap::{SwapReply, SwapRequest, SwapStatus, SwapTransfer, SwapVersion};
 
 /// Correlates a reply with its request: the requester's session and the phase it was in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -289,6 +291,8 @@ pub enum WalletRequest {
     AggregateSign { identity: PublicKey, leaf: LeafId, jobs: Vec<UserJob> },
     /// Aggregate: the signed aggregate node pair and refunds.
     AggregateFinalize { identity: PublicKey, leaf: LeafId, signed: Vec<Transaction> },
+    /// Leaf swaps (msg/swap.rs, operator/swap.rs).
+    Swap(SwapRequest),
 }
 
 impl WalletRequest {
@@ -314,6 +318,7 @@ impl WalletRequest {
             WalletRequest::AggregatePrepare { .. } => "AggregatePrepare",
             WalletRequest::AggregateSign { .. } => "AggregateSign",
             WalletRequest::AggregateFinalize { .. } => "AggregateFinalize",
+            WalletRequest::Swap(r) => r.kind(),
         }
     }
 }
@@ -357,6 +362,8 @@ pub enum WalletReply {
     SplitPlanned { children: Vec<crate::split_msg::SplitChildKeys> },
     /// Aggregate: every operator computed the parent's new SE key Σ S_c.
     AggregatePlanned { se_public_key: PublicKey },
+    /// Leaf swaps: a swap's state (msg/swap.rs).
+    Swap(SwapReply),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -500,6 +507,9 @@ pub enum GossipBody {
     FinalizeSplit { split: crate::split_msg::SplitRecord },
     /// Aggregate (operator/aggregate.rs): the children are AGGREGATED, the parent a leaf again.
     FinalizeAggregate { aggregate: crate::split_msg::AggregateRecord },
+    /// Leaf swaps: apply the primary's and every counter transfer's sender tweak in one store
+    /// transaction (spark-protocol §4.3 v3, operator/swap.rs).
+    SettleSwapKeyTweak { primary: TransferId, counters: Vec<TransferId> },
 }
 
 impl GossipBody {
@@ -518,6 +528,7 @@ impl GossipBody {
             GossipBody::PreimageRevealed { .. } => "Gossip:PreimageRevealed",
             GossipBody::FinalizeSplit { .. } => "Gossip:FinalizeSplit",
             GossipBody::FinalizeAggregate { .. } => "Gossip:FinalizeAggregate",
+            GossipBody::SettleSwapKeyTweak { .. } => "Gossip:SettleSwapKeyTweak",
         }
     }
 }

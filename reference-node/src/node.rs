@@ -33,6 +33,8 @@ pub enum TimerKind {
     ConsensusFlush,
     /// SSP (wallet/ssp_lightning.rs): the simulated payer's HTLC for this payment hash arrives.
     LightningPayerHtlc([u8; 32]),
+    /// Operator: return leaf swaps past their expiry (operator/swap.rs).
+    SwapTasks,
 }
 
 /// What a driver hands to a node.

@@ -65,6 +65,12 @@ pub enum Observation {
     LeafSplit { wallet: WalletId, parent: LeafId, children: Vec<(LeafId, u64)> },
     /// Aggregate (wallet/aggregate.rs): the operators folded `children` back into `parent`.
     LeafAggregated { wallet: WalletId, parent: LeafId, children: Vec<LeafId> },
+    /// Leaf swaps (operator/swap.rs): the coordinator recorded a swap's primary transfer.
+    SwapStarted { primary: TransferId, version: crate::msg::SwapVersion, value_sats: u64 },
+    /// Leaf swaps: the coordinator's decision, durable: both legs settled or both returned.
+    SwapDecided { primary: TransferId, counters: Vec<TransferId>, settled: bool },
+    /// Leaf swaps v2: the SSP extracted the adaptor secret from the user's completed signature.
+    SwapAdaptorLearned { primary: TransferId, wallet: WalletId },
 }
 
 /// Which rule of the enforcing signer guard refused.

@@ -47,6 +47,7 @@ use hygiene::WalletView;
 use reference_node::types::NodeId;
 // Byzantine operators and restored hazards (issue 4): their own files, hooked below.
 mod hazards;
+mod swaps;
 mod theft;
 pub use hazards::DetectionSummary;
 pub use theft::TheftSummary;
@@ -326,6 +327,8 @@ impl Checker {
             if changed.iter().any(|o| dbs.iter().any(|(d, db)| d == o && !db.flows.is_empty())) {
                 found.extend(consensus::check_flow_safety(&dbs));
             }
+            // Leaf swaps: L-6 safety once a swap is decided (checker/swaps.rs).
+            found.extend(swaps::check_safety(&dbs));
         }
         found.extend(self.audit_chain(engine.chain()));
         found.extend(self.check_backing(engine.chain()));
@@ -364,6 +367,9 @@ impl Checker {
         found.extend(liveness::check_exits(wallets));
         found.extend(liveness::check_pool(&self.pool_skips));
         found.extend(split::check_split_agreement(up));
+        // Leaf swaps (checker/swaps.rs): every swap decided, both legs on its side.
+        self.tick("L-6");
+        found.extend(swaps::check_atomicity(up, now, self.task_period));
         found
     }
 
@@ -477,6 +483,11 @@ impl Checker {
                 let signed = self.history.get(leaf).map_or(0, |h| h.len());
                 found.extend(hygiene::check_deposit_broadcast(*wallet, leaf, *holds_signed_exit, signed));
             }
+            // Leaf swaps (checker/swaps.rs judges them from the tables).
+            Observation::SwapStarted { .. } => self.coverage.hit("swap-started"),
+            Observation::SwapDecided { settled: true, .. } => self.coverage.hit("swap-settled"),
+            Observation::SwapDecided { settled: false, .. } => self.coverage.hit("swap-returned"),
+            Observation::SwapAdaptorLearned { .. } => self.coverage.hit("swap-adaptor-learned"),
             Observation::CommandSkipped { wallet, reason } => {
                 self.coverage.hit("command-skipped");
                 // Which command gave up: the wallet names it first in every reason.

@@ -150,6 +150,11 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
         engine.schedule_command(ag.at, ag.wallet, Command::Aggregate);
         last_command = last_command.max(ag.at);
     }
+    // Leaf swaps (scenario/ssp.rs `[[ssp.swap]]`).
+    for sw in s.ssp.iter().flat_map(|x| x.swaps.iter().map(move |sw| (x.swap_version, sw))) {
+        engine.schedule_command(sw.1.at, sw.1.wallet, Command::Swap { target_denominations: sw.1.amounts.clone(), version: sw.0 });
+        last_command = last_command.max(sw.1.at);
+    }
     for f in &s.faults {
         match f {
             FaultSpec::Crash { node, at, restart_after } => {

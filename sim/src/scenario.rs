@@ -22,7 +22,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 mod ssp;
-pub use ssp::SspSpec;
+pub use ssp::{SspSpec, SwapAt};
 mod lightning;
 pub use lightning::{LightningAt, LightningDirection};
 
@@ -1143,7 +1143,7 @@ impl Validator<'_> {
             None => Topology::default(),
             Some(t) => self.topology(t)?,
         };
-        let ssp = raw.ssp.as_ref().map(|x| self.ssp(x)).transpose()?;
+        let ssp = raw.ssp.as_ref().map(|x| self.ssp(x, topology.wallets)).transpose()?;
         topology.ssp = ssp.is_some();
         let network = match &raw.network {
             None => NetworkSpec::default(),

@@ -113,6 +113,12 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
         let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
         let _ = write!(out, "\n[ssp]\ndeposits = [{}]\nl1_coins = [{}]\n", list(&ssp.deposits), list(&ssp.l1_coins));
         let _ = write!(out, "lightning_failure_rate = {}\nlightning_payer_delay_s = {}\n", float(f64::from(ssp.lightning_failure_ppm) / 1e6), secs(ssp.lightning_payer_delay));
+        // Leaf swaps (scenario/ssp.rs).
+        let version = if ssp.swap_version == reference_node::msg::SwapVersion::V2 { 2 } else { 3 };
+        let _ = writeln!(out, "swap_version = {version}");
+        for sw in &ssp.swaps {
+            let _ = write!(out, "\n[[ssp.swap]]\nwallet = {}\nat_s = {}\namounts = [{}]\n", node(NodeId::Wallet(sw.wallet)), secs(sw.at), list(&sw.amounts));
+        }
     }
 
     budgets(&mut out, &s.budgets);
@@ -579,7 +585,7 @@ mod tests {
                 ByzantineSpec { operator: OperatorId(4), behaviours: [Behaviour::Withhold].into() },
             ];
             s.thefts = vec![TheftSpec { wallet: WalletId(1), at: t(2_400_500) }];
-            (s.topology.ssp, s.ssp) = (true, Some(crate::scenario::SspSpec { deposits: vec![4_096, 1], l1_coins: vec![], lightning_failure_ppm: 125_000, lightning_payer_delay: t(2_500) }));
+            (s.topology.ssp, s.ssp) = (true, Some(crate::scenario::SspSpec { deposits: vec![4_096, 1], l1_coins: vec![], lightning_failure_ppm: 125_000, lightning_payer_delay: t(2_500), swap_version: reference_node::msg::SwapVersion::V2, swaps: vec![crate::scenario::SwapAt { wallet: WalletId(0), at: t(7_000_000), amounts: vec![2_048, 2_048] }] }));
             s.workload.lightning = vec![crate::scenario::LightningAt { wallet: WalletId(1), at: t(40_500), direction: crate::scenario::LightningDirection::Receive, sats: 4_096 }];
             s.splits = vec![crate::scenario::SplitSpec { wallet: WalletId(2), at: t(1_900_250), values: vec![40_000, 25_536] }];
             s.aggregates = vec![crate::scenario::AggregateSpec { wallet: WalletId(2), at: t(1_950_500) }];
@@ -601,7 +607,7 @@ mod tests {
             "seed", "network.duplicate", "network.reorder", "network.reorder_ms", "network.link.duplicate", "network.link.reorder", "network.link.loss",
             "chain.deposit_confirmations", "chain.min_feerate_sat_vb", "protocol.hazards", "protocol.test_faults", "byzantine.operator", "byzantine.behaviours",
             "theft.wallet", "theft.at_s", "split.wallet", "split.at_s", "split.values", "aggregate.wallet", "aggregate.at_s", "swarm.kinds", "swarm.p_on", "swarm.max_loss", "swarm.max_crashes", "swarm.max_skew_ms", "swarm.max_drift_ppm",
-            "swarm.max_slow_factor", "ssp.deposits", "ssp.l1_coins", "ssp.lightning_failure_rate", "ssp.lightning_payer_delay_s", "workload.lightning.wallet",
+            "swarm.max_slow_factor", "ssp.deposits", "ssp.l1_coins", "ssp.swap_version", "ssp.swap.wallet", "ssp.swap.at_s", "ssp.swap.amounts", "ssp.lightning_failure_rate", "ssp.lightning_payer_delay_s", "workload.lightning.wallet",
             "workload.lightning.at_s", "workload.lightning.direction", "workload.lightning.sats", "budgets.transfer_p99_s", "budgets.liveness_s", "workload.exit_at_s", "run.settle_s",
         ];
         let missing: Vec<&&str> = want.iter().filter(|k| !keys.contains(**k)).collect();

@@ -135,6 +135,9 @@ fn observation_line(o: &Observation) -> String {
         Observation::ColludedSignature { operator, .. } => format!("{operator} co-signed with a key share it should have forgotten"),
         Observation::LeafSplit { wallet, parent, children } => format!("{wallet} split leaf {parent} into {} children", children.len()),
         Observation::LeafAggregated { wallet, parent, children } => format!("{wallet} aggregated {} children back into leaf {parent}", children.len()),
+        Observation::SwapStarted { primary, version, value_sats } => format!("swap {primary} ({version:?}) started for {value_sats} sats"),
+        Observation::SwapDecided { primary, counters, settled } => format!("swap {primary} {} with {} counter transfers", if *settled { "settled" } else { "returned" }, counters.len()),
+        Observation::SwapAdaptorLearned { primary, wallet } => format!("{wallet} learned swap {primary}'s adaptor secret"),
         Observation::TheftAttempt { wallet, leaf, colluders, outcome } => {
             let colluders: Vec<String> = colluders.iter().map(|o| o.to_string()).collect();
             match outcome {

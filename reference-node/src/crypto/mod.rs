@@ -2,6 +2,7 @@
 //! user as a mandatory participant, Feldman VSS for key tweaks, ECIES for per-operator payloads,
 //! the operators' DKG, and identity-key ECDSA.
 
+pub mod adaptor;
 pub mod curve;
 pub mod dkg;
 pub mod ecies;

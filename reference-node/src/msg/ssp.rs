@@ -24,6 +24,28 @@ pub enum SspRequest {
     Quote { service: SspService, amount_sats: u64 },
     /// Lightning receive (§4.7 step 1, `requestLightningReceive`): an invoice for this hash.
     LightningInvoice { payment_hash: [u8; 32], amount_sats: u64 },
+    /// Leaf swaps (wallet/swap.rs, `requestLeavesSwap`): counter my primary transfer with leaves
+    /// of these denominations.
+    Swap(Box<SwapOffer>),
+}
+
+/// A user's swap request to the SSP (spark-protocol §4.3 v2 step 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapOffer {
+    pub primary: crate::types::TransferId,
+    pub version: super::SwapVersion,
+    /// Sum = the primary's value; each a power of two the SSP holds.
+    pub target_sats: Vec<u64>,
+    /// v2: T = a·G, the pre-signature of the primary's CPFP refund, that refund and its prevout.
+    pub adaptor: Option<SwapAdaptor>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapAdaptor {
+    pub point: crate::crypto::PublicKey,
+    pub pre_signature: crate::crypto::adaptor::PreSignature,
+    pub refund: bitcoin::Transaction,
+    pub prevout: bitcoin::TxOut,
 }
 
 impl SspRequest {
@@ -31,6 +53,7 @@ impl SspRequest {
         match self {
             SspRequest::Quote { .. } => "SspQuote",
             SspRequest::LightningInvoice { .. } => "SspLightningInvoice",
+            SspRequest::Swap(_) => "SspSwap",
         }
     }
 }
@@ -40,4 +63,6 @@ pub enum SspReply {
     Quote { service: SspService, amount_sats: u64, fee_sats: u64 },
     /// Lightning receive: the hold invoice the SSP issued.
     Invoice(super::lightning::Invoice),
+    /// Leaf swaps: the SSP accepted and will counter-transfer.
+    SwapAccepted { primary: crate::types::TransferId },
 }

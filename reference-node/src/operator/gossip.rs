@@ -88,6 +88,7 @@ impl Operator {
             GossipBody::PreimageRevealed { transfer, payment_hash, preimage } => super::preimage::apply_revealed(db, *transfer, payment_hash, preimage),
             GossipBody::FinalizeSplit { split } => self.apply_split(db, self.cfg.id, split),
             GossipBody::FinalizeAggregate { aggregate } => self.apply_aggregate(db, self.cfg.id, aggregate),
+            GossipBody::SettleSwapKeyTweak { primary, counters } => self.apply_settle_swap(db, *primary, counters),
         }
     }
 
@@ -140,6 +141,7 @@ impl Operator {
             }
             GossipBody::SettleReceiverCommit { transfer, .. } => self.resume_claim(ctx, transfer),
             GossipBody::ConsensusCommit { flow } => self.twopc_commit_progress(ctx, flow, true),
+            GossipBody::SettleSwapKeyTweak { primary, counters } => self.swap_settle_delivered(ctx, primary, counters),
             _ => {}
         }
     }

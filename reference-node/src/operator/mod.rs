@@ -19,6 +19,7 @@ mod split;
 pub mod store;
 mod twopc;
 mod twopc_flows;
+pub mod swap;
 mod watcher;
 
 use crate::crypto::SecretKey;
@@ -193,6 +194,7 @@ impl Operator {
         self.arm_gossip_timer(ctx);
         self.arm_tasks_timer(ctx);
         self.arm_consensus_tick(ctx);
+        self.arm_swap_timers(ctx);
     }
 
     fn on_internal_reply(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: Result<InternalReply, String>) {
@@ -289,6 +291,7 @@ impl Operator {
             TimerKind::DkgPool => self.dkg_pool_tick(ctx),
             TimerKind::ConsensusTick => self.consensus_tick(ctx),
             TimerKind::ConsensusFlush => self.consensus_flush(ctx),
+            TimerKind::SwapTasks => self.swap_tasks(ctx),
             TimerKind::PollTransfers | TimerKind::WalletRetry | TimerKind::TheftTimeout | TimerKind::LightningPayerHtlc(_) => {}
         }
     }
@@ -355,6 +358,8 @@ impl Operator {
                 let r = self.aggregate_finalize(ctx, identity, leaf, signed);
                 Self::reply_wallet(ctx, call, r.map(|()| WalletReply::Finalized));
             }
+            // Leaf swaps (operator/swap.rs).
+            WalletRequest::Swap(r) => self.on_swap_request(ctx, call, r),
         }
     }
 

@@ -333,9 +333,14 @@ impl Operator {
         db.transfers.insert(s.transfer, row);
         db.pending_sends.insert(s.transfer, PendingSendRow { status: PendingSendStatus::Finished, started_at: ctx.now });
         let others = self.others();
-        let seq = (!others.is_empty()).then(|| Self::gossip_create(&mut db, GossipBody::SettleSenderKeyTweak { transfer: s.transfer }, others));
-        if seq.is_none() {
-            if let Err(e) = self.apply_settle_sender(&mut db, s.transfer) {
+        // Leaf swaps (operator/swap.rs): a swap leg's sender tweak waits for the swap's decision.
+        let settle = match Self::swap_on_commit(&mut db, s.transfer) {
+            Ok(x) => Self::swap_settle_body(x, s.transfer),
+            Err(e) => return self.send_abort(ctx, s, e),
+        };
+        let seq = settle.clone().filter(|_| !others.is_empty()).map(|body| Self::gossip_create(&mut db, body, others));
+        if let (None, Some(body)) = (seq, &settle) {
+            if let Err(e) = self.apply_swap_gossip(&mut db, body) {
                 return self.send_abort(ctx, s, e);
             }
         }

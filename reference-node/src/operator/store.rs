@@ -232,6 +232,9 @@ pub struct Db {
     /// marks the child ON_CHAIN when that node tx confirms, as it does a root for its deposit).
     #[serde(default)]
     pub leaf_by_split_output: BTreeMap<OutPoint, LeafId>,
+    /// Leaf swaps this operator coordinates, by primary transfer (operator/swap.rs).
+    #[serde(default)]
+    pub swaps: BTreeMap<TransferId, super::swap::SwapRow>,
 }
 
 /// An aggregation of a split parent's children in flight (spark-protocol §2.6).

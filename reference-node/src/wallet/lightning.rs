@@ -4,7 +4,7 @@
 //! swap sends it leaves, which it claims like any transfer (§4.2). The operation state of the
 //! SSP's side lives in `ssp_lightning.rs`; both run as [`LnOp`]s.
 
-use super::ssp_lightning::SwapOp;
+use super::ssp_lightning::PreimageSwapOp;
 use super::{Command, Op, Wallet};
 use crate::crypto::identity::sha256;
 use crate::crypto::vss::{self, VssShare};
@@ -21,7 +21,7 @@ pub(super) enum LnOp {
     /// The user's receive.
     Receive(ReceiveOp),
     /// The SSP's preimage swap for a held HTLC (ssp_lightning.rs).
-    Swap(SwapOp),
+    Swap(PreimageSwapOp),
 }
 
 pub(super) struct ReceiveOp {
@@ -62,7 +62,7 @@ impl Wallet {
     }
 
     /// The SSP answered (only the receive waits for it).
-    pub(super) fn on_ssp_reply(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: Result<SspReply, String>) {
+    pub(super) fn lightning_ssp_reply(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: Result<SspReply, String>) {
         if !matches!(from, NodeId::Wallet(w) if Some(w) == self.cfg.directory.ssp) {
             return;
         }
@@ -105,7 +105,7 @@ impl Wallet {
                     Err(e) => self.fail(ctx, retry, format!("lightning receive: {from} refused the preimage share: {e}")),
                 }
             }
-            LnOp::Swap(s) => self.swap_reply(ctx, session, s, body),
+            LnOp::Swap(s) => self.preimage_swap_reply(ctx, session, s, body),
         }
     }
 
@@ -115,7 +115,7 @@ impl Wallet {
                 let retry = Some((Command::LightningReceive { sats: r.sats }, r.attempt));
                 self.fail(ctx, retry, "lightning receive timed out".into());
             }
-            LnOp::Swap(s) => self.swap_timeout(ctx, session, s),
+            LnOp::Swap(s) => self.preimage_swap_timeout(ctx, session, s),
         }
     }
 }

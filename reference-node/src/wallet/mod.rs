@@ -14,6 +14,7 @@ mod ssp;
 mod ssp_lightning;
 pub use ssp_lightning::{InvoiceState, LightningNetwork};
 pub mod split;
+mod swap;
 mod thief;
 
 use crate::crypto::signing::{self, SecretNonce, SigningJob};
@@ -55,6 +56,13 @@ pub enum Command {
     /// Aggregate (wallet/aggregate.rs): fold the children of a leaf this wallet split back into
     /// it, once it holds every one of them again.
     Aggregate,
+    /// Leaf swaps (wallet/swap.rs): swap one leaf worth the targets' sum for SSP leaves of
+    /// exactly these (power-of-two) denominations.
+    Swap { target_denominations: Vec<u64>, version: crate::msg::SwapVersion },
+    /// Leaf swaps, SSP side: counter-transfer these reserved leaves to `user` for `primary`.
+    ServeSwap { primary: TransferId, user: WalletId, leaves: Vec<LeafId>, adaptor: Option<Box<crate::msg::ssp::SwapAdaptor>> },
+    /// Leaf swaps, SSP side after a crash: follow the swap its reserved leaves were held for.
+    FollowSwap { primary: TransferId, leaves: Vec<LeafId> },
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -120,6 +128,9 @@ enum Op {
     Lightning(Box<lightning::LnOp>),
     Split(Box<split::SplitOp>),
     Aggregate(Box<aggregate::AggregateOp>),
+    /// Leaf swaps (wallet/swap.rs): the user's side and the SSP's side.
+    Swap(Box<swap::SwapOp>),
+    Serve(Box<swap::ServeOp>),
 }
 
 pub struct Wallet {
@@ -303,6 +314,9 @@ impl Wallet {
                 Command::LightningSwap { payment_hash } => self.start_preimage_swap(ctx, payment_hash, attempt),
                 Command::Split { values } => self.start_split(ctx, values, attempt),
                 Command::Aggregate => self.start_aggregate(ctx, attempt),
+                Command::Swap { target_denominations, version } => self.start_swap(ctx, target_denominations, version),
+                Command::ServeSwap { primary, user, leaves, adaptor } => self.start_serve_swap(ctx, primary, user, leaves, adaptor),
+                Command::FollowSwap { primary, leaves } => self.start_follow_swap(ctx, primary, leaves),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -368,6 +382,8 @@ impl Wallet {
             Op::Lightning(l) => self.lightning_reply(ctx, session, op, *l, body),
             Op::Split(s) => self.split_reply(ctx, session, *s, body),
             Op::Aggregate(a) => self.aggregate_reply(ctx, session, *a, body),
+            Op::Swap(s) => self.swap_reply(ctx, session, *s, body),
+            Op::Serve(s) => self.serve_reply(ctx, session, *s, body),
         }
     }
 
@@ -398,6 +414,8 @@ impl Wallet {
             Op::Lightning(l) => self.lightning_timeout(ctx, session, *l),
             Op::Split(s) => self.split_timeout(ctx, *s),
             Op::Aggregate(a) => self.aggregate_timeout(ctx, *a),
+            Op::Swap(s) => self.swap_timeout(ctx, session, *s),
+            Op::Serve(s) => self.serve_timeout(ctx, session, *s),
         }
     }
 
@@ -527,7 +545,11 @@ impl Node for Wallet {
                 }
                 Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),
                 Msg::SspRequest { req, body } => self.on_ssp_request(ctx, from, req, *body),
-                Msg::SspReply { req, body } => self.on_ssp_reply(ctx, from, req, *body),
+                // Each flow that waits on the SSP checks the reply against its own op and round.
+                Msg::SspReply { req, body } => match &self.op {
+                    Some((_, Op::Swap(_))) => self.swap_on_ssp_reply(ctx, from, req, *body),
+                    _ => self.lightning_ssp_reply(ctx, from, req, *body),
+                },
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
                     self.exit_broadcast_refused(&txid, &reason);
                     self.deposit_broadcast_refused(&txid);
@@ -541,6 +563,8 @@ impl Node for Wallet {
     /// A wallet's keys and leaves are its backup (seed + exit data): only the operation in
     /// flight is lost.
     fn crash(&mut self) {
+        // Leaf swaps (wallet/swap.rs): the SSP follows the swaps its reserved leaves were for.
+        self.requeue_swaps();
         self.op = None;
         self.waiting.clear();
         self.poll_armed = false;

@@ -27,6 +27,8 @@ impl Wallet {
             match body {
                 SspRequest::Quote { service, amount_sats } => self.cfg.params.ssp_fees.quote(service, amount_sats).map(|fee_sats| SspReply::Quote { service, amount_sats, fee_sats }),
                 SspRequest::LightningInvoice { payment_hash, amount_sats } => self.ssp_lightning_request(ctx, from_wallet, payment_hash, amount_sats),
+                // Leaf swaps (wallet/swap.rs).
+                SspRequest::Swap(offer) => self.ssp_accept_swap(ctx, from, *offer),
             }
         };
         if let Err(reason) = &reply {

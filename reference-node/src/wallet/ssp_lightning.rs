@@ -94,7 +94,7 @@ impl LightningNetwork {
 }
 
 /// The SSP's preimage swap for one held HTLC.
-pub(super) struct SwapOp {
+pub(super) struct PreimageSwapOp {
     attempt: u8,
     payment_hash: [u8; 32],
     leaf: LeafId,
@@ -141,7 +141,7 @@ impl Wallet {
             return self.start_next(ctx);
         };
         let leaf = *leaf;
-        self.begin(Op::Lightning(Box::new(LnOp::Swap(SwapOp { attempt, payment_hash, leaf, stage: Stage::Commitments }))));
+        self.begin(Op::Lightning(Box::new(LnOp::Swap(PreimageSwapOp { attempt, payment_hash, leaf, stage: Stage::Commitments }))));
         let to = self.cfg.coordinator;
         self.request(ctx, to, WalletRequest::GetSigningCommitments { leaf, count: 3 });
         self.arm_timeout(ctx);
@@ -152,7 +152,7 @@ impl Wallet {
         ctx.observe(Observation::LightningReceiveFailed { ssp: self.cfg.id, payment_hash, reason });
     }
 
-    fn swap_continue(&mut self, ctx: &mut Ctx<'_>, session: u64, s: SwapOp, request: WalletRequest) {
+    fn preimage_swap_continue(&mut self, ctx: &mut Ctx<'_>, session: u64, s: PreimageSwapOp, request: WalletRequest) {
         self.op = Some((session, Op::Lightning(Box::new(LnOp::Swap(s)))));
         self.new_round();
         let to = self.cfg.coordinator;
@@ -160,7 +160,7 @@ impl Wallet {
         self.arm_timeout(ctx);
     }
 
-    pub(super) fn swap_reply(&mut self, ctx: &mut Ctx<'_>, session: u64, mut s: SwapOp, body: Result<WalletReply, String>) {
+    pub(super) fn preimage_swap_reply(&mut self, ctx: &mut Ctx<'_>, session: u64, mut s: PreimageSwapOp, body: Result<WalletReply, String>) {
         let hash = s.payment_hash;
         match (&s.stage, body) {
             (Stage::Commitments, Ok(WalletReply::SigningCommitments { commitments })) => {
@@ -173,22 +173,22 @@ impl Wallet {
                         }
                         let swap = PreimageSwap { reason: PreimageReason::Receive, payment_hash: hash, amount_sats: invoice.amount_sats, fee_sats: 0 };
                         s.stage = Stage::Start { transfer };
-                        self.swap_continue(ctx, session, s, WalletRequest::InitiatePreimageSwap { swap, transfer: t, sender, receiver, expiry, package });
+                        self.preimage_swap_continue(ctx, session, s, WalletRequest::InitiatePreimageSwap { swap, transfer: t, sender, receiver, expiry, package });
                     }
                     Ok(_) => self.finish(ctx),
-                    Err(e) => self.swap_retry(ctx, s, e),
+                    Err(e) => self.preimage_swap_retry(ctx, s, e),
                 }
             }
-            (Stage::Commitments, Err(e)) => self.swap_retry(ctx, s, e),
+            (Stage::Commitments, Err(e)) => self.preimage_swap_retry(ctx, s, e),
             // Every answer about the transfer leads to its durable outcome.
             (Stage::Start { transfer } | Stage::QueryTransfer { transfer }, Ok(WalletReply::Transfer { outcome, .. })) => {
                 let transfer = *transfer;
                 match outcome {
                     TransferOutcome::Sent => {
                         s.stage = Stage::QueryPreimage { transfer };
-                        self.swap_continue(ctx, session, s, WalletRequest::QueryPreimage { payment_hash: hash });
+                        self.preimage_swap_continue(ctx, session, s, WalletRequest::QueryPreimage { payment_hash: hash });
                     }
-                    TransferOutcome::Returned | TransferOutcome::Unknown => self.swap_returned(ctx, s, transfer),
+                    TransferOutcome::Returned | TransferOutcome::Unknown => self.preimage_swap_returned(ctx, s, transfer),
                     TransferOutcome::InProgress => {
                         self.op = Some((session, Op::Lightning(Box::new(LnOp::Swap(s)))));
                         self.new_round();
@@ -198,7 +198,7 @@ impl Wallet {
             }
             (Stage::Start { transfer }, Err(e)) => {
                 ctx.observe(Observation::Rejected { what: format!("{} preimage swap {transfer}", self.cfg.id), reason: e });
-                self.swap_timeout(ctx, session, s);
+                self.preimage_swap_timeout(ctx, session, s);
             }
             (Stage::QueryPreimage { transfer }, Ok(WalletReply::Preimage { preimage: Some(r), .. })) => {
                 let transfer = *transfer;
@@ -229,22 +229,22 @@ impl Wallet {
         }
     }
 
-    pub(super) fn swap_timeout(&mut self, ctx: &mut Ctx<'_>, session: u64, mut s: SwapOp) {
+    pub(super) fn preimage_swap_timeout(&mut self, ctx: &mut Ctx<'_>, session: u64, mut s: PreimageSwapOp) {
         match s.stage {
-            Stage::Commitments => self.swap_retry(ctx, s, "commitments timed out".into()),
+            Stage::Commitments => self.preimage_swap_retry(ctx, s, "commitments timed out".into()),
             Stage::Start { transfer } | Stage::QueryTransfer { transfer } => {
                 s.stage = Stage::QueryTransfer { transfer };
-                self.swap_continue(ctx, session, s, WalletRequest::QueryTransfer { transfer });
+                self.preimage_swap_continue(ctx, session, s, WalletRequest::QueryTransfer { transfer });
             }
             Stage::QueryPreimage { .. } => {
                 let hash = s.payment_hash;
-                self.swap_continue(ctx, session, s, WalletRequest::QueryPreimage { payment_hash: hash });
+                self.preimage_swap_continue(ctx, session, s, WalletRequest::QueryPreimage { payment_hash: hash });
             }
         }
     }
 
     /// Before any transfer exists: try again later, or give the payer its money back.
-    fn swap_retry(&mut self, ctx: &mut Ctx<'_>, s: SwapOp, reason: String) {
+    fn preimage_swap_retry(&mut self, ctx: &mut Ctx<'_>, s: PreimageSwapOp, reason: String) {
         if s.attempt + 1 < super::MAX_ATTEMPTS {
             self.fail(ctx, Some((Command::LightningSwap { payment_hash: s.payment_hash }, s.attempt)), format!("preimage swap: {reason}"));
         } else {
@@ -254,7 +254,7 @@ impl Wallet {
     }
 
     /// The swap was returned: the SSP keeps its leaf, the payer's HTLC is failed back.
-    fn swap_returned(&mut self, ctx: &mut Ctx<'_>, s: SwapOp, transfer: TransferId) {
+    fn preimage_swap_returned(&mut self, ctx: &mut Ctx<'_>, s: PreimageSwapOp, transfer: TransferId) {
         if let Some(l) = self.leaves.get_mut(&s.leaf) {
             l.state = LeafState::Available;
         }

@@ -109,14 +109,23 @@ fn gossip_transfer(body: &GossipBody) -> Option<TransferId> {
         | GossipBody::SettleReceiverRollback { transfer, .. }
         | GossipBody::FinalizeTransfer { transfer, .. }
         | GossipBody::PreimageRevealed { transfer, .. } => Some(*transfer),
+        GossipBody::SettleSwapKeyTweak { primary, .. } => Some(*primary),
         // Two-phase commit mode: the flow's transfer (see `consensus::transfers_in_flight`).
         GossipBody::ConsensusCommit { .. } | GossipBody::ConsensusRollback { .. } => None,
     }
 }
 
+/// Leaf swaps: a settle in flight also covers its counter transfers.
+fn gossip_swap_counters(body: &GossipBody) -> Vec<TransferId> {
+    match body {
+        GossipBody::SettleSwapKeyTweak { counters, .. } => counters.clone(),
+        _ => Vec::new(),
+    }
+}
+
 /// I-12: operators holding a transfer disagree on its status and no gossip is left to fix it.
 pub fn check_transfer_convergence(dbs: &[(OperatorId, &Db)]) -> Vec<Finding> {
-    let mut pending: BTreeSet<TransferId> = dbs.iter().flat_map(|(_, db)| db.gossip_out.values().filter_map(|g| gossip_transfer(&g.body))).collect();
+    let mut pending: BTreeSet<TransferId> = dbs.iter().flat_map(|(_, db)| db.gossip_out.values().flat_map(|g| gossip_transfer(&g.body).into_iter().chain(gossip_swap_counters(&g.body)))).collect();
     pending.extend(super::consensus::transfers_in_flight(dbs));
     let mut views: BTreeMap<TransferId, Vec<(OperatorId, TransferStatus)>> = BTreeMap::new();
     for (op, db) in dbs {

@@ -35,7 +35,7 @@ pub const PROPERTIES: &[(&str, &str, When, &str)] = &[
     ("L-3", "Expiry", When::AtQuiescence, "a transfer before SENDER_KEY_TWEAKED one task period past its expiry is RETURNED"),
     ("L-4", "Unilateral exit", When::AtQuiescence, "every exit a wallet started confirmed its refund"),
     ("L-5", "Cooperative exit atomicity", When::NotApplicable, "needs cooperative exit"),
-    ("L-6", "Swap / Lightning atomicity", When::AtQuiescence, "Lightning receive: the user claims the swap's leaves iff the SSP learned the preimage (swaps and Lightning send: not yet)"),
+    ("L-6", "Swap / Lightning atomicity", When::AtQuiescence, "leaf swaps: both legs settled or both returned (safety after every store change, decision at quiescence); Lightning receive: the user claims the swap's leaves iff the SSP learned the preimage (Lightning send: not yet)"),
     ("L-7", "Renewability", When::NotApplicable, "needs renew"),
     ("L-8", "Pool health", When::Always, "no deposit given up because the keyshare pool ran dry"),
 ];

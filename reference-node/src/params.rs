@@ -30,6 +30,11 @@ pub struct Hazards {
     /// breez/spark-sdk#314: claim refunds are built from the leaf's old refund instead of the
     /// transfer's intermediate refund, so receiving never decrements the timelock (I-6, §8.2 #8).
     pub claim_skip_timelock_decrement: bool,
+    /// Renew (not a Spark bug report: a precondition left out): operators accept renew-node on a
+    /// leaf node with CSV 0 and wallets use it there instead of renew-node-zero. Its split node
+    /// (CSV 0) then ties the old node (CSV 0) on the same parent outpoint, so the current epoch
+    /// no longer wins by timelock (I-7, spark-protocol §3.6).
+    pub renew_node_on_zero_csv: bool,
 }
 
 /// What a Byzantine operator does instead of following the protocol (a catalogue; see
@@ -102,10 +107,6 @@ pub struct Params {
     /// Confirmations before the chain watcher makes a deposit's leaf AVAILABLE (spark-protocol
     /// §3.3: single-use deposits count 1 — "seen in a block" — static deposits 3).
     pub deposit_confirmations: u32,
-    /// Renew (wallet/renew.rs): wallets renew a CSV-0 leaf node (a deposit root) with renew-node
-    /// instead of renew-node-zero. Both meet the operators' preconditions (§3.5: node CSV 0 ≤
-    /// 300); off by default (the SDK's §4.4 choice).
-    pub renew_zero_as_node: bool,
 }
 
 impl Params {
@@ -128,7 +129,6 @@ impl Params {
             hazards: Hazards::default(),
             byzantine: BTreeMap::new(),
             deposit_confirmations: 1,
-            renew_zero_as_node: false,
         }
     }
     pub fn operator_ids(&self) -> impl Iterator<Item = OperatorId> {

@@ -63,9 +63,6 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
         test_faults.join(", "),
         hazards.join(", ")
     );
-    if p.renew_zero_as_node {
-        out.push_str("renew_zero_as_node = true\n");
-    }
 
     workload(&mut out, &s.workload);
 

@@ -22,6 +22,10 @@ pub const SOMETIMES: &[(&str, &str)] = &[
     ("command-skipped", "a workload command could not be carried out"),
     ("deposit-reorged", "an L1 reorg took a confirmed deposit off the chain"),
     ("exit-reorged", "an L1 reorg took a confirmed exit transaction off the chain"),
+    // Renew (wallet/renew.rs): a wallet finalized a renew of each variant.
+    ("renew-refund", "a wallet finalized a renew-refund (node tx − 100, refunds back to 2000)"),
+    ("renew-node", "a wallet finalized a renew-node (split node at CSV 0, new node at 2000)"),
+    ("renew-node-zero", "a wallet finalized a renew-node-zero (new CSV-0 node on the old node's output)"),
 ];
 
 /// Per-run counts of every sometimes-property (registered ones start at 0, so a report shows

@@ -72,6 +72,6 @@ mod tests {
         assert_eq!(ids, want);
         let r = rows(&[("I-4", 3)].into(), &[("I-4".to_string(), 1)].into());
         assert_eq!((r[3].checks, r[3].violations, r[3].status.as_str()), (3, 1, "checked"));
-        assert_eq!(r[6].status, "not-applicable-yet");
+        assert_eq!(r[12].status, "not-applicable-yet");
     }
 }

@@ -30,6 +30,11 @@ pub struct Hazards {
     /// breez/spark-sdk#314: claim refunds are built from the leaf's old refund instead of the
     /// transfer's intermediate refund, so receiving never decrements the timelock (I-6, §8.2 #8).
     pub claim_skip_timelock_decrement: bool,
+    /// Renew (not a Spark bug report: a precondition left out): operators accept renew-node on a
+    /// leaf node with CSV 0 and wallets use it there instead of renew-node-zero. Its split node
+    /// (CSV 0) then ties the old node (CSV 0) on the same parent outpoint, so the current epoch
+    /// no longer wins by timelock (I-7, spark-protocol §3.6).
+    pub renew_node_on_zero_csv: bool,
 }
 
 /// What a Byzantine operator does instead of following the protocol (a catalogue; see
@@ -107,10 +112,6 @@ pub struct Params {
     /// Two-phase commit mode: an undecided flow older than this is swept (coordinator: presumed
     /// abort) or reconciled (participant: asks the coordinator). Also the sweep period.
     pub flow_stale: Micros,
-    /// Renew (wallet/renew.rs): wallets renew a CSV-0 leaf node (a deposit root) with renew-node
-    /// instead of renew-node-zero. Both meet the operators' preconditions (§3.5: node CSV 0 ≤
-    /// 300); off by default (the SDK's §4.4 choice).
-    pub renew_zero_as_node: bool,
     /// What the service provider charges (wallet/ssp.rs).
     pub ssp_fees: SspFees,
     /// Lightning: the simulated network behind the SSP (wallet/ssp_lightning.rs).
@@ -186,7 +187,6 @@ impl Params {
             deposit_confirmations: 1,
             consensus: crate::consensus::Consensus::Gossip,
             flow_stale: Micros::from_secs(60),
-            renew_zero_as_node: false,
             ssp_fees: SspFees::default(),
             lightning: crate::msg::lightning::LightningParams { failure_ppm: 0, payer_delay: Micros::from_secs(5), seed: [0; 32] },
         }

@@ -39,6 +39,7 @@ pub mod lifecycle;
 pub mod liveness;
 pub mod properties;
 pub mod split;
+pub mod renew;
 pub mod table;
 pub mod timelocks;
 use crate::report::CheckerReport;
@@ -167,6 +168,8 @@ pub struct Checker {
     hazards: hazards::HazardChecks,
     /// Lightning: I-13 and L-6 (checker/lightning.rs).
     lightning: lightning::LightningCheck,
+    /// Renew: every signed spender of each exit-chain outpoint seen so far (I-7).
+    node_layers: renew::NodeLayerHistory,
 }
 
 impl Checker {
@@ -210,6 +213,7 @@ impl Checker {
             theft: theft::TheftCheck::default(),
             hazards: hazards::HazardChecks::default(),
             lightning: lightning::LightningCheck::default(),
+            node_layers: renew::NodeLayerHistory::default(),
         }
     }
 
@@ -354,10 +358,17 @@ impl Checker {
 
     /// The properties judged once the liveness phase is over, over plain data (for tests).
     pub fn quiescence_findings(&mut self, up: &[(OperatorId, &Db)], wallets: &[WalletView<'_>], down: &BTreeSet<OperatorId>, now: Micros) -> Vec<Finding> {
-        for inv in ["I-9", "I-10", "I-12", "L-2", "L-3", "L-4", "L-8"] {
+        for inv in ["I-9", "I-10", "I-12", "L-2", "L-3", "L-4", "L-7", "L-8"] {
             self.tick(inv);
         }
         let mut found = hygiene::check_exit_completeness(up, wallets);
+        for (op, db) in up {
+            for (leaf, row) in &db.leaves {
+                if let Some(m) = renew::check_renewable(row) {
+                    found.push(finding("L-7", format!("leaf {leaf} renew {op}"), format!("leaf {leaf} on {op}: {m}")));
+                }
+            }
+        }
         found.extend(hygiene::check_old_shares(up, self.threshold));
         found.extend(hygiene::check_gossip_converged(up, down, &self.gossip_refusals));
         let down_names: Vec<String> = down.iter().map(|o| o.to_string()).collect();
@@ -778,8 +789,12 @@ impl Checker {
         self.tick("I-1");
         self.tick("I-3");
         self.tick("I-8");
-        if let Some(m) = timelocks::check_timelock_bounds(Some(&row.nodes), &row.refunds) {
+        if let Some(m) = timelocks::check_timelock_bounds(Some(&row.nodes), &row.refunds).or_else(|| renew::check_ancestor_bounds(row)) {
             found.push(finding("I-8", format!("leaf {leaf} bounds {op}"), format!("leaf {leaf} on {op}: {m}")));
+        }
+        self.tick("I-7");
+        if let Some(m) = self.node_layers.record_and_check(row) {
+            found.push(finding("I-7", format!("leaf {leaf} node layers {op}"), format!("leaf {leaf} on {op}: {m}")));
         }
         let first = *self.leaf_value.entry(*leaf).or_insert((op, row.value_sats));
         if first.1 != row.value_sats {

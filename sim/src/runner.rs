@@ -57,7 +57,6 @@ pub fn params_of(s: &Scenario) -> Params {
     p.dkg_coordinators = vec![s.topology.coordinator];
     adversary_params(s, &mut p);
     p.deposit_confirmations = s.chain.deposit_confirmations;
-    p.renew_zero_as_node = s.protocol.renew_zero_as_node;
     p.consensus = s.protocol.consensus; // two-phase commit mode
     p.test_faults = TestFaults {
         skip_send_timelock_decrement: s.protocol.test_faults.contains(&TestFault::SkipSendTimelockDecrement),
@@ -74,6 +73,7 @@ fn adversary_params(s: &Scenario, p: &mut Params) {
         gossip_ack_unapplied: on(Hazard::GossipAckUnapplied),
         claim_settle_split: on(Hazard::ClaimSettleSplit),
         claim_skip_timelock_decrement: on(Hazard::ClaimSkipTimelockDecrement),
+        renew_node_on_zero_csv: on(Hazard::RenewNodeOnZeroCsv),
     };
     p.byzantine = s.byzantine.iter().map(|b| (b.operator, b.behaviours.clone())).collect();
 }

@@ -256,10 +256,8 @@ impl TestFault {
 /// - `test_faults` = []: deliberate bugs; allowed: "skip_send_timelock_decrement"
 ///   and "broadcast_refund_early" (the wallet broadcasts exit refunds before their timelock).
 /// - `hazards` = []: known Spark hazards (spark-protocol §8.2) restored on purpose; allowed:
-///   "gossip_ack_unapplied", "claim_settle_split", "claim_skip_timelock_decrement" (see [`Hazard`]).
-/// - `renew_zero_as_node` = false (renew): wallets renew a CSV-0 leaf node (a deposit root)
-///   with renew-node instead of renew-node-zero, so a deposited leaf reaches renew-node and
-///   renew-refund cycles (spark-protocol §3.5; both variants meet the operators' preconditions).
+///   "gossip_ack_unapplied", "claim_settle_split", "claim_skip_timelock_decrement",
+///   "renew_node_on_zero_csv" (see [`Hazard`]).
 /// - `consensus` = "gossip": how operators settle decisions (two-phase commit mode,
 ///   spark-protocol §4.10): "gossip" (Oct-2025 durable gossip, the coordinator applies its own
 ///   part after every receipt) or "two_phase" (the 2026 coordinator-driven prepare / commit /
@@ -275,8 +273,6 @@ pub struct ProtocolSpec {
     pub test_faults: BTreeSet<TestFault>,
     /// Known Spark hazards switched back on (see [`Hazard`]).
     pub hazards: BTreeSet<Hazard>,
-    /// Renew: renew-node instead of renew-node-zero on CSV-0 leaf nodes.
-    pub renew_zero_as_node: bool,
     /// Two-phase commit mode: gossip (default) or two_phase.
     pub consensus: reference_node::consensus::Consensus,
 }
@@ -292,7 +288,6 @@ impl Default for ProtocolSpec {
             wallet_poll: Micros::from_secs(5),
             test_faults: BTreeSet::new(),
             hazards: BTreeSet::new(),
-            renew_zero_as_node: false,
             consensus: reference_node::consensus::Consensus::Gossip,
         }
     }
@@ -642,6 +637,9 @@ pub enum Invariant {
     L3,
     L4,
     L8,
+    /// Renew: node-layer ordering and renewability.
+    I7,
+    L7,
     OpBudget(LatencyOp, Stat),
     // --- Byzantine operators and hazards (sim/src/checker/{theft,hazards}.rs) ---
     /// A leaf spent on chain without its owner by fewer than t colluders: a real bug.
@@ -688,6 +686,8 @@ impl Invariant {
             Invariant::L3 => "L-3",
             Invariant::L4 => "L-4",
             Invariant::L8 => "L-8",
+            Invariant::I7 => "I-7",
+            Invariant::L7 => "L-7",
             Invariant::OpBudget(op, stat) => budget_name(op, stat),
             Invariant::Theft => "theft",
             Invariant::TrustAssumptionBroken => "trust-assumption-broken",
@@ -709,6 +709,8 @@ impl Invariant {
             Invariant::L3,
             Invariant::L4,
             Invariant::L8,
+            Invariant::I7,
+            Invariant::L7,
         ];
         let budgets = LatencyOp::ALL.into_iter().flat_map(|op| Stat::ALL.map(|s| Invariant::OpBudget(op, s)));
         Invariant::ALL.into_iter().chain(checker).chain(budgets).collect()
@@ -728,7 +730,7 @@ impl std::fmt::Display for Invariant {
 /// `[expect]`: the expected outcome (default: pass).
 /// - `outcome` = "pass" | "violation".
 /// - `invariant`: required iff outcome is "violation"; one of I-1 I-2 I-3 I-4 I-5 I-6 I-8 I-9
-///   I-10 I-11 I-12 I-14 L-1 L-2 L-3 L-4 L-8 budget budget:<op>.<stat> theft
+///   I-10 I-11 I-12 I-14 L-1 L-2 L-3 L-4 L-8 I-7 L-7 budget budget:<op>.<stat> theft
 ///   trust-assumption-broken event-budget (see [`Invariant::every`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Expectation {
@@ -951,7 +953,6 @@ struct RawProtocol {
     wallet_poll_s: S<f64>,
     test_faults: Option<Vec<Spanned<String>>>,
     hazards: Option<Vec<Spanned<String>>>,
-    renew_zero_as_node: S<bool>,
     consensus: S<String>,
 }
 
@@ -1574,7 +1575,6 @@ impl Validator<'_> {
                 .unwrap_or(d.wallet_poll),
             test_faults,
             hazards: self.hazards(p.hazards.as_deref().unwrap_or_default())?,
-            renew_zero_as_node: p.renew_zero_as_node.as_ref().is_some_and(|b| *b.get_ref()),
             consensus: self.consensus(&p.consensus)?,
         })
     }
@@ -2302,13 +2302,17 @@ pub enum Hazard {
     ClaimSettleSplit,
     /// breez/spark-sdk#314: claim refunds keep the old refund's timelock (I-6).
     ClaimSkipTimelockDecrement,
+    /// Renew: renew-node accepted on a CSV-0 leaf node, whose split node then ties the old
+    /// node at CSV 0 on the same outpoint (I-7).
+    RenewNodeOnZeroCsv,
 }
 
 impl Hazard {
-    pub const ALL: [(&'static str, Hazard); 3] = [
+    pub const ALL: [(&'static str, Hazard); 4] = [
         ("gossip_ack_unapplied", Hazard::GossipAckUnapplied),
         ("claim_settle_split", Hazard::ClaimSettleSplit),
         ("claim_skip_timelock_decrement", Hazard::ClaimSkipTimelockDecrement),
+        ("renew_node_on_zero_csv", Hazard::RenewNodeOnZeroCsv),
     ];
 }
 

@@ -63,9 +63,6 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
         test_faults.join(", "),
         hazards.join(", ")
     );
-    if p.renew_zero_as_node {
-        out.push_str("renew_zero_as_node = true\n");
-    }
     // Two-phase commit mode: written only when not the default, so gossip scenarios keep their text.
     if p.consensus != reference_node::consensus::Consensus::Gossip {
         let name = crate::scenario::CONSENSUS_MODES.iter().find(|(_, c)| *c == p.consensus).map_or("?", |(n, _)| n);

@@ -80,8 +80,8 @@ impl Operator {
             GossipBody::SettleReceiverRollback { transfer, attempt } => Self::apply_receiver_rollback(db, *transfer, *attempt, self.cfg.params.hazards.claim_settle_split),
             GossipBody::FinalizeTransfer { transfer, refunds } => Self::apply_finalize_transfer(db, *transfer, refunds),
             // Renew (operator/renew.rs).
-            GossipBody::FinalizeRenewRefundTimelock { leaf, signed } => Self::apply_renew(db, *leaf, crate::tx::renew::RenewKind::Refund, signed),
-            GossipBody::FinalizeRenewNodeTimelock { leaf, kind, signed } => Self::apply_renew(db, *leaf, *kind, signed),
+            GossipBody::FinalizeRenewRefundTimelock { leaf, signed } => Self::apply_renew(db, *leaf, crate::tx::renew::RenewKind::Refund, signed, self.cfg.params.hazards.renew_node_on_zero_csv),
+            GossipBody::FinalizeRenewNodeTimelock { leaf, kind, signed } => Self::apply_renew(db, *leaf, *kind, signed, self.cfg.params.hazards.renew_node_on_zero_csv),
             // Two-phase commit mode (twopc.rs): the origin must be the flow's coordinator.
             GossipBody::ConsensusCommit { flow } => self.apply_flow_decision(db, origin, *flow, None),
             GossipBody::ConsensusRollback { flow, decision } => self.apply_flow_decision(db, origin, *flow, Some(*decision)),

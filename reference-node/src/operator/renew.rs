@@ -40,16 +40,16 @@ pub(super) struct RenewSession {
 }
 
 /// The expected renew of a stored leaf: its templates rebuilt from the row.
-fn expected(db: &Db, leaf: LeafId, kind: RenewKind) -> Result<RenewTxs, String> {
+fn expected(db: &Db, leaf: LeafId, kind: RenewKind, hazard: bool) -> Result<RenewTxs, String> {
     let row = db.leaves.get(&leaf).ok_or_else(|| format!("unknown leaf {leaf}"))?;
-    renew_templates(kind, &row.nodes, &row.refunds, &row.owner_signing_key).map_err(|e| e.to_string())
+    renew_templates(kind, &row.nodes, &row.refunds, &row.owner_signing_key, hazard).map_err(|e| e.to_string())
 }
 
 impl Operator {
     /// Coordinator: `renew_leaf`. Validates, locks, and starts FROST round 1.
     pub(super) fn start_renew(&mut self, ctx: &mut Ctx<'_>, call: WalletCall, identity: PublicKey, leaf: LeafId, kind: RenewKind, jobs: Vec<UserJob>) {
         let mut db = self.store.begin();
-        match Self::validate_renew(&db, identity, leaf, kind, jobs) {
+        match Self::validate_renew(&db, identity, leaf, kind, jobs, self.cfg.params.hazards.renew_node_on_zero_csv) {
             Err(e) => Self::reply_wallet(ctx, call, Err(format!("{}: {e}", kind.name()))),
             Ok((keyshare, signing_jobs)) => {
                 if let Some(row) = db.leaves.get_mut(&leaf) {
@@ -68,7 +68,7 @@ impl Operator {
 
     /// The leaf is AVAILABLE (or locked by an earlier attempt of this owner's renew), owned by
     /// the caller, meets the variant's precondition, and every job is the template rebuilt here.
-    fn validate_renew(db: &Db, identity: PublicKey, leaf: LeafId, kind: RenewKind, jobs: Vec<UserJob>) -> Result<(KeyshareId, Vec<SigningJob>), String> {
+    fn validate_renew(db: &Db, identity: PublicKey, leaf: LeafId, kind: RenewKind, jobs: Vec<UserJob>, hazard: bool) -> Result<(KeyshareId, Vec<SigningJob>), String> {
         let row = db.leaves.get(&leaf).ok_or_else(|| format!("unknown leaf {leaf}"))?;
         if row.owner_identity != identity {
             return Err(format!("leaf {leaf} is not owned by the caller"));
@@ -77,7 +77,7 @@ impl Operator {
         if row.status != LeafStatus::Available && !retry {
             return Err(format!("leaf {leaf} is {:?}, not AVAILABLE", row.status));
         }
-        let renew = expected(db, leaf, kind)?;
+        let renew = expected(db, leaf, kind, hazard)?;
         let (_, parent_out) = crate::tx::renew::parent_output(&row.nodes).map_err(|e| e.to_string())?;
         let (templates, prevouts) = (renew.jobs(), renew.prevouts(&parent_out).map_err(|e| e.to_string())?);
         if jobs.len() != templates.len() {
@@ -143,7 +143,7 @@ impl Operator {
             Some(p) if p.kind == kind && row.status == LeafStatus::RenewLocked => {}
             _ => return Err(format!("no {} pending for leaf {leaf}", kind.name())),
         }
-        Self::apply_renew(&mut db, leaf, kind, &signed)?;
+        Self::apply_renew(&mut db, leaf, kind, &signed, self.cfg.params.hazards.renew_node_on_zero_csv)?;
         db.pending_renews.remove(&leaf);
         let body = match kind {
             RenewKind::Refund => GossipBody::FinalizeRenewRefundTimelock { leaf, signed },
@@ -159,12 +159,12 @@ impl Operator {
     /// the stored leaf, require the signed txs to be exactly those templates with valid
     /// signatures under Y, then install the new exit chain and refunds. A renew already applied
     /// (a gossip retry) is a no-op.
-    pub(super) fn apply_renew(db: &mut Db, leaf: LeafId, kind: RenewKind, signed: &[Transaction]) -> Result<(), String> {
+    pub(super) fn apply_renew(db: &mut Db, leaf: LeafId, kind: RenewKind, signed: &[Transaction], hazard: bool) -> Result<(), String> {
         let row = db.leaves.get(&leaf).ok_or_else(|| format!("unknown leaf {leaf}"))?;
         if row.nodes.cpfp.compute_txid() == signed_node(kind, signed)? {
             return Ok(());
         }
-        let renew = expected(db, leaf, kind)?;
+        let renew = expected(db, leaf, kind, hazard)?;
         let (_, parent_out) = crate::tx::renew::parent_output(&row.nodes).map_err(|e| e.to_string())?;
         let (templates, prevouts) = (renew.jobs(), renew.prevouts(&parent_out).map_err(|e| e.to_string())?);
         if signed.len() != templates.len() {
@@ -197,3 +197,7 @@ fn signed_node(kind: RenewKind, signed: &[Transaction]) -> Result<bitcoin::Txid,
     let i = if kind == RenewKind::Node { 2 } else { 0 };
     signed.get(i).map(|t| t.compute_txid()).ok_or_else(|| format!("{}: too few signed txs", kind.name()))
 }
+
+#[cfg(test)]
+#[path = "renew_tests.rs"]
+mod tests;

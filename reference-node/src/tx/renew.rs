@@ -51,6 +51,8 @@ pub enum RenewError {
     NodeExhausted { node: u16 },
     #[error("renew-node: node CSV {node} is above the renew threshold {RENEW_THRESHOLD}")]
     NodeNotLow { node: u16 },
+    #[error("renew-node: node CSV 0 needs renew-node-zero (a split node at CSV 0 would tie it)")]
+    NodeIsZero,
     #[error("renew-node-zero: node CSV {node} is not 0")]
     NodeNotZero { node: u16 },
     #[error("leaf txs: {0}")]
@@ -70,6 +72,8 @@ pub fn precondition(kind: RenewKind, node: u16, refund: u16) -> Result<(), Renew
     match kind {
         RenewKind::Refund if node < NODE_FLOOR + timelock::TIME_LOCK_INTERVAL => Err(RenewError::NodeExhausted { node }),
         RenewKind::Node if node > RENEW_THRESHOLD => Err(RenewError::NodeNotLow { node }),
+        // §3.6: the split node (CSV 0) must undercut the node it replaces (CSV ≥ 100).
+        RenewKind::Node if node == 0 => Err(RenewError::NodeIsZero),
         RenewKind::NodeZero if node != 0 => Err(RenewError::NodeNotZero { node }),
         _ => Ok(()),
     }
@@ -158,10 +162,16 @@ pub fn parent_output(nodes: &NodeSet) -> Result<(OutPoint, TxOut), RenewError> {
 /// The templates of `kind` for a leaf whose leaf node is `nodes`, refunds `refunds`, paying
 /// `owner` (the leaf's signing key), after checking the precondition. Both wallet and operator
 /// call this: the operator with its own stored txs.
-pub fn renew_templates(kind: RenewKind, nodes: &NodeSet, refunds: &RefundSet, owner: &PublicKey) -> Result<RenewTxs, RenewError> {
+///
+/// `zero_node_hazard` (the `renew_node_on_zero_csv` hazard) lets renew-node through on a CSV-0
+/// node.
+pub fn renew_templates(kind: RenewKind, nodes: &NodeSet, refunds: &RefundSet, owner: &PublicKey, zero_node_hazard: bool) -> Result<RenewTxs, RenewError> {
     let node_csv = csv(&nodes.cpfp)?;
     let refund_csv = csv(&refunds.cpfp)?;
-    precondition(kind, node_csv, refund_csv)?;
+    match precondition(kind, node_csv, refund_csv) {
+        Err(RenewError::NodeIsZero) if zero_node_hazard => {}
+        r => r?,
+    }
     let (parent, parent_out) = parent_output(nodes)?;
     let (rseq, rdirect) = timelock::initial_refund_sequences();
     let pair = |t: template::NodeTxs| NodeSet { cpfp: t.cpfp, direct: t.direct };
@@ -203,7 +213,8 @@ mod tests {
         assert!(matches!(precondition(Refund, 2000, 400), Err(RenewError::RefundNotLow { .. })));
         assert!(matches!(precondition(Refund, 100, 100), Err(RenewError::NodeExhausted { .. })));
         assert_eq!(precondition(Node, 300, 300), Ok(()));
-        assert_eq!(precondition(Node, 0, 100), Ok(()));
+        assert_eq!(precondition(Node, 100, 100), Ok(()));
+        assert_eq!(precondition(Node, 0, 100), Err(RenewError::NodeIsZero));
         assert!(matches!(precondition(Node, 400, 100), Err(RenewError::NodeNotLow { .. })));
         assert_eq!(precondition(NodeZero, 0, 100), Ok(()));
         assert!(matches!(precondition(NodeZero, 100, 100), Err(RenewError::NodeNotZero { .. })));

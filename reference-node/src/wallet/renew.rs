@@ -29,14 +29,13 @@ enum Stage {
 }
 
 impl Wallet {
-    /// The variant to renew `leaf` with now, if its refund CSV calls for one (§4.4); a wallet
-    /// told to (`Params::renew_zero_as_node`) renews a CSV-0 node with renew-node instead of
-    /// node-zero (both meet the operators' preconditions).
+    /// The variant to renew `leaf` with now, if its refund CSV calls for one (§4.4). Under the
+    /// `renew_node_on_zero_csv` hazard a CSV-0 node gets renew-node instead of node-zero.
     fn renew_kind_due(&self, leaf: &super::WalletLeaf) -> Option<RenewKind> {
         let node = renew::csv(&leaf.nodes.cpfp).ok()?;
         let refund = renew::csv(&leaf.refunds.cpfp).ok()?;
         match renew::wallet_trigger(node, refund)? {
-            RenewKind::NodeZero if self.cfg.params.renew_zero_as_node => Some(RenewKind::Node),
+            RenewKind::NodeZero if self.cfg.params.hazards.renew_node_on_zero_csv => Some(RenewKind::Node),
             k => Some(k),
         }
     }
@@ -50,7 +49,7 @@ impl Wallet {
     pub(super) fn start_renew(&mut self, ctx: &mut Ctx<'_>, leaf: LeafId, kind: RenewKind, origin: (Command, u8)) {
         let built = self.leaves.get(&leaf).ok_or_else(|| "leaf vanished".to_string()).and_then(|l| {
             let owner = l.signing_secret.public_key(crate::crypto::secp());
-            let templates = renew::renew_templates(kind, &l.nodes, &l.refunds, &owner).map_err(|e| e.to_string())?;
+            let templates = renew::renew_templates(kind, &l.nodes, &l.refunds, &owner, self.cfg.params.hazards.renew_node_on_zero_csv).map_err(|e| e.to_string())?;
             let (_, parent_out) = renew::parent_output(&l.nodes).map_err(|e| e.to_string())?;
             let prevouts = templates.prevouts(&parent_out).map_err(|e| e.to_string())?;
             let (jobs, user_jobs) = prepare_jobs(&l.signing_secret, l.verifying_key, templates.jobs(), &prevouts, ctx.rng)?;

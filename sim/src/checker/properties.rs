@@ -25,6 +25,10 @@ pub const SOMETIMES: &[(&str, &str)] = &[
     // Lightning (checker/lightning.rs).
     ("lightning-receive-settled", "the SSP learned a receive's preimage from the operators and settled the payer's HTLC"),
     ("lightning-receive-failed", "the SSP failed a payer's HTLC back (the preimage swap was returned or never ran)"),
+    // Renew (wallet/renew.rs): a wallet finalized a renew of each variant.
+    ("renew-refund", "a wallet finalized a renew-refund (node tx − 100, refunds back to 2000)"),
+    ("renew-node", "a wallet finalized a renew-node (split node at CSV 0, new node at 2000)"),
+    ("renew-node-zero", "a wallet finalized a renew-node-zero (new CSV-0 node on the old node's output)"),
 ];
 
 /// Per-run counts of every sometimes-property (registered ones start at 0, so a report shows

@@ -22,9 +22,9 @@ pub const PROPERTIES: &[(&str, &str, When, &str)] = &[
     ("I-4", "Leaf lock exclusivity", When::Always, "per operator: ≤ 1 non-terminal transfer per leaf; TRANSFER_LOCKED(t) iff t is in flight; a leaf SPLIT_LOCKED for a split/aggregate is in no transfer"),
     ("I-5", "Transfer status monotonicity", When::Always, "per operator only §4.2 edges (rollback to SENDER_KEY_TWEAKED allowed); never RETURNED on one and sent on another"),
     ("I-6", "Strict refund ordering", When::Always, "against the majority's current refunds, and every refund a wallet obtains at the moment it is signed"),
-    ("I-7", "Node-layer ordering", When::NotApplicable, "needs renew (node txs are only ever signed once per leaf today)"),
-    ("I-8", "Timelock bounds", When::Always, "refund CSV ∈ [100, 2000], node CSV ∈ {0} ∪ [100, 2000], direct = CPFP + 50, intermediate = previous − 100"),
-    ("I-9", "Exit completeness", When::AtQuiescence, "the owner wallet holds the operators' node + refund, paying it, with valid signatures"),
+    ("I-7", "Node-layer ordering", When::Always, "per exit-chain outpoint, the current node tx's CSV is below every other signed node tx (or, for a node, refund) seen spending it"),
+    ("I-8", "Timelock bounds", When::Always, "refund CSV ∈ [100, 2000], node CSV ∈ {0} ∪ [100, 2000] on every exit-chain layer, direct = CPFP + 50, intermediate = previous − 100"),
+    ("I-9", "Exit completeness", When::AtQuiescence, "the owner wallet holds the operators' exit chain (every node layer) + refund, paying it, with valid signatures"),
     ("I-10", "No old-key reconstruction", When::AtQuiescence, "no up operator still holds an older epoch of a live leaf's keyshare (the store keeps only the latest)"),
     ("I-11", "Nonce single use", When::Always, "no (signer, nonce) signs two different messages"),
     ("I-12", "Gossip convergence", When::AtQuiescence, "no gossip row undelivered; every transfer has one status on all up operators; a split is on every up operator or none"),
@@ -33,10 +33,10 @@ pub const PROPERTIES: &[(&str, &str, When, &str)] = &[
     ("L-1", "Acknowledged ⇒ claimable", When::AtQuiescence, "every acknowledged transfer claimed and COMPLETED everywhere"),
     ("L-2", "Partition healing", When::AtQuiescence, "every transfer terminal on every up operator, pending sends FINISHED, wallets idle"),
     ("L-3", "Expiry", When::AtQuiescence, "a transfer before SENDER_KEY_TWEAKED one task period past its expiry is RETURNED"),
-    ("L-4", "Unilateral exit", When::AtQuiescence, "every exit a wallet started confirmed its refund"),
+    ("L-4", "Unilateral exit", When::AtQuiescence, "every exit a wallet started confirmed its refund (through every node layer of its chain)"),
     ("L-5", "Cooperative exit atomicity", When::NotApplicable, "needs cooperative exit"),
     ("L-6", "Swap / Lightning atomicity", When::AtQuiescence, "leaf swaps: both legs settled or both returned (safety after every store change, decision at quiescence); Lightning receive: the user claims the swap's leaves iff the SSP learned the preimage (Lightning send: not yet)"),
-    ("L-7", "Renewability", When::NotApplicable, "needs renew"),
+    ("L-7", "Renewability", When::AtQuiescence, "every AVAILABLE leaf with refund CSV ≤ 300 meets the precondition of a renew variant"),
     ("L-8", "Pool health", When::Always, "no deposit given up because the keyshare pool ran dry"),
 ];
 
@@ -72,6 +72,6 @@ mod tests {
         assert_eq!(ids, want);
         let r = rows(&[("I-4", 3)].into(), &[("I-4".to_string(), 1)].into());
         assert_eq!((r[3].checks, r[3].violations, r[3].status.as_str()), (3, 1, "checked"));
-        assert_eq!(r[6].status, "not-applicable-yet");
+        assert_eq!(r[12].status, "not-applicable-yet");
     }
 }

@@ -102,6 +102,10 @@ pub struct Params {
     /// Confirmations before the chain watcher makes a deposit's leaf AVAILABLE (spark-protocol
     /// §3.3: single-use deposits count 1 — "seen in a block" — static deposits 3).
     pub deposit_confirmations: u32,
+    /// Watchtower and fees flow: the feerate (sat/vB) a wallet pays on L1 — its deposit tx and
+    /// the packages that bump its CPFP exit txs (spark-protocol §3.2 assumes 5, the rate behind
+    /// the 955-sat direct fee). Fee-bumping packages double it on a fee refusal (wallet/fee_bump.rs).
+    pub l1_feerate_sat_vb: u64,
 }
 
 impl Params {
@@ -124,6 +128,7 @@ impl Params {
             hazards: Hazards::default(),
             byzantine: BTreeMap::new(),
             deposit_confirmations: 1,
+            l1_feerate_sat_vb: 5,
         }
     }
     pub fn operator_ids(&self) -> impl Iterator<Item = OperatorId> {

@@ -1,9 +1,10 @@
 //! Unilateral exit (spark-protocol §4.6): broadcast the leaf's node tx, wait for it to confirm,
 //! wait out the refund's relative timelock (the chain enforces it), broadcast the refund.
 //!
-//! L1 faults: a broadcast the mempool refuses (a fee spike: the CPFP variants pay zero fee) is
-//! broadcast again at the next block, up to [`MAX_EXIT_REBROADCASTS`] times — the wallet waits
-//! the spike out rather than fee-bumping through the P2A anchor (package relay is not modelled).
+//! Fees: every CPFP tx goes out through `broadcast_cpfp` (fee_bump.rs) as a package with a child
+//! spending its P2A anchor and a wallet coin. A broadcast the mempool refuses (a fee spike above
+//! the package's rate) is broadcast again at the next block, with a doubled rate, up to
+//! [`MAX_EXIT_REBROADCASTS`] times.
 //! A reorg that takes the node tx or the refund off the chain sends the exit back to that step
 //! (`reorg.rs` calls the `revert_*` functions below); the refund's timelock then counts from the
 //! node tx's new confirmation height.
@@ -44,11 +45,14 @@ impl Wallet {
             node_rebroadcast: false,
             rebroadcasts: 0,
         });
-        ctx.broadcast(leaf.nodes.cpfp.clone());
+        let node = leaf.nodes.cpfp.clone();
+        self.broadcast_cpfp(ctx, node);
     }
 
     pub(super) fn advance_exits(&mut self, ctx: &mut Ctx<'_>, confirmed: &BTreeSet<Txid>) {
         let (me, height) = (self.cfg.id, self.height);
+        // Broadcast after the walk: a fee-bumping child needs the wallet's coins.
+        let mut out = Vec::new();
         for (id, leaf) in self.leaves.iter_mut() {
             let LeafState::Exiting(p) = &mut leaf.state else { continue };
             if confirmed.contains(&p.node_txid) {
@@ -66,7 +70,7 @@ impl Wallet {
             if p.node_rebroadcast && p.node_confirmed_at.is_none() && p.rebroadcasts < MAX_EXIT_REBROADCASTS {
                 p.node_rebroadcast = false;
                 p.rebroadcasts += 1;
-                ctx.broadcast(leaf.nodes.cpfp.clone());
+                out.push(leaf.nodes.cpfp.clone());
             }
             let csv = u32::from(timelock::blocks(leaf.refunds.cpfp.input[0].sequence).0);
             if let Some(h) = p.node_confirmed_at {
@@ -74,9 +78,12 @@ impl Wallet {
                 let mature = height + 1 - h >= csv || self.cfg.params.test_faults.broadcast_refund_early;
                 if !p.refund_broadcast && mature && p.rebroadcasts <= MAX_EXIT_REBROADCASTS {
                     p.refund_broadcast = true;
-                    ctx.broadcast(leaf.refunds.cpfp.clone());
+                    out.push(leaf.refunds.cpfp.clone());
                 }
             }
+        }
+        for tx in out {
+            self.broadcast_cpfp(ctx, tx);
         }
     }
 
@@ -100,7 +107,8 @@ impl Wallet {
         let LeafState::Exiting(p) = &mut l.state else { return };
         p.node_confirmed_at = None;
         p.refund_broadcast = false;
-        ctx.broadcast(l.nodes.cpfp.clone());
+        let node = l.nodes.cpfp.clone();
+        self.broadcast_cpfp(ctx, node);
     }
 
     /// A reorg took the exit's refund off the chain: the exit is in progress again. The node tx

@@ -5,6 +5,8 @@
 mod claim;
 mod deposit;
 mod exit;
+// Watchtower and fees flow: CPFP packages through the P2A anchor.
+mod fee_bump;
 mod reorg;
 mod send;
 mod thief;
@@ -110,6 +112,8 @@ pub struct Wallet {
     theft: Option<thief::Theft>,
     /// Recent blocks and what was learned from them, to undo a reorg (`reorg.rs`).
     chain: reorg::ChainView,
+    /// Watchtower and fees flow: fee-bumping children in flight and the feerate (`fee_bump.rs`).
+    fees: fee_bump::FeeBumper,
 }
 
 impl Wallet {
@@ -133,6 +137,7 @@ impl Wallet {
             sent_away: BTreeMap::new(),
             theft: None,
             chain: reorg::ChainView::default(),
+            fees: fee_bump::FeeBumper::default(),
         }
     }
     pub fn id(&self) -> WalletId {
@@ -143,6 +148,7 @@ impl Wallet {
     }
     /// Give the wallet an L1 coin (the simulator funds wallets at genesis).
     pub fn add_l1_coin(&mut self, outpoint: OutPoint, output: TxOut) {
+        self.fee_coin_confirmed(outpoint);
         self.l1_coins.push((outpoint, output));
     }
     pub fn leaves(&self) -> &BTreeMap<LeafId, WalletLeaf> {
@@ -343,6 +349,7 @@ impl Wallet {
             }
         }
         self.reconfirm_deposits(ctx, block.height, &txids);
+        self.fee_bump_block(&block.txs);
         self.advance_exits(ctx, &txids);
         // New funds may unblock queued work.
         self.start_next(ctx);
@@ -451,6 +458,7 @@ impl Node for Wallet {
                 }
                 Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
+                    self.fee_bump_refused(&txid, &reason);
                     self.exit_broadcast_refused(&txid);
                     self.deposit_broadcast_refused(&txid);
                     ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });

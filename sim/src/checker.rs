@@ -494,6 +494,8 @@ impl Checker {
             Observation::CulpritNamed { .. } => self.coverage.hit("identifiable-abort"),
             // Judged in checker/hazards.rs and checker/theft.rs.
             Observation::GuardRefused { .. } | Observation::ColludedSignature { .. } | Observation::TheftAttempt { .. } => {}
+            // Judged in checker/race.rs (watchtower and fees flow).
+            Observation::WatchtowerBroadcast { .. } | Observation::StaleRaceStarted { .. } | Observation::OwnerDefends { .. } => {}
             // L1 reorgs: a confirmation the wallet reported is undone (and reported again if
             // the tx comes back), so conservation counts only what is on the chain.
             Observation::DepositReorged { node: reference_node::types::NodeId::Wallet(_), leaf, .. } => {

@@ -139,6 +139,10 @@ fn observation_line(o: &Observation) -> String {
                 Err(e) => format!("{wallet}'s theft of leaf {leaf} blocked: {e}"),
             }
         }
+        // Watchtower and fees flow.
+        Observation::WatchtowerBroadcast { operator, leaf, height, .. } => format!("{operator}'s watchtower broadcast the owner's direct refund of leaf {leaf} at height {height}"),
+        Observation::StaleRaceStarted { wallet, leaf } => format!("{wallet} races its stale refund of leaf {leaf}"),
+        Observation::OwnerDefends { wallet, leaf } => format!("{wallet} saw leaf {leaf}'s node tx on chain and exits to win the race"),
     }
 }
 

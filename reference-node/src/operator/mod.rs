@@ -13,6 +13,8 @@ mod send;
 mod signer;
 pub mod store;
 mod watcher;
+// Watchtower and fees flow: direct refunds of the current owner when a node tx is on chain.
+pub mod watchtower;
 
 use crate::crypto::SecretKey;
 use crate::msg::{InternalReply, InternalRequest, Msg, ReqId, WalletReply, WalletRequest};

@@ -178,6 +178,10 @@ pub struct Db {
     /// Receiver two-phase settle attempts per transfer (see [`ReceiverSettleRow`]).
     #[serde(default)]
     pub receiver_settles: BTreeMap<TransferId, ReceiverSettleRow>,
+    /// Watchtower and fees flow: leaves whose node tx is on chain, watched until a refund
+    /// spends it (`watchtower.rs`).
+    #[serde(default)]
+    pub watchtower: BTreeMap<LeafId, super::watchtower::WatchRow>,
 }
 
 /// Explicit receiver-settle attempts (spark-protocol §4.2 claim, buildonspark/spark#24): a

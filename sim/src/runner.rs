@@ -57,6 +57,9 @@ pub fn params_of(s: &Scenario) -> Params {
     p.dkg_coordinators = vec![s.topology.coordinator];
     adversary_params(s, &mut p);
     p.deposit_confirmations = s.chain.deposit_confirmations;
+    // Watchtower and fees flow.
+    p.watchtower = s.watchtower.mode;
+    p.l1_feerate_sat_vb = s.watchtower.wallet_feerate_sat_vb;
     p.test_faults = TestFaults {
         skip_send_timelock_decrement: s.protocol.test_faults.contains(&TestFault::SkipSendTimelockDecrement),
         broadcast_refund_early: s.protocol.test_faults.contains(&TestFault::BroadcastRefundEarly),
@@ -121,6 +124,11 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
     for t in &s.thefts {
         engine.schedule_command(t.at, t.wallet, Command::Steal);
         last_command = last_command.max(t.at);
+    }
+    // Watchtower and fees flow: former owners racing their stale refunds.
+    for r in &s.watchtower.races {
+        engine.schedule_command(r.at, r.wallet, Command::RaceStaleRefund);
+        last_command = last_command.max(r.at);
     }
     for f in &s.faults {
         match f {

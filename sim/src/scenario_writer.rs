@@ -83,6 +83,15 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
     for TheftSpec { wallet, at } in &s.thefts {
         let _ = write!(out, "\n[[theft]]\nwallet = {}\nat_s = {}\n", node(NodeId::Wallet(*wallet)), secs(*at));
     }
+    // Watchtower and fees flow: `[watchtower]` only when it differs from the default.
+    let wt = &s.watchtower;
+    let dwt = crate::scenario::WatchtowerSpec::default();
+    if wt.mode != dwt.mode || wt.wallet_feerate_sat_vb != dwt.wallet_feerate_sat_vb {
+        let _ = write!(out, "\n[watchtower]\nmode = {}\nwallet_feerate_sat_vb = {}\n", string(crate::scenario::watchtower_mode_name(wt.mode)), wt.wallet_feerate_sat_vb);
+    }
+    for crate::scenario::RaceSpec { wallet, at } in &wt.races {
+        let _ = write!(out, "\n[[race]]\nwallet = {}\nat_s = {}\n", node(NodeId::Wallet(*wallet)), secs(*at));
+    }
 
     if let Some(sw) = &s.swarm {
         swarm(&mut out, sw);
@@ -551,6 +560,7 @@ mod tests {
                 ByzantineSpec { operator: OperatorId(4), behaviours: [Behaviour::Withhold].into() },
             ];
             s.thefts = vec![TheftSpec { wallet: WalletId(1), at: t(2_400_500) }];
+            s.watchtower = crate::scenario::WatchtowerSpec { mode: reference_node::params::WatchtowerMode::Relative, wallet_feerate_sat_vb: 9, races: vec![crate::scenario::RaceSpec { wallet: WalletId(2), at: t(1_500_250) }] };
             s.swarm = Some(SwarmSpec { kinds: Some(["clock".to_owned(), "loss".to_owned()].into()), p_on: 0.75, max_loss: 0.2, max_crashes: 5, max_skew_ms: 1_500.5, max_drift_ppm: 5_000, max_slow_factor: 3.5 });
             s.budgets.transfer_p99 = Some(t(10_000));
             for (i, op) in LatencyOp::ALL.into_iter().enumerate() {
@@ -569,7 +579,7 @@ mod tests {
             "seed", "network.duplicate", "network.reorder", "network.reorder_ms", "network.link.duplicate", "network.link.reorder", "network.link.loss",
             "chain.deposit_confirmations", "chain.min_feerate_sat_vb", "protocol.hazards", "protocol.test_faults", "byzantine.operator", "byzantine.behaviours",
             "theft.wallet", "theft.at_s", "swarm.kinds", "swarm.p_on", "swarm.max_loss", "swarm.max_crashes", "swarm.max_skew_ms", "swarm.max_drift_ppm",
-            "swarm.max_slow_factor", "budgets.transfer_p99_s", "budgets.liveness_s", "workload.exit_at_s", "run.settle_s",
+            "swarm.max_slow_factor", "watchtower.mode", "watchtower.wallet_feerate_sat_vb", "race.wallet", "race.at_s", "budgets.transfer_p99_s", "budgets.liveness_s", "workload.exit_at_s", "run.settle_s",
         ];
         let missing: Vec<&&str> = want.iter().filter(|k| !keys.contains(**k)).collect();
         assert!(missing.is_empty(), "not written: {missing:?}\n{written}");

@@ -87,6 +87,20 @@ impl Wallet {
         }
     }
 
+    /// Watchtower and fees flow (race.rs): someone else put this leaf's CPFP node tx on chain;
+    /// exit from there (`advance_exits` sees the node tx in the same block and times the refund).
+    pub(super) fn exit_from_confirmed_node(&mut self, leaf: LeafId) {
+        let Some(l) = self.leaves.get_mut(&leaf) else { return };
+        l.state = LeafState::Exiting(ExitProgress {
+            node_txid: l.nodes.cpfp.compute_txid(),
+            refund_txid: l.refunds.cpfp.compute_txid(),
+            node_confirmed_at: None,
+            refund_broadcast: false,
+            node_rebroadcast: false,
+            rebroadcasts: 0,
+        });
+    }
+
     /// The mempool refused one of our txs: if it is an exit's, try again at the next block.
     pub(super) fn exit_broadcast_refused(&mut self, txid: &[u8; 32]) {
         for leaf in self.leaves.values_mut() {

@@ -7,6 +7,8 @@ mod deposit;
 mod exit;
 // Watchtower and fees flow: CPFP packages through the P2A anchor.
 mod fee_bump;
+// Watchtower and fees flow: the old-owner exit race and the owner's defence.
+mod race;
 mod reorg;
 mod send;
 mod thief;
@@ -37,6 +39,9 @@ pub enum Command {
     /// Former owner turned thief: spend a leaf it sent away, with colluding operators' old key
     /// shares (wallet/thief.rs; spark-protocol §5.1).
     Steal,
+    /// Watchtower and fees flow: a former owner broadcasts the node tx and the stale refund it
+    /// holds for a leaf it sent away, racing the current owner (wallet/race.rs; §5.2 item 1).
+    RaceStaleRefund,
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -114,6 +119,8 @@ pub struct Wallet {
     chain: reorg::ChainView,
     /// Watchtower and fees flow: fee-bumping children in flight and the feerate (`fee_bump.rs`).
     fees: fee_bump::FeeBumper,
+    /// Watchtower and fees flow: this wallet's stale-refund race, if it runs one (`race.rs`).
+    race: Option<race::Race>,
 }
 
 impl Wallet {
@@ -138,6 +145,7 @@ impl Wallet {
             theft: None,
             chain: reorg::ChainView::default(),
             fees: fee_bump::FeeBumper::default(),
+            race: None,
         }
     }
     pub fn id(&self) -> WalletId {
@@ -242,6 +250,10 @@ impl Wallet {
                 }
                 Command::Steal => {
                     self.start_theft(ctx);
+                    self.start_next(ctx);
+                }
+                Command::RaceStaleRefund => {
+                    self.start_race(ctx);
                     self.start_next(ctx);
                 }
             }
@@ -350,6 +362,7 @@ impl Wallet {
         }
         self.reconfirm_deposits(ctx, block.height, &txids);
         self.fee_bump_block(&block.txs);
+        self.race_block(ctx, &block.txs, block.height);
         self.advance_exits(ctx, &txids);
         // New funds may unblock queued work.
         self.start_next(ctx);
@@ -459,6 +472,7 @@ impl Node for Wallet {
                 Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
                     self.fee_bump_refused(&txid, &reason);
+                    self.race_broadcast_refused(&txid);
                     self.exit_broadcast_refused(&txid);
                     self.deposit_broadcast_refused(&txid);
                     ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });

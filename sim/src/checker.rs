@@ -43,6 +43,8 @@ use hygiene::WalletView;
 use reference_node::types::NodeId;
 // Byzantine operators and restored hazards (issue 4): their own files, hooked below.
 mod hazards;
+// Watchtower and fees flow: the old-owner exit race (L-4, second half).
+mod race;
 mod theft;
 pub use hazards::DetectionSummary;
 pub use theft::TheftSummary;
@@ -160,6 +162,7 @@ pub struct Checker {
     gossip_refusals: BTreeMap<(OperatorId, u64), String>,
     theft: theft::TheftCheck,
     hazards: hazards::HazardChecks,
+    race: race::RaceCheck,
 }
 
 impl Checker {
@@ -202,6 +205,7 @@ impl Checker {
             gossip_refusals: BTreeMap::new(),
             theft: theft::TheftCheck::default(),
             hazards: hazards::HazardChecks::default(),
+            race: race::RaceCheck::default(),
         }
     }
 
@@ -320,6 +324,14 @@ impl Checker {
         found.extend(self.check_backing(engine.chain()));
         found.extend(self.theft.after_event(engine, rec, self.threshold));
         found.extend(self.hazards.after_event(engine, rec));
+        let (raced, hits, judged) = self.race.after_event(engine, rec);
+        found.extend(raced);
+        for _ in 0..judged {
+            self.tick("L-4");
+        }
+        for h in hits {
+            self.coverage.hit(h);
+        }
         self.stamp(found, rec.index, rec.time)
     }
 

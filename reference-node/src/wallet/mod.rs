@@ -168,7 +168,8 @@ impl Wallet {
     /// Work the wallet still owes (queued commands, the operation in flight but a poll, claims
     /// not finished): the checker's liveness phase waits for 0.
     pub fn pending_work(&self) -> usize {
-        self.queue.len() + self.op.iter().filter(|(_, o)| !matches!(o, Op::Poll)).count() + self.claims.len()
+        // A stale-refund race (race.rs) runs until the node output is spent.
+        self.queue.len() + self.op.iter().filter(|(_, o)| !matches!(o, Op::Poll)).count() + self.claims.len() + usize::from(self.race.is_some())
     }
     /// A claim attempt failed: back off before the next one (its state is kept for the retry).
     fn claim_failed(&mut self, ctx: &mut Ctx<'_>) {

@@ -107,3 +107,122 @@ impl Operator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{secp, SecretKey};
+    use crate::msg::{NodeSet, RefundSet};
+    use crate::node::{Input, Node, Output};
+    use crate::operator::store::{LeafRow, LeafStatus};
+    use crate::operator::OperatorConfig;
+    use crate::params::{Directory, Params};
+    use crate::tx::template::{node_txs, p2tr_script, refund_txs};
+    use crate::types::{KeyshareId, Micros, NodeId, OperatorId};
+    use bitcoin::{Amount, BlockHash, Sequence, TxIn, TxOut};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+    use std::sync::Arc;
+
+    /// An operator holding one AVAILABLE leaf (refund CSV 100, direct 150), the deposit tx, and
+    /// the leaf's node and refund txs.
+    fn setup(mode: WatchtowerMode) -> (Operator, Transaction, LeafRow) {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let mut params = Params::new(1, 1);
+        params.watchtower = mode;
+        let cfg = OperatorConfig { id: OperatorId(0), identity: SecretKey::new(&mut rng), params: Arc::new(params), directory: Arc::new(Directory::default()) };
+        let mut op = Operator::new(cfg);
+        let key = SecretKey::new(&mut rng).public_key(secp());
+        let out = TxOut { value: Amount::from_sat(50_000), script_pubkey: p2tr_script(&key) };
+        let deposit = Transaction { version: bitcoin::transaction::Version::TWO, lock_time: bitcoin::absolute::LockTime::ZERO, input: vec![TxIn::default()], output: vec![out.clone()] };
+        let outpoint = OutPoint { txid: deposit.compute_txid(), vout: 0 };
+        let nodes = node_txs(outpoint, &out, Sequence(0), Sequence(50));
+        let r = refund_txs(&nodes.cpfp, Some(&nodes.direct), 0, &key, Sequence(100), Sequence(150));
+        let row = LeafRow {
+            status: LeafStatus::Available,
+            keyshare: KeyshareId([1; 16]),
+            value_sats: 50_000,
+            verifying_key: key,
+            owner_identity: key,
+            owner_signing_key: key,
+            deposit_outpoint: outpoint,
+            nodes: NodeSet { cpfp: nodes.cpfp, direct: nodes.direct },
+            refunds: RefundSet { cpfp: r.cpfp, direct: r.direct.expect("direct"), direct_from_cpfp: r.direct_from_cpfp },
+        };
+        let leaf = LeafId([2; 16]);
+        let mut db = op.store.begin();
+        db.leaf_by_deposit.insert(outpoint, leaf);
+        db.leaves.insert(leaf, row.clone());
+        op.store.commit(db);
+        (op, deposit, row)
+    }
+
+    fn hash(n: u32) -> BlockHash {
+        let mut b = [0u8; 32];
+        b[..4].copy_from_slice(&n.to_le_bytes());
+        BlockHash::from_byte_array(b)
+    }
+
+    /// Feed block `height` holding `txs`; returns the txids broadcast and the observations.
+    fn block(op: &mut Operator, height: u32, txs: Vec<Transaction>) -> (Vec<Txid>, Vec<Observation>) {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let mut ctx = Ctx::new(Micros::ZERO, NodeId::Operator(OperatorId(0)), &mut rng);
+        let parent = if height == 1 { BlockHash::all_zeros() } else { hash(height - 1) };
+        op.handle(&mut ctx, Input::Block(Arc::new(BlockInfo { height, hash: hash(height), parent, time: Micros::ZERO, txs })));
+        let (mut sent, mut obs) = (Vec::new(), Vec::new());
+        for o in ctx.into_outputs() {
+            match o {
+                Output::Broadcast(tx) => sent.push(tx.compute_txid()),
+                Output::Observe(x) => obs.push(x),
+                _ => {}
+            }
+        }
+        (sent, obs)
+    }
+
+    /// The first height at which the watchtower broadcast, the node tx confirming at height 2.
+    fn first_broadcast(mode: WatchtowerMode) -> Option<(u32, Txid)> {
+        let (mut op, deposit, row) = setup(mode);
+        block(&mut op, 1, vec![deposit]);
+        block(&mut op, 2, vec![row.nodes.cpfp.clone()]);
+        (3..=200).find_map(|h| block(&mut op, h, vec![]).0.first().map(|t| (h, *t)))
+    }
+
+    #[test]
+    fn oct_2025_mode_broadcasts_from_absolute_height_csv_the_corrected_one_at_maturity() {
+        let (_, _, row) = setup(WatchtowerMode::Off);
+        let want = row.refunds.direct_from_cpfp.compute_txid();
+        // Direct-from-CPFP CSV 150: height >= 150 (not final until 2 + 150 = 152).
+        assert_eq!(first_broadcast(WatchtowerMode::AbsoluteHeight), Some((150, want)));
+        // Final in the next block: height + 1 >= 2 + 150.
+        assert_eq!(first_broadcast(WatchtowerMode::Relative), Some((151, want)));
+        assert_eq!(first_broadcast(WatchtowerMode::Off), None);
+    }
+
+    #[test]
+    fn broadcasts_every_block_until_a_refund_spends_the_node_output_and_reports_once() {
+        let (mut op, deposit, row) = setup(WatchtowerMode::Relative);
+        block(&mut op, 1, vec![deposit]);
+        block(&mut op, 2, vec![row.nodes.cpfp.clone()]);
+        for h in 3..151 {
+            block(&mut op, h, vec![]);
+        }
+        let (sent, obs) = block(&mut op, 151, vec![]);
+        assert_eq!(sent.len(), 1);
+        assert!(matches!(obs[..], [Observation::WatchtowerBroadcast { height: 151, .. }]), "{obs:?}");
+        let (sent, obs) = block(&mut op, 152, vec![]);
+        assert_eq!((sent.len(), obs.len()), (1, 0), "again, reported once");
+        // The owner's own CPFP refund confirms: watching is over.
+        block(&mut op, 153, vec![row.refunds.cpfp.clone()]);
+        assert!(block(&mut op, 154, vec![]).0.is_empty());
+    }
+
+    #[test]
+    fn after_the_direct_node_tx_it_broadcasts_the_direct_refund() {
+        let (mut op, deposit, row) = setup(WatchtowerMode::AbsoluteHeight);
+        block(&mut op, 1, vec![deposit]);
+        block(&mut op, 2, vec![row.nodes.direct.clone()]);
+        let sent = (3..=200).find_map(|h| block(&mut op, h, vec![]).0.first().copied());
+        assert_eq!(sent, Some(row.refunds.direct.compute_txid()));
+    }
+}

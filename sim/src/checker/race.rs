@@ -60,12 +60,13 @@ impl RaceCheck {
         let new = &blocks[self.blocks_seen..];
         self.blocks_seen = blocks.len();
         // Node output 0 → (leaf, the current owner's refund txids on any operator).
-        let mut watched: BTreeMap<OutPoint, (LeafId, BTreeSet<Txid>)> = BTreeMap::new();
+        let mut watched: BTreeMap<OutPoint, (LeafId, BTreeSet<Txid>, u64)> = BTreeMap::new();
         for (_, a) in engine.nodes() {
             let Some(op) = a.as_operator() else { continue };
             for (leaf, row) in &op.db().leaves {
                 for node in [&row.nodes.cpfp, &row.nodes.direct] {
-                    let e = watched.entry(OutPoint { txid: node.compute_txid(), vout: 0 }).or_insert_with(|| (*leaf, BTreeSet::new()));
+                    let value = node.output.first().map_or(0, |o| o.value.to_sat());
+                    let e = watched.entry(OutPoint { txid: node.compute_txid(), vout: 0 }).or_insert_with(|| (*leaf, BTreeSet::new(), value));
                     e.1.extend(row.refunds.as_array().iter().map(|t| t.compute_txid()));
                 }
             }
@@ -80,8 +81,11 @@ impl RaceCheck {
             for tx in &block.txs {
                 let txid = tx.compute_txid();
                 for input in &tx.input {
-                    let Some((leaf, current)) = watched.get(&input.previous_output) else { continue };
+                    let Some((leaf, current, node_value)) = watched.get(&input.previous_output) else { continue };
                     judged += 1;
+                    if let Some(m) = check_direct_fee(tx, *node_value) {
+                        found.push(finding("I-1", format!("fee {txid}"), format!("leaf {leaf}: refund {txid} on chain: {m}")));
+                    }
                     if current.contains(&txid) {
                         if self.raced.contains(leaf) {
                             self.defended_won += 1;
@@ -107,5 +111,38 @@ impl RaceCheck {
             }
         }
         (found, hits, judged)
+    }
+}
+
+/// spark-protocol §3.2: a refund without a P2A anchor is a direct variant and pays exactly
+/// `MaybeApplyFee` (955 sat when the value is above 955, else nothing); a CPFP variant pays zero.
+pub fn check_direct_fee(tx: &bitcoin::Transaction, input_value: u64) -> Option<String> {
+    let out: u64 = tx.output.iter().map(|o| o.value.to_sat()).sum();
+    let fee = input_value.checked_sub(out)?;
+    let anchored = tx.output.iter().any(|o| reference_node::chain::is_p2a(&o.script_pubkey));
+    let want = if anchored { 0 } else { input_value - reference_node::tx::template::maybe_apply_fee(bitcoin::Amount::from_sat(input_value)).to_sat() };
+    (fee != want).then(|| format!("pays {fee} sat in fees from a {input_value} sat input, expected {want} sat ({})", if anchored { "CPFP variant" } else { "direct variant, MaybeApplyFee" }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_direct_fee;
+    use bitcoin::{Amount, ScriptBuf, Transaction, TxOut};
+    use reference_node::tx::template::anchor_output;
+
+    fn tx(outputs: Vec<TxOut>) -> Transaction {
+        Transaction { version: bitcoin::transaction::Version(3), lock_time: bitcoin::absolute::LockTime::ZERO, input: vec![], output: outputs }
+    }
+    fn pay(sat: u64) -> TxOut {
+        TxOut { value: Amount::from_sat(sat), script_pubkey: ScriptBuf::new() }
+    }
+
+    #[test]
+    fn direct_refunds_pay_955_and_cpfp_refunds_nothing() {
+        assert_eq!(check_direct_fee(&tx(vec![pay(99_045)]), 100_000), None);
+        assert_eq!(check_direct_fee(&tx(vec![pay(900)]), 900), None, "at or below 955 nothing is taken");
+        assert!(check_direct_fee(&tx(vec![pay(99_000)]), 100_000).is_some(), "1000 sat is not the rule");
+        assert_eq!(check_direct_fee(&tx(vec![pay(100_000), anchor_output()]), 100_000), None);
+        assert!(check_direct_fee(&tx(vec![pay(99_045), anchor_output()]), 100_000).is_some());
     }
 }

@@ -135,7 +135,13 @@ impl Wallet {
     pub(super) fn fee_bump_refused(&mut self, txid: &[u8; 32], reason: &str) {
         let txid = Txid::from_byte_array(*txid);
         let Some(flight) = self.fees.in_flight.remove(&txid) else { return };
-        self.l1_coins.push(flight.coin);
+        // A coin the chain says is gone (a reorg dropped the tx that made it) is forgotten,
+        // else it would be picked, and refused, again and again.
+        if reason.contains(&flight.coin.0.to_string()) {
+            self.fees.confirmed.remove(&flight.coin.0);
+        } else {
+            self.l1_coins.push(flight.coin);
+        }
         if is_fee_refusal(reason) {
             self.fees.rate = (self.bump_rate() * 2).min(MAX_RATE_SAT_VB);
         }

@@ -473,7 +473,7 @@ impl Node for Wallet {
                 Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
                     self.fee_bump_refused(&txid, &reason);
-                    self.race_broadcast_refused(&txid);
+                    self.race_broadcast_refused(&txid, &reason);
                     self.exit_broadcast_refused(&txid);
                     self.deposit_broadcast_refused(&txid);
                     ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });

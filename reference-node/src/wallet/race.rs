@@ -87,13 +87,17 @@ impl Wallet {
         None
     }
 
-    /// The mempool refused a tx: if it was the stale refund, try again at the next block.
-    pub(super) fn race_broadcast_refused(&mut self, txid: &[u8; 32]) {
+    /// The mempool refused a tx: if it was the stale refund, try again at the next block; if the
+    /// node tx's input is already spent (the leaf exited before the race), the race is over.
+    pub(super) fn race_broadcast_refused(&mut self, txid: &[u8; 32], reason: &str) {
         use bitcoin::hashes::Hash as _;
-        if let Some(r) = self.race.as_mut() {
-            if r.old.refunds.cpfp.compute_txid().to_byte_array() == *txid {
-                r.refund_out = false;
-            }
+        let Some(r) = self.race.as_mut() else { return };
+        if r.old.refunds.cpfp.compute_txid().to_byte_array() == *txid {
+            r.refund_out = false;
+        }
+        let deposit = r.old.deposit_outpoint.to_string();
+        if r.node_height.is_none() && r.node_txid.to_byte_array() == *txid && reason.contains(&deposit) {
+            self.race = None;
         }
     }
 

@@ -350,8 +350,9 @@ fn stuck_rollback_gossip_stays_fixed() {
 #[test]
 fn l1_fault_scenarios_pass_with_their_outcomes() {
     // (file, deposits confirmed, transfers claimed, exits confirmed)
-    let expected: [(&str, u64, u64, u64); 5] = [
+    let expected: [(&str, u64, u64, u64); 6] = [
         ("l1/block-delay.toml", 2, 4, 0),
+        ("l1/fee-spike-cpfp.toml", 2, 2, 1),
         ("l1/fee-spike.toml", 2, 2, 1),
         ("l1/non-final.toml", 2, 0, 1),
         ("l1/reorg-deposit.toml", 2, 4, 0),

@@ -61,6 +61,9 @@ pub enum Output {
     Broadcast(Transaction),
     /// A fact for the checker and the trace (not a message; the network never sees it).
     Observe(crate::observe::Observation),
+    /// Watchtower and fees flow: `submitpackage [parent, child]` (chain/package.rs). The driver
+    /// answers with one `Msg::BroadcastResult` per tx, each carrying the package's result.
+    BroadcastPackage(Vec<Transaction>),
 }
 
 /// The per-call context: `now` and the node's own RNG stream come in, outputs go out.
@@ -83,6 +86,10 @@ impl<'a> Ctx<'a> {
     }
     pub fn broadcast(&mut self, tx: Transaction) {
         self.out.push(Output::Broadcast(tx));
+    }
+    /// Submit `[parent, child]` as one package (CPFP through the parent's P2A anchor).
+    pub fn broadcast_package(&mut self, txs: Vec<Transaction>) {
+        self.out.push(Output::BroadcastPackage(txs));
     }
     pub fn observe(&mut self, o: crate::observe::Observation) {
         self.out.push(Output::Observe(o));

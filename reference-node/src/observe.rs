@@ -71,6 +71,15 @@ pub enum Observation {
     SwapDecided { primary: TransferId, counters: Vec<TransferId>, settled: bool },
     /// Leaf swaps v2: the SSP extracted the adaptor secret from the user's completed signature.
     SwapAdaptorLearned { primary: TransferId, wallet: WalletId },
+    // --- Watchtower and fees flow (operator/watchtower.rs, wallet/race.rs) ---
+    /// An operator's watchtower broadcast the current owner's direct refund `txid` of a leaf
+    /// whose node tx is on chain (first broadcast per operator and leaf; it repeats every block).
+    WatchtowerBroadcast { operator: OperatorId, leaf: LeafId, txid: [u8; 32], height: u32 },
+    /// A former owner started racing its stale refund of `leaf` (spark-protocol §5.2 item 1).
+    StaleRaceStarted { wallet: WalletId, leaf: LeafId },
+    /// The current owner saw its leaf's node tx on chain (someone else's exit) and started its
+    /// own exit to win the timelock race.
+    OwnerDefends { wallet: WalletId, leaf: LeafId },
 }
 
 /// Which rule of the enforcing signer guard refused.

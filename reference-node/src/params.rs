@@ -117,6 +117,13 @@ pub struct Params {
     /// Lightning: the simulated network behind the SSP (wallet/ssp_lightning.rs).
     #[serde(default)]
     pub lightning: crate::msg::lightning::LightningParams,
+    /// Watchtower and fees flow: the feerate (sat/vB) a wallet pays on L1 — its deposit tx and
+    /// the packages that bump its CPFP exit txs (spark-protocol §3.2 assumes 5, the rate behind
+    /// the 955-sat direct fee). Fee-bumping packages double it on a fee refusal (wallet/fee_bump.rs).
+    pub l1_feerate_sat_vb: u64,
+    /// Watchtower and fees flow: whether and how operators broadcast the current owner's direct
+    /// refund when a leaf's node tx is on chain (operator/watchtower.rs); off by default.
+    pub watchtower: WatchtowerMode,
 }
 
 /// The SSP's fee schedule (spark-protocol §7, Spark's "Estimate fees" docs): Spark → Lightning
@@ -165,6 +172,22 @@ impl SspFees {
     }
 }
 
+/// How an operator's watchtower decides that a watched direct refund is due (spark-protocol §3.6,
+/// §5.2 item 2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WatchtowerMode {
+    /// No watchtower: an offline owner depends on nobody.
+    #[default]
+    Off,
+    /// The Oct-2025 watchtower: compares the refund's *relative* CSV with the *absolute* chain
+    /// height, so it broadcasts as soon as `height >= CSV` (every block from then on) and relies
+    /// on the mempool refusing the tx as non-BIP68-final until it matures.
+    AbsoluteHeight,
+    /// A corrected watchtower: broadcasts once the refund is final in the next block
+    /// (`height + 1 >= node confirmation height + CSV`), then every block until a refund confirms.
+    Relative,
+}
+
 impl Params {
     pub fn new(operators: u16, threshold: u16) -> Params {
         Params {
@@ -189,6 +212,8 @@ impl Params {
             flow_stale: Micros::from_secs(60),
             ssp_fees: SspFees::default(),
             lightning: crate::msg::lightning::LightningParams { failure_ppm: 0, payer_delay: Micros::from_secs(5), seed: [0; 32] },
+            l1_feerate_sat_vb: 5,
+            watchtower: WatchtowerMode::Off,
         }
     }
     pub fn operator_ids(&self) -> impl Iterator<Item = OperatorId> {

@@ -606,6 +606,12 @@ proptest! {
                             prop_assert!(corrupt);
                             coins.push((coin, coin_out, owner));
                         }
+                        // BIP431: a v3 chain deeper than parent + child is refused before
+                        // any script runs (chain/package.rs).
+                        Err(ChainReject::Truc(_)) => {
+                            inputs_submitted -= 1;
+                            coins.push((coin, coin_out, owner));
+                        }
                         Err(other) => prop_assert!(false, "unexpected reject {other}"),
                     }
                 }

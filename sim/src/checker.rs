@@ -49,6 +49,8 @@ use reference_node::types::NodeId;
 // Byzantine operators and restored hazards (issue 4): their own files, hooked below.
 mod hazards;
 mod swaps;
+// Watchtower and fees flow: the old-owner exit race (L-4, second half).
+mod race;
 mod theft;
 pub use hazards::DetectionSummary;
 pub use theft::TheftSummary;
@@ -170,6 +172,7 @@ pub struct Checker {
     lightning: lightning::LightningCheck,
     /// Renew: every signed spender of each exit-chain outpoint seen so far (I-7).
     node_layers: renew::NodeLayerHistory,
+    race: race::RaceCheck,
 }
 
 impl Checker {
@@ -214,6 +217,7 @@ impl Checker {
             hazards: hazards::HazardChecks::default(),
             lightning: lightning::LightningCheck::default(),
             node_layers: renew::NodeLayerHistory::default(),
+            race: race::RaceCheck::default(),
         }
     }
 
@@ -338,6 +342,14 @@ impl Checker {
         found.extend(self.check_backing(engine.chain()));
         found.extend(self.theft.after_event(engine, rec, self.threshold));
         found.extend(self.hazards.after_event(engine, rec));
+        let (raced, hits, judged) = self.race.after_event(engine, rec);
+        found.extend(raced);
+        for _ in 0..judged {
+            self.tick("L-4");
+        }
+        for h in hits {
+            self.coverage.hit(h);
+        }
         self.stamp(found, rec.index, rec.time)
     }
 
@@ -539,6 +551,8 @@ impl Checker {
             }),
             // Judged in checker/hazards.rs and checker/theft.rs.
             Observation::GuardRefused { .. } | Observation::ColludedSignature { .. } | Observation::TheftAttempt { .. } => {}
+            // Judged in checker/race.rs (watchtower and fees flow).
+            Observation::WatchtowerBroadcast { .. } | Observation::StaleRaceStarted { .. } | Observation::OwnerDefends { .. } => {}
             // L1 reorgs: a confirmation the wallet reported is undone (and reported again if
             // the tx comes back), so conservation counts only what is on the chain.
             Observation::DepositReorged { node: reference_node::types::NodeId::Wallet(_), leaf, .. } => {
@@ -793,7 +807,12 @@ impl Checker {
             found.push(finding("I-8", format!("leaf {leaf} bounds {op}"), format!("leaf {leaf} on {op}: {m}")));
         }
         self.tick("I-7");
-        if let Some(m) = self.node_layers.record_and_check(row) {
+        // A split (or splitting) or aggregated leaf's chain is superseded by its children's (or
+        // parent's): the signed split / aggregate node undercuts it by design, so only leaves
+        // with no split in flight are held to I-7.
+        let split = db.splits.get(leaf).is_some_and(|x| x.split_nodes.is_some()) || row.status == reference_node::operator::store::LeafStatus::SplitLocked;
+        if !row.status.is_value_bearing() || split {
+        } else if let Some(m) = self.node_layers.record_and_check(row) {
             found.push(finding("I-7", format!("leaf {leaf} node layers {op}"), format!("leaf {leaf} on {op}: {m}")));
         }
         let first = *self.leaf_value.entry(*leaf).or_insert((op, row.value_sats));

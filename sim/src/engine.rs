@@ -64,6 +64,10 @@ pub trait L1 {
     fn min_feerate(&self) -> u64 {
         0
     }
+    /// Package relay (watchtower and fees flow); a chain model without packages refuses.
+    fn submit_package(&mut self, _txs: Vec<Transaction>) -> Result<Vec<Txid>, ChainReject> {
+        Err(ChainReject::Package("this chain model does not relay packages".into()))
+    }
 }
 
 impl L1 for Chain {
@@ -84,6 +88,9 @@ impl L1 for Chain {
     }
     fn min_feerate(&self) -> u64 {
         Chain::min_feerate(self)
+    }
+    fn submit_package(&mut self, txs: Vec<Transaction>) -> Result<Vec<Txid>, ChainReject> {
+        Chain::submit_package(self, txs)
     }
 }
 
@@ -200,6 +207,11 @@ enum Event {
     ChainSubmit {
         from: NodeId,
         tx: Transaction,
+    },
+    /// Watchtower and fees flow: `submitpackage` from `from`.
+    ChainSubmitPackage {
+        from: NodeId,
+        txs: Vec<Transaction>,
     },
     Command {
         wallet: WalletId,
@@ -660,6 +672,29 @@ impl<N: Node, C: L1> Engine<N, C> {
                 );
                 (EventTag::ChainSubmit, vec![from, NodeId::Chain], desc)
             }
+            Event::ChainSubmitPackage { from, txs } => {
+                payload.bytes(b"package");
+                for tx in &txs {
+                    payload.bytes(&bitcoin::consensus::encode::serialize(tx));
+                }
+                let txids: Vec<Txid> = txs.iter().map(|t| t.compute_txid()).collect();
+                self.counters.txs_submitted += txids.len() as u64;
+                let result = self.chain.submit_package(txs).map(|_| ()).map_err(|e| e.to_string());
+                payload.value(&result);
+                if result.is_err() {
+                    self.counters.txs_rejected += txids.len() as u64;
+                }
+                let names: Vec<String> = txids.iter().map(|t| t.to_string()).collect();
+                let desc = match &result {
+                    Ok(()) => format!("submit {from} package [{}]: accepted", names.join(", ")),
+                    Err(e) => format!("submit {from} package [{}]: rejected: {e}", names.join(", ")),
+                };
+                for txid in txids {
+                    let msg = Msg::BroadcastResult { txid: txid.to_byte_array(), result: result.clone() };
+                    self.push(self.now + CHAIN_LATENCY, Event::Deliver { from: NodeId::Chain, to: from, msg });
+                }
+                (EventTag::ChainSubmit, vec![from, NodeId::Chain], desc)
+            }
             Event::Command { wallet, cmd } => {
                 payload.value(&cmd);
                 let id = NodeId::Wallet(wallet);
@@ -909,6 +944,13 @@ impl<N: Node, C: L1> Engine<N, C> {
                 d.bytes(&[4]);
                 d.value(&obs);
                 fx.observations.push(obs);
+            }
+            Output::BroadcastPackage(txs) => {
+                d.bytes(&[5]);
+                for tx in &txs {
+                    d.bytes(&bitcoin::consensus::encode::serialize(tx));
+                }
+                self.push(self.now + CHAIN_LATENCY, Event::ChainSubmitPackage { from: me, txs });
             }
         }
     }

@@ -58,6 +58,9 @@ pub fn params_of(s: &Scenario) -> Params {
     adversary_params(s, &mut p);
     p.deposit_confirmations = s.chain.deposit_confirmations;
     p.consensus = s.protocol.consensus; // two-phase commit mode
+    // Watchtower and fees flow.
+    p.watchtower = s.watchtower.mode;
+    p.l1_feerate_sat_vb = s.watchtower.wallet_feerate_sat_vb;
     p.test_faults = TestFaults {
         skip_send_timelock_decrement: s.protocol.test_faults.contains(&TestFault::SkipSendTimelockDecrement),
         broadcast_refund_early: s.protocol.test_faults.contains(&TestFault::BroadcastRefundEarly),
@@ -154,6 +157,11 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
     for sw in s.ssp.iter().flat_map(|x| x.swaps.iter().map(move |sw| (x.swap_version, sw))) {
         engine.schedule_command(sw.1.at, sw.1.wallet, Command::Swap { target_denominations: sw.1.amounts.clone(), version: sw.0 });
         last_command = last_command.max(sw.1.at);
+    }
+    // Watchtower and fees flow: former owners racing their stale refunds.
+    for r in &s.watchtower.races {
+        engine.schedule_command(r.at, r.wallet, Command::RaceStaleRefund);
+        last_command = last_command.max(r.at);
     }
     for f in &s.faults {
         match f {

@@ -70,7 +70,14 @@ pub struct Scenario {
     pub expect_sometimes: BTreeSet<String>,
     /// `[ssp]`: the service provider, when the scenario has one (scenario/ssp.rs).
     pub ssp: Option<SspSpec>,
+    /// Watchtower and fees flow: `[watchtower]` and `[[race]]` (see [`WatchtowerSpec`]).
+    pub watchtower: WatchtowerSpec,
 }
+
+// Watchtower and fees flow: `[watchtower]` and `[[race]]`.
+#[path = "scenario_watchtower.rs"]
+mod watchtower;
+pub use watchtower::{mode_name as watchtower_mode_name, RaceSpec, WatchtowerSpec};
 
 /// `[topology]`: who takes part.
 /// - `operators` = 5: number of operators, 1..=32.
@@ -649,6 +656,10 @@ pub enum Invariant {
     TrustAssumptionBroken,
     /// The run reached `run.max_events`: a message or timer storm.
     EventBudget,
+    /// Watchtower and fees flow: a former owner's stale refund confirmed while nobody (owner
+    /// offline, watchtower off) broadcast the current owner's refund: the documented watchtower
+    /// dependence of spark-protocol §5.2 item 2, not a protocol bug.
+    WatchtowerDependence,
 }
 
 impl Invariant {
@@ -692,6 +703,7 @@ impl Invariant {
             Invariant::Theft => "theft",
             Invariant::TrustAssumptionBroken => "trust-assumption-broken",
             Invariant::EventBudget => "event-budget",
+            Invariant::WatchtowerDependence => "watchtower-dependence",
         }
     }
 
@@ -711,6 +723,7 @@ impl Invariant {
             Invariant::L8,
             Invariant::I7,
             Invariant::L7,
+            Invariant::WatchtowerDependence,
         ];
         let budgets = LatencyOp::ALL.into_iter().flat_map(|op| Stat::ALL.map(|s| Invariant::OpBudget(op, s)));
         Invariant::ALL.into_iter().chain(checker).chain(budgets).collect()
@@ -732,6 +745,8 @@ impl std::fmt::Display for Invariant {
 /// - `invariant`: required iff outcome is "violation"; one of I-1 I-2 I-3 I-4 I-5 I-6 I-8 I-9
 ///   I-10 I-11 I-12 I-14 L-1 L-2 L-3 L-4 L-8 I-7 L-7 budget budget:<op>.<stat> theft
 ///   trust-assumption-broken event-budget (see [`Invariant::every`]).
+///   I-10 I-11 I-12 I-14 L-1 L-2 L-3 L-4 L-8 budget budget:<op>.<stat> theft
+///   trust-assumption-broken event-budget watchtower-dependence (see [`Invariant::every`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Expectation {
     #[default]
@@ -896,6 +911,10 @@ struct RawScenario {
     split: Vec<Spanned<RawSplit>>,
     #[serde(default)]
     aggregate: Vec<Spanned<RawAggregate>>,
+    /// Watchtower and fees flow (`scenario_watchtower.rs`).
+    watchtower: Option<watchtower::RawWatchtower>,
+    #[serde(default)]
+    race: Vec<Spanned<watchtower::RawRace>>,
     /// `true` or a table: read as a plain value so both forms are accepted.
     swarm: S<toml::Value>,
     ssp: Option<ssp::RawSsp>,
@@ -1220,7 +1239,9 @@ impl Validator<'_> {
             .collect::<R<Vec<_>>>()?;
         let splits = raw.split.iter().enumerate().map(|(i, t)| self.split(i, t, &topology)).collect::<R<Vec<_>>>()?;
         let aggregates = raw.aggregate.iter().enumerate().map(|(i, t)| self.aggregate(i, t, &topology)).collect::<R<Vec<_>>>()?;
+        let watchtower = self.watchtower(raw.watchtower.as_ref(), &raw.race, &topology)?;
         Ok(Scenario {
+            watchtower,
             byzantine,
             thefts,
             splits,

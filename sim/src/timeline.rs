@@ -152,6 +152,10 @@ fn observation_line(o: &Observation) -> String {
         Observation::PreimageRevealed { by, payment_hash, transfer, .. } => format!("{by} reconstructed the preimage of {} (transfer {transfer})", hex::encode(&payment_hash[..4])),
         Observation::LightningReceiveSettled { ssp, payment_hash, .. } => format!("{ssp} settled the payer's HTLC {}", hex::encode(&payment_hash[..4])),
         Observation::LightningReceiveFailed { ssp, payment_hash, reason } => format!("{ssp} failed the payer's HTLC {} back: {reason}", hex::encode(&payment_hash[..4])),
+        // Watchtower and fees flow.
+        Observation::WatchtowerBroadcast { operator, leaf, height, .. } => format!("{operator}'s watchtower broadcast the owner's direct refund of leaf {leaf} at height {height}"),
+        Observation::StaleRaceStarted { wallet, leaf } => format!("{wallet} races its stale refund of leaf {leaf}"),
+        Observation::OwnerDefends { wallet, leaf } => format!("{wallet} saw leaf {leaf}'s node tx on chain and exits to win the race"),
     }
 }
 

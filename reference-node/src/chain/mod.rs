@@ -4,8 +4,8 @@
 //! Fees: the mempool has a minimum feerate (0 by default, so a zero-fee v3 CPFP parent of
 //! spark-protocol §3.2 enters on its own); a fee spike raises it and admission rejects anything
 //! below it with [`ChainReject::FeeTooLow`]. The floor applies at admission only: what is already
-//! in the mempool is mined. Package relay (CPFP through the P2A anchor) and TRUC topology rules
-//! are not modelled yet.
+//! in the mempool is mined. Package relay (CPFP through the P2A anchor, `submit_package`) and the
+//! v3/TRUC topology rules live in `package.rs`.
 //!
 //! Blocks are hash-linked and the last [`MAX_REORG_DEPTH`] keep undo data, so a reorg can
 //! disconnect them (see `reorg.rs`).
@@ -18,6 +18,10 @@ use bitcoin::{
 };
 use std::collections::{BTreeMap, VecDeque};
 
+mod package;
+pub use package::{
+    is_fee_refusal, is_p2a, package_fee_needed, TRUC_CHILD_MAX_VSIZE, TRUC_MAX_VSIZE,
+};
 mod reorg;
 pub use reorg::{ReorgError, ReorgOutcome, ReorgTxs, MAX_REORG_DEPTH};
 
@@ -68,6 +72,13 @@ pub enum ChainReject {
     Duplicate(Txid),
     #[error("malformed: {0}")]
     Malformed(String),
+    /// Watchtower and fees flow: a v3/TRUC topology or P2A spending rule (`package.rs`).
+    #[error("TRUC policy: {0}")]
+    Truc(String),
+    /// Watchtower and fees flow: a package that is not `[parent, child]` with the child
+    /// spending the parent's anchor.
+    #[error("package refused: {0}")]
+    Package(String),
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -340,6 +351,7 @@ impl Chain {
         self.check_conflicts(tx)?;
         let fee = check_value(tx, &prevouts)?;
         self.check_bip68(tx, &prevouts)?;
+        self.check_truc(tx, &prevouts)?;
         check_feerate(tx, fee, min_sat_per_vb)?;
         self.verify_scripts(tx, &prevouts)?;
         Ok((txid, fee))

@@ -21,6 +21,8 @@ mod twopc;
 mod twopc_flows;
 pub mod swap;
 mod watcher;
+// Watchtower and fees flow: direct refunds of the current owner when a node tx is on chain.
+pub mod watchtower;
 
 use crate::crypto::SecretKey;
 use crate::msg::{InternalReply, InternalRequest, Msg, ReqId, WalletReply, WalletRequest};

@@ -235,6 +235,10 @@ pub struct Db {
     /// Leaf swaps this operator coordinates, by primary transfer (operator/swap.rs).
     #[serde(default)]
     pub swaps: BTreeMap<TransferId, super::swap::SwapRow>,
+    /// Watchtower and fees flow: leaves whose node tx is on chain, watched until a refund
+    /// spends it (`watchtower.rs`).
+    #[serde(default)]
+    pub watchtower: BTreeMap<LeafId, super::watchtower::WatchRow>,
 }
 
 /// An aggregation of a split parent's children in flight (spark-protocol §2.6).

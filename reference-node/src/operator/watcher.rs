@@ -73,6 +73,8 @@ impl Operator {
                 }
             }
         }
+        // Watchtower and fees flow: broadcast current owners' direct refunds (watchtower.rs).
+        self.watchtower(ctx, &mut db, block);
         self.make_mature_leaves_available(&mut db);
         self.store.commit(db);
     }

@@ -119,12 +119,24 @@ impl Wallet {
         Ok((Stage::Sign { deposit_tx, verifying_key, jobs }, request))
     }
 
-    /// Spend one L1 coin: output 0 pays the deposit address, output 1 returns the change.
+    /// Spend one L1 coin: output 0 pays the deposit address, output 1 returns the change. The tx
+    /// pays `l1_feerate_sat_vb` on its size (watchtower and fees flow: it used to pay zero). Its
+    /// txid is fixed once the exit txs are signed against it, so a refused deposit can only be
+    /// broadcast again, never re-feed (a spike above its rate is waited out).
     fn build_deposit_tx(&mut self, ctx: &mut Ctx<'_>, sats: u64, script: bitcoin::ScriptBuf) -> Result<Transaction, String> {
-        let idx = self.l1_coins.iter().position(|(_, o)| o.value.to_sat() >= sats).ok_or("no L1 coin large enough")?;
+        // Size: one key-path input, the deposit output and a change output of the same script.
+        let mut sizing = Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: vec![TxIn { witness: Witness::from_slice(&[[0u8; 64]]), ..Default::default() }],
+            output: vec![TxOut { value: Amount::ZERO, script_pubkey: script.clone() }; 2],
+        };
+        sizing.input[0].sequence = bitcoin::Sequence::MAX;
+        let fee = self.cfg.params.l1_feerate_sat_vb.saturating_mul(sizing.vsize() as u64);
+        let idx = self.l1_coins.iter().position(|(_, o)| o.value.to_sat() >= sats + fee).ok_or("no L1 coin large enough")?;
         let (outpoint, coin) = self.l1_coins[idx].clone();
         let mut output = vec![TxOut { value: Amount::from_sat(sats), script_pubkey: script }];
-        let change = coin.value.to_sat() - sats;
+        let change = coin.value.to_sat() - sats - fee;
         if change > 0 {
             output.push(TxOut { value: Amount::from_sat(change), script_pubkey: coin.script_pubkey.clone() });
         }

@@ -5,9 +5,10 @@
 //! watchtower) is skipped: the mempool answers "already known", and the wait for the next layer
 //! counts from the block it was learned in (never earlier than its real confirmation).
 //!
-//! L1 faults: a broadcast the mempool refuses (a fee spike: the CPFP variants pay zero fee) is
-//! broadcast again at the next block, up to [`MAX_EXIT_REBROADCASTS`] times — the wallet waits
-//! the spike out rather than fee-bumping through the P2A anchor (package relay is not modelled).
+//! Fees: every CPFP tx goes out through `broadcast_cpfp` (fee_bump.rs) as a package with a child
+//! spending its P2A anchor and a wallet coin. A broadcast the mempool refuses (a fee spike above
+//! the package's rate) is broadcast again at the next block, with a doubled rate, up to
+//! [`MAX_EXIT_REBROADCASTS`] times.
 //! A reorg that takes a node layer or the refund off the chain sends the exit back to that step
 //! (`reorg.rs` calls the `revert_*` functions below); the timelocks then count from the new
 //! confirmation heights.
@@ -79,13 +80,15 @@ impl Wallet {
         let root = leaf.exit_layers().next().map(|l| l.cpfp.clone());
         leaf.state = LeafState::Exiting(p);
         if let Some(tx) = root {
-            ctx.broadcast(tx);
+            self.broadcast_cpfp(ctx, tx);
         }
     }
 
     pub(super) fn advance_exits(&mut self, ctx: &mut Ctx<'_>, confirmed: &BTreeSet<Txid>) {
         let (me, height) = (self.cfg.id, self.height);
         let early_refund = self.cfg.params.test_faults.broadcast_refund_early;
+        // Broadcast after the walk: a fee-bumping child needs the wallet's coins.
+        let mut out = Vec::new();
         for (id, leaf) in self.leaves.iter_mut() {
             let LeafState::Exiting(p) = &mut leaf.state else { continue };
             for (layer, txid) in p.layer_txids.iter().enumerate() {
@@ -112,7 +115,7 @@ impl Wallet {
                     let mature = parent.is_none_or(|h| height + 1 - h >= csv_of(&tx));
                     if mature {
                         p.in_flight = Some(layer);
-                        ctx.broadcast(tx);
+                        out.push(tx);
                     }
                 }
                 Some(_) => {}
@@ -121,11 +124,25 @@ impl Wallet {
                     let mature = height + 1 - h >= csv_of(&leaf.refunds.cpfp) || early_refund;
                     if !p.refund_broadcast && mature && p.rebroadcasts <= MAX_EXIT_REBROADCASTS {
                         p.refund_broadcast = true;
-                        ctx.broadcast(leaf.refunds.cpfp.clone());
+                        out.push(leaf.refunds.cpfp.clone());
                     }
                 }
             }
         }
+        for tx in out {
+            self.broadcast_cpfp(ctx, tx);
+        }
+    }
+
+    /// Watchtower and fees flow (race.rs): someone else put this leaf's CPFP node tx on chain;
+    /// exit from there (`advance_exits` sees the node tx in the same block and times the refund).
+    /// Its ancestors are on chain too (the node tx spends them).
+    pub(super) fn exit_from_confirmed_node(&mut self, leaf: LeafId) {
+        let height = self.height;
+        let Some(l) = self.leaves.get_mut(&leaf) else { return };
+        let mut confirmed_at = vec![Some(height); l.ancestors.len()];
+        confirmed_at.push(None);
+        l.state = LeafState::Exiting(ExitProgress::new(l, confirmed_at));
     }
 
     /// The mempool refused one of our txs: if it is an exit's, try again at the next block —
@@ -160,7 +177,7 @@ impl Wallet {
         p.refund_broadcast = false;
         p.in_flight = Some(layer);
         if let Some(tx) = layer_tx(&l.ancestors, &l.nodes, layer) {
-            ctx.broadcast(tx);
+            self.broadcast_cpfp(ctx, tx);
         }
     }
 

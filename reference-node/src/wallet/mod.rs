@@ -7,6 +7,10 @@ mod claim;
 mod deposit;
 mod exit;
 mod lightning;
+// Watchtower and fees flow: CPFP packages through the P2A anchor.
+mod fee_bump;
+// Watchtower and fees flow: the old-owner exit race and the owner's defence.
+mod race;
 mod reorg;
 mod renew;
 mod send;
@@ -63,6 +67,9 @@ pub enum Command {
     ServeSwap { primary: TransferId, user: WalletId, leaves: Vec<LeafId>, adaptor: Option<Box<crate::msg::ssp::SwapAdaptor>> },
     /// Leaf swaps, SSP side after a crash: follow the swap its reserved leaves were held for.
     FollowSwap { primary: TransferId, leaves: Vec<LeafId> },
+    /// Watchtower and fees flow: a former owner broadcasts the node tx and the stale refund it
+    /// holds for a leaf it sent away, racing the current owner (wallet/race.rs; §5.2 item 1).
+    RaceStaleRefund,
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -170,6 +177,10 @@ pub struct Wallet {
     /// Aggregate: signed aggregations not yet acknowledged (new parent key, signed txs), kept
     /// so a retry only finalizes again.
     aggregates_signed: BTreeMap<LeafId, (SecretKey, Vec<bitcoin::Transaction>)>,
+    /// Watchtower and fees flow: fee-bumping children in flight and the feerate (`fee_bump.rs`).
+    fees: fee_bump::FeeBumper,
+    /// Watchtower and fees flow: this wallet's stale-refund race, if it runs one (`race.rs`).
+    race: Option<race::Race>,
 }
 
 impl Wallet {
@@ -197,6 +208,8 @@ impl Wallet {
             split_plans: BTreeMap::new(),
             split_children: BTreeMap::new(),
             aggregates_signed: BTreeMap::new(),
+            fees: fee_bump::FeeBumper::default(),
+            race: None,
         }
     }
     pub fn id(&self) -> WalletId {
@@ -207,6 +220,7 @@ impl Wallet {
     }
     /// Give the wallet an L1 coin (the simulator funds wallets at genesis).
     pub fn add_l1_coin(&mut self, outpoint: OutPoint, output: TxOut) {
+        self.fee_coin_confirmed(outpoint);
         self.l1_coins.push((outpoint, output));
     }
     pub fn leaves(&self) -> &BTreeMap<LeafId, WalletLeaf> {
@@ -218,7 +232,8 @@ impl Wallet {
     /// Work the wallet still owes (queued commands, the operation in flight but a poll, claims
     /// not finished): the checker's liveness phase waits for 0.
     pub fn pending_work(&self) -> usize {
-        self.queue.len() + self.op.iter().filter(|(_, o)| !matches!(o, Op::Poll)).count() + self.claims.len()
+        // A stale-refund race (race.rs) runs until the node output is spent.
+        self.queue.len() + self.op.iter().filter(|(_, o)| !matches!(o, Op::Poll)).count() + self.claims.len() + usize::from(self.race.is_some())
     }
     /// A claim attempt failed: back off before the next one (its state is kept for the retry).
     fn claim_failed(&mut self, ctx: &mut Ctx<'_>) {
@@ -317,6 +332,10 @@ impl Wallet {
                 Command::Swap { target_denominations, version } => self.start_swap(ctx, target_denominations, version),
                 Command::ServeSwap { primary, user, leaves, adaptor } => self.start_serve_swap(ctx, primary, user, leaves, adaptor),
                 Command::FollowSwap { primary, leaves } => self.start_follow_swap(ctx, primary, leaves),
+                Command::RaceStaleRefund => {
+                    self.start_race(ctx);
+                    self.start_next(ctx);
+                }
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -436,6 +455,8 @@ impl Wallet {
             }
         }
         self.reconfirm_deposits(ctx, block.height, &txids);
+        self.fee_bump_block(&block.txs);
+        self.race_block(ctx, &block.txs, block.height);
         self.advance_exits(ctx, &txids);
         // New funds may unblock queued work.
         self.start_next(ctx);
@@ -551,6 +572,8 @@ impl Node for Wallet {
                     _ => self.lightning_ssp_reply(ctx, from, req, *body),
                 },
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
+                    self.fee_bump_refused(&txid, &reason);
+                    self.race_broadcast_refused(&txid, &reason);
                     self.exit_broadcast_refused(&txid, &reason);
                     self.deposit_broadcast_refused(&txid);
                     ctx.observe(Observation::Rejected { what: format!("{} broadcast {}", self.cfg.id, hex::encode(&txid[..4])), reason });

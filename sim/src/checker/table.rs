@@ -33,7 +33,7 @@ pub const PROPERTIES: &[(&str, &str, When, &str)] = &[
     ("L-1", "Acknowledged ⇒ claimable", When::AtQuiescence, "every acknowledged transfer claimed and COMPLETED everywhere"),
     ("L-2", "Partition healing", When::AtQuiescence, "every transfer terminal on every up operator, pending sends FINISHED, wallets idle"),
     ("L-3", "Expiry", When::AtQuiescence, "a transfer before SENDER_KEY_TWEAKED one task period past its expiry is RETURNED"),
-    ("L-4", "Unilateral exit", When::AtQuiescence, "every exit a wallet started confirmed its refund (through every node layer of its chain)"),
+    ("L-4", "Unilateral exit", When::AtQuiescence, "every exit a wallet started confirmed its refund (through every node layer of its chain); after every block, no previous owner's refund confirms on a leaf the owner or a watchtower defended (else `L-4`; undefended: `watchtower-dependence`)"),
     ("L-5", "Cooperative exit atomicity", When::NotApplicable, "needs cooperative exit"),
     ("L-6", "Swap / Lightning atomicity", When::AtQuiescence, "leaf swaps: both legs settled or both returned (safety after every store change, decision at quiescence); Lightning receive: the user claims the swap's leaves iff the SSP learned the preimage (Lightning send: not yet)"),
     ("L-7", "Renewability", When::AtQuiescence, "every AVAILABLE leaf with refund CSV ≤ 300 meets the precondition of a renew variant"),

@@ -244,6 +244,20 @@ pub enum WalletRequest {
     QueryPendingTransfers { receiver: PublicKey },
     ClaimTweakKeys { transfer: TransferId, receiver: PublicKey, leaves: Vec<ReceiverLeafTweak> },
     ClaimSignRefunds { transfer: TransferId, receiver: PublicKey, leaves: Vec<ClaimLeafJobs> },
+    /// Cooperative exit (`cooperative_exit_v2`, spark-protocol §4.5 step 3): a transfer to the SSP
+    /// whose refunds spend the leaf's connector output of `connector_tx` (which spends the exit tx).
+    CooperativeExit {
+        transfer: TransferId,
+        sender: PublicKey,
+        receiver: PublicKey,
+        expiry: Micros,
+        package: TransferPackage,
+        exit_txid: bitcoin::Txid,
+        connector_tx: Transaction,
+    },
+    /// Cooperative exit (§4.5 step 4): the user releases its key tweak; the operators apply it
+    /// once the exit tx has its confirmations.
+    FinalizeCoopExit { transfer: TransferId },
 }
 
 impl WalletRequest {
@@ -258,6 +272,8 @@ impl WalletRequest {
             WalletRequest::QueryPendingTransfers { .. } => "QueryPendingTransfers",
             WalletRequest::ClaimTweakKeys { .. } => "ClaimTweakKeys",
             WalletRequest::ClaimSignRefunds { .. } => "ClaimSignRefunds",
+            WalletRequest::CooperativeExit { .. } => "CooperativeExit",
+            WalletRequest::FinalizeCoopExit { .. } => "FinalizeCoopExit",
         }
     }
 }
@@ -293,6 +309,8 @@ pub enum WalletReply {
     /// A claim retried after the operators completed it (its finalize reply was late or lost):
     /// the refunds the receiver finalized, for it to verify and adopt (operator/claim_done.rs).
     ClaimCompleted { refunds: RefundSet },
+    /// Cooperative exit: the connector refunds the operators signed (input 0) for the SSP.
+    CoopExitSigned { transfer: TransferId, refunds: RefundSet },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,6 +338,17 @@ pub enum InternalRequest {
     },
     /// Two-phase receiver settle, phase 1 (spark-protocol §4.2 claim step 4).
     SettleReceiverPrepare { transfer: TransferId, attempt: u64, tweak_digests: BTreeMap<LeafId, [u8; 32]> },
+    /// Cooperative exit (`InitiateCooperativeExit`): an `InitiateTransfer` whose refunds spend
+    /// `exit`'s connector.
+    InitiateCoopExit {
+        exit: crate::operator::coop_exit::CoopExitRow,
+        transfer: TransferId,
+        sender: PublicKey,
+        receiver: PublicKey,
+        expiry: Micros,
+        package: TransferPackage,
+        signed_refunds: BTreeMap<LeafId, RefundSet>,
+    },
 }
 
 impl InternalRequest {
@@ -334,6 +363,7 @@ impl InternalRequest {
             InternalRequest::FrostRound2 { .. } => "FrostRound2",
             InternalRequest::InitiateTransfer { .. } => "InitiateTransfer",
             InternalRequest::SettleReceiverPrepare { .. } => "SettleReceiverPrepare",
+            InternalRequest::InitiateCoopExit { .. } => "InitiateCoopExit",
         }
     }
 }

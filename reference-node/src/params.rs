@@ -104,6 +104,8 @@ pub struct Params {
     pub deposit_confirmations: u32,
     /// What the service provider charges (wallet/ssp.rs).
     pub ssp_fees: SspFees,
+    /// Scripted SSP misbehaviour in cooperative exits (`[ssp] coop_exit_fault`); None = honest.
+    pub coop_exit_fault: Option<crate::msg::ssp::CoopExitFault>,
 }
 
 /// The SSP's fee schedule (spark-protocol §7, Spark's "Estimate fees" docs): Spark → Lightning
@@ -173,6 +175,7 @@ impl Params {
             byzantine: BTreeMap::new(),
             deposit_confirmations: 1,
             ssp_fees: SspFees::default(),
+            coop_exit_fault: None,
         }
     }
     pub fn operator_ids(&self) -> impl Iterator<Item = OperatorId> {

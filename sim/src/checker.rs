@@ -44,6 +44,8 @@ use reference_node::types::NodeId;
 // Byzantine operators and restored hazards (issue 4): their own files, hooked below.
 mod hazards;
 mod theft;
+// Cooperative exit (issue 6): L-5 and the payout's I-1.
+mod coop_exit;
 pub use hazards::DetectionSummary;
 pub use theft::TheftSummary;
 
@@ -160,6 +162,7 @@ pub struct Checker {
     gossip_refusals: BTreeMap<(OperatorId, u64), String>,
     theft: theft::TheftCheck,
     hazards: hazards::HazardChecks,
+    coop_exits: coop_exit::CoopExitLedger,
 }
 
 impl Checker {
@@ -202,6 +205,7 @@ impl Checker {
             gossip_refusals: BTreeMap::new(),
             theft: theft::TheftCheck::default(),
             hazards: hazards::HazardChecks::default(),
+            coop_exits: coop_exit::CoopExitLedger::default(),
         }
     }
 
@@ -335,6 +339,10 @@ impl Checker {
         let wallets = wallet_views(engine);
         found.extend(self.quiescence_findings(&up, &wallets, &down, engine.now()));
         found.extend(self.hazards.at_end(&dbs));
+        if !self.coop_exits.is_empty() {
+            self.tick("L-5");
+            found.extend(self.coop_exits.check_atomicity(engine.chain(), &wallets, &up));
+        }
         self.stamp(found, now_index, engine.now())
     }
 
@@ -492,6 +500,10 @@ impl Checker {
                 }
             }
             Observation::CulpritNamed { .. } => self.coverage.hit("identifiable-abort"),
+            Observation::CoopExitStarted { .. } | Observation::CoopExitPaid { .. } => {
+                self.tick("I-1");
+                found.extend(self.coop_exits.observe(obs));
+            }
             // Judged in checker/hazards.rs and checker/theft.rs.
             Observation::GuardRefused { .. } | Observation::ColludedSignature { .. } | Observation::TheftAttempt { .. } => {}
             // L1 reorgs: a confirmation the wallet reported is undone (and reported again if

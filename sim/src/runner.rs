@@ -57,6 +57,7 @@ pub fn params_of(s: &Scenario) -> Params {
     p.dkg_coordinators = vec![s.topology.coordinator];
     adversary_params(s, &mut p);
     p.deposit_confirmations = s.chain.deposit_confirmations;
+    p.coop_exit_fault = s.ssp.as_ref().and_then(|x| x.coop_exit_fault);
     p.test_faults = TestFaults {
         skip_send_timelock_decrement: s.protocol.test_faults.contains(&TestFault::SkipSendTimelockDecrement),
         broadcast_refund_early: s.protocol.test_faults.contains(&TestFault::BroadcastRefundEarly),
@@ -131,6 +132,10 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
     for t in &s.thefts {
         engine.schedule_command(t.at, t.wallet, Command::Steal);
         last_command = last_command.max(t.at);
+    }
+    for c in &s.coop_exits {
+        engine.schedule_command(c.at, c.wallet, Command::CoopExit { stall: c.stall });
+        last_command = last_command.max(c.at);
     }
     for f in &s.faults {
         match f {

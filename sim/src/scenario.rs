@@ -21,7 +21,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use toml::Spanned;
 
+mod coop_exit;
 mod ssp;
+pub use coop_exit::CoopExitAt;
+pub use ssp::coop_exit_fault_name as ssp_coop_exit_fault_name;
 pub use ssp::SspSpec;
 
 // ---------------------------------------------------------------------------------------------
@@ -63,6 +66,8 @@ pub struct Scenario {
     pub expect_sometimes: BTreeSet<String>,
     /// `[ssp]`: the service provider, when the scenario has one (scenario/ssp.rs).
     pub ssp: Option<SspSpec>,
+    /// `[[workload.coop_exit]]`: cooperative exits through the SSP (scenario/coop_exit.rs).
+    pub coop_exits: Vec<CoopExitAt>,
 }
 
 /// `[topology]`: who takes part.
@@ -942,6 +947,9 @@ struct RawWorkload {
     transfer: Vec<Spanned<RawTransfer>>,
     #[serde(default)]
     exit: Vec<Spanned<RawExit>>,
+    /// Cooperative exits (scenario/coop_exit.rs): beside either kind of workload.
+    #[serde(default)]
+    coop_exit: Vec<Spanned<coop_exit::RawCoopExit>>,
 }
 
 #[derive(Deserialize)]
@@ -1185,6 +1193,10 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, t)| self.theft(i, t, &topology))
             .collect::<R<Vec<_>>>()?;
+        let coop_exits = match &raw.workload {
+            None => Vec::new(),
+            Some(w) => self.coop_exits(&w.coop_exit, &topology)?,
+        };
         Ok(Scenario {
             byzantine,
             thefts,
@@ -1210,6 +1222,7 @@ impl Validator<'_> {
                 Some(e) => self.expect_sometimes(e.get_ref().sometimes.as_deref().unwrap_or_default())?,
             },
             ssp,
+            coop_exits,
         })
     }
 

@@ -90,6 +90,15 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
     if let Some(ssp) = &s.ssp {
         let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
         let _ = write!(out, "\n[ssp]\ndeposits = [{}]\nl1_coins = [{}]\n", list(&ssp.deposits), list(&ssp.l1_coins));
+        if let Some((name, _)) = crate::scenario::ssp_coop_exit_fault_name(ssp.coop_exit_fault) {
+            let _ = writeln!(out, "coop_exit_fault = \"{name}\"");
+        }
+    }
+    for c in &s.coop_exits {
+        let _ = write!(out, "\n[[workload.coop_exit]]\nwallet = {}\nat_s = {}\n", node(NodeId::Wallet(c.wallet)), secs(c.at));
+        if c.stall {
+            out.push_str("stall = true\n");
+        }
     }
 
     budgets(&mut out, &s.budgets);
@@ -555,7 +564,8 @@ mod tests {
                 ByzantineSpec { operator: OperatorId(4), behaviours: [Behaviour::Withhold].into() },
             ];
             s.thefts = vec![TheftSpec { wallet: WalletId(1), at: t(2_400_500) }];
-            (s.topology.ssp, s.ssp) = (true, Some(crate::scenario::SspSpec { deposits: vec![4_096, 1], l1_coins: vec![] }));
+            (s.topology.ssp, s.ssp) = (true, Some(crate::scenario::SspSpec { deposits: vec![4_096, 1], l1_coins: vec![], coop_exit_fault: Some(reference_node::msg::ssp::CoopExitFault::NeverBroadcast) }));
+            s.coop_exits = vec![crate::scenario::CoopExitAt { wallet: WalletId(0), at: t(700_250), stall: true }, crate::scenario::CoopExitAt { wallet: WalletId(1), at: t(800_000), stall: false }];
             s.swarm = Some(SwarmSpec { kinds: Some(["clock".to_owned(), "loss".to_owned()].into()), p_on: 0.75, max_loss: 0.2, max_crashes: 5, max_skew_ms: 1_500.5, max_drift_ppm: 5_000, max_slow_factor: 3.5 });
             s.budgets.transfer_p99 = Some(t(10_000));
             for (i, op) in LatencyOp::ALL.into_iter().enumerate() {
@@ -574,7 +584,7 @@ mod tests {
             "seed", "network.duplicate", "network.reorder", "network.reorder_ms", "network.link.duplicate", "network.link.reorder", "network.link.loss",
             "chain.deposit_confirmations", "chain.min_feerate_sat_vb", "protocol.hazards", "protocol.test_faults", "byzantine.operator", "byzantine.behaviours",
             "theft.wallet", "theft.at_s", "swarm.kinds", "swarm.p_on", "swarm.max_loss", "swarm.max_crashes", "swarm.max_skew_ms", "swarm.max_drift_ppm",
-            "swarm.max_slow_factor", "ssp.deposits", "ssp.l1_coins", "budgets.transfer_p99_s", "budgets.liveness_s", "workload.exit_at_s", "run.settle_s",
+            "swarm.max_slow_factor", "ssp.deposits", "ssp.l1_coins", "ssp.coop_exit_fault", "workload.coop_exit.wallet", "workload.coop_exit.at_s", "workload.coop_exit.stall", "budgets.transfer_p99_s", "budgets.liveness_s", "workload.exit_at_s", "run.settle_s",
         ];
         let missing: Vec<&&str> = want.iter().filter(|k| !keys.contains(**k)).collect();
         assert!(missing.is_empty(), "not written: {missing:?}\n{written}");

@@ -139,6 +139,8 @@ fn observation_line(o: &Observation) -> String {
                 Err(e) => format!("{wallet}'s theft of leaf {leaf} blocked: {e}"),
             }
         }
+        Observation::CoopExitStarted { user, leaf, payout_sats, .. } => format!("coop exit of {user}'s leaf {leaf} signed ({payout_sats} sats owed on L1)"),
+        Observation::CoopExitPaid { user, leaf, payout_sats, .. } => format!("coop exit payout of {payout_sats} sats confirmed for {user} (leaf {leaf})"),
     }
 }
 

@@ -5,8 +5,9 @@
 mod byzantine;
 mod claim;
 mod claim_done;
+pub mod coop_exit;
 mod deposit;
-pub use deposit::{check_signed, deposit_templates};
+pub use deposit::{check_signed, deposit_templates, witness_signature};
 mod dkg;
 mod gossip;
 mod send;
@@ -298,6 +299,11 @@ impl Operator {
             WalletRequest::ClaimSignRefunds { transfer, receiver, leaves } => {
                 self.claim_sign_refunds(ctx, call, transfer, receiver, leaves)
             }
+            // Cooperative exit (coop_exit.rs).
+            WalletRequest::CooperativeExit { transfer, sender, receiver, expiry, package, exit_txid, connector_tx } => {
+                self.cooperative_exit(ctx, call, transfer, sender, receiver, expiry, package, exit_txid, connector_tx)
+            }
+            WalletRequest::FinalizeCoopExit { transfer } => self.finalize_coop_exit(ctx, call, transfer),
         }
     }
 
@@ -324,6 +330,10 @@ impl Operator {
             InternalRequest::SettleReceiverPrepare { transfer, attempt, tweak_digests } => {
                 self.settle_receiver_prepare(transfer, attempt, &tweak_digests)
             }
+            // Cooperative exit (coop_exit.rs).
+            InternalRequest::InitiateCoopExit { exit, transfer, sender, receiver, expiry, package, signed_refunds } => {
+                self.initiate_coop_exit(ctx, peer, exit, transfer, sender, receiver, expiry, package, signed_refunds)
+            }
         };
         if let Err(e) = &reply {
             ctx.observe(Observation::Rejected { what: format!("{} internal request from {peer}", self.cfg.id), reason: e.clone() });
@@ -339,7 +349,7 @@ impl Operator {
     fn authenticate(&self, from: NodeId, body: &WalletRequest) -> Result<(), String> {
         let claimed = match body {
             WalletRequest::GenerateDepositAddress { identity, .. } | WalletRequest::StartDepositTreeCreation { identity, .. } => identity,
-            WalletRequest::StartTransfer { sender, .. } => sender,
+            WalletRequest::StartTransfer { sender, .. } | WalletRequest::CooperativeExit { sender, .. } => sender,
             WalletRequest::ClaimTweakKeys { receiver, .. } | WalletRequest::ClaimSignRefunds { receiver, .. } => receiver,
             _ => return Ok(()),
         };
@@ -385,7 +395,10 @@ impl Node for Operator {
         match input {
             Input::Start => self.on_start(ctx),
             Input::Timer(t) => self.on_timer(ctx, t),
-            Input::Block(b) => self.on_block(ctx, &b),
+            Input::Block(b) => {
+                self.on_block(ctx, &b);
+                self.coop_exit_on_block(ctx, &b);
+            }
             Input::Command(_) => {}
             Input::Message { from, msg } => {
                 if self.byz.is_some() {

@@ -178,6 +178,9 @@ pub struct Db {
     /// Receiver two-phase settle attempts per transfer (see [`ReceiverSettleRow`]).
     #[serde(default)]
     pub receiver_settles: BTreeMap<TransferId, ReceiverSettleRow>,
+    /// Cooperative exits: the `CooperativeExit` row of each coop-exit transfer (coop_exit.rs).
+    #[serde(default)]
+    pub coop_exits: BTreeMap<TransferId, super::coop_exit::CoopExitRow>,
 }
 
 /// Explicit receiver-settle attempts (spark-protocol §4.2 claim, buildonspark/spark#24): a

@@ -47,6 +47,21 @@ impl Wallet {
         ctx.broadcast(leaf.nodes.cpfp.clone());
     }
 
+    /// Unilaterally exit one given leaf (a coop exit that came back, or the SSP's fallback on
+    /// its connector refund: wallet/coop_exit.rs, wallet/ssp_coop_exit.rs).
+    pub(super) fn start_exit_of(&mut self, ctx: &mut Ctx<'_>, id: LeafId) {
+        let Some(leaf) = self.leaves.get_mut(&id).filter(|l| l.state == LeafState::Available) else { return };
+        leaf.state = LeafState::Exiting(ExitProgress {
+            node_txid: leaf.nodes.cpfp.compute_txid(),
+            refund_txid: leaf.refunds.cpfp.compute_txid(),
+            node_confirmed_at: None,
+            refund_broadcast: false,
+            node_rebroadcast: false,
+            rebroadcasts: 0,
+        });
+        ctx.broadcast(leaf.nodes.cpfp.clone());
+    }
+
     pub(super) fn advance_exits(&mut self, ctx: &mut Ctx<'_>, confirmed: &BTreeSet<Txid>) {
         let (me, height) = (self.cfg.id, self.height);
         for (id, leaf) in self.leaves.iter_mut() {

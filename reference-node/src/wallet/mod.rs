@@ -3,11 +3,13 @@
 //! drives unilateral exits from block notifications.
 
 mod claim;
+mod coop_exit;
 mod deposit;
 mod exit;
 mod reorg;
 mod send;
 mod ssp;
+mod ssp_coop_exit;
 mod thief;
 
 use crate::crypto::signing::{self, SecretNonce, SigningJob};
@@ -36,6 +38,9 @@ pub enum Command {
     /// Former owner turned thief: spend a leaf it sent away, with colluding operators' old key
     /// shares (wallet/thief.rs; spark-protocol §5.1).
     Steal,
+    /// Withdraw one leaf to the wallet's L1 key through the SSP (wallet/coop_exit.rs);
+    /// `stall`: never release the key tweak after the SSP broadcast (a stalling user).
+    CoopExit { stall: bool },
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -81,6 +86,8 @@ enum Op {
     Send(Box<send::SendOp>),
     Claim(Box<claim::ClaimOp>),
     Poll,
+    /// Cooperative exit (coop_exit.rs).
+    CoopExit(Box<coop_exit::CoopExitOp>),
 }
 
 pub struct Wallet {
@@ -111,6 +118,8 @@ pub struct Wallet {
     theft: Option<thief::Theft>,
     /// Recent blocks and what was learned from them, to undo a reorg (`reorg.rs`).
     chain: reorg::ChainView,
+    /// Cooperative exits in progress, as user and as SSP (coop_exit.rs, ssp_coop_exit.rs).
+    coop: coop_exit::CoopExits,
 }
 
 impl Wallet {
@@ -134,6 +143,7 @@ impl Wallet {
             sent_away: BTreeMap::new(),
             theft: None,
             chain: reorg::ChainView::default(),
+            coop: coop_exit::CoopExits::default(),
         }
     }
     pub fn id(&self) -> WalletId {
@@ -155,7 +165,7 @@ impl Wallet {
     /// Work the wallet still owes (queued commands, the operation in flight but a poll, claims
     /// not finished): the checker's liveness phase waits for 0.
     pub fn pending_work(&self) -> usize {
-        self.queue.len() + self.op.iter().filter(|(_, o)| !matches!(o, Op::Poll)).count() + self.claims.len()
+        self.queue.len() + self.op.iter().filter(|(_, o)| !matches!(o, Op::Poll)).count() + self.claims.len() + self.coop.pending()
     }
     /// A claim attempt failed: back off before the next one (its state is kept for the retry).
     fn claim_failed(&mut self, ctx: &mut Ctx<'_>) {
@@ -239,6 +249,7 @@ impl Wallet {
                     self.start_theft(ctx);
                     self.start_next(ctx);
                 }
+                Command::CoopExit { stall } => self.start_coop_exit(ctx, stall, attempt),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -300,6 +311,7 @@ impl Wallet {
             Op::Deposit(d) => self.deposit_reply(ctx, session, *d, body),
             Op::Send(s) => self.send_reply(ctx, session, *s, body),
             Op::Claim(c) => self.claim_reply(ctx, session, op, *c, body),
+            Op::CoopExit(c) => self.coop_exit_reply(ctx, session, *c, body),
         }
     }
 
@@ -324,6 +336,7 @@ impl Wallet {
                 ctx.observe(Observation::Rejected { what: format!("{} claim {}", self.cfg.id, c.transfer), reason: "timed out; will retry".into() });
                 self.claim_failed(ctx);
             }
+            Op::CoopExit(c) => self.coop_exit_timeout(ctx, session, *c),
         }
     }
 
@@ -345,6 +358,8 @@ impl Wallet {
         }
         self.reconfirm_deposits(ctx, block.height, &txids);
         self.advance_exits(ctx, &txids);
+        self.coop_exit_on_block(ctx, block);
+        self.ssp_coop_exit_on_block(ctx, block);
         // New funds may unblock queued work.
         self.start_next(ctx);
     }
@@ -452,6 +467,7 @@ impl Node for Wallet {
                 }
                 Msg::ColludeReply { body, .. } => self.on_collude_reply(ctx, from, *body),
                 Msg::SspRequest { req, body } => self.on_ssp_request(ctx, from, req, *body),
+                Msg::SspReply { req, body } => self.on_ssp_reply(ctx, from, req, *body),
                 Msg::BroadcastResult { txid, result: Err(reason) } => {
                     self.exit_broadcast_refused(&txid);
                     self.deposit_broadcast_refused(&txid);

@@ -162,7 +162,7 @@ impl Wallet {
 
     /// Per operator: ECIES(operator identity, its Feldman share of δ, the public share tweaks,
     /// ECIES(receiver, e), and our signature binding them to the leaf and transfer).
-    fn key_tweaks(&self, ctx: &mut Ctx<'_>, leaf: LeafId, transfer: TransferId, old: &crate::crypto::SecretKey, receiver: &PublicKey) -> Result<BTreeMap<OperatorId, Vec<u8>>, String> {
+    pub(super) fn key_tweaks(&self, ctx: &mut Ctx<'_>, leaf: LeafId, transfer: TransferId, old: &crate::crypto::SecretKey, receiver: &PublicKey) -> Result<BTreeMap<OperatorId, Vec<u8>>, String> {
         let p = &self.cfg.params;
         let e = Scalar::random(ctx.rng);
         let delta = scalar_of(old).sub(&e);

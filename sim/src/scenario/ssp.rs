@@ -3,6 +3,7 @@
 //! its liquidity at the start and then serves swaps, cooperative exits and Lightning.
 
 use super::{Validator, R, S};
+use reference_node::msg::ssp::CoopExitFault;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -11,15 +12,22 @@ use toml::Spanned;
 ///   deposits in the first 10 simulated seconds: what it hands out in swaps and pays with.
 /// - `l1_coins` = [1000000, 1000000, 1000000, 1000000]: its L1 coins (sats each, > 0) beyond
 ///   those deposits, which fund cooperative-exit payouts.
+/// - `coop_exit_fault` (optional): a scripted misbehaviour in cooperative exits; allowed:
+///   "never_broadcast" (the SSP takes the signed connector refunds and never broadcasts the exit
+///   tx; scenario/coop_exit.rs).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SspSpec {
     pub deposits: Vec<u64>,
     pub l1_coins: Vec<u64>,
+    pub coop_exit_fault: Option<CoopExitFault>,
 }
+
+/// `coop_exit_fault` names, as written in scenario files.
+pub const COOP_EXIT_FAULTS: &[(&str, CoopExitFault)] = &[("never_broadcast", CoopExitFault::NeverBroadcast)];
 
 impl Default for SspSpec {
     fn default() -> Self {
-        SspSpec { deposits: vec![131_072, 65_536, 32_768, 16_384, 8_192, 4_096], l1_coins: vec![1_000_000; 4] }
+        SspSpec { deposits: vec![131_072, 65_536, 32_768, 16_384, 8_192, 4_096], l1_coins: vec![1_000_000; 4], coop_exit_fault: None }
     }
 }
 
@@ -28,6 +36,12 @@ impl Default for SspSpec {
 pub(super) struct RawSsp {
     deposits: S<Vec<Spanned<i64>>>,
     l1_coins: S<Vec<Spanned<i64>>>,
+    coop_exit_fault: S<String>,
+}
+
+/// The scenario name of an SSP fault (the writer's inverse of parsing).
+pub fn coop_exit_fault_name(f: Option<CoopExitFault>) -> Option<(&'static str, CoopExitFault)> {
+    COOP_EXIT_FAULTS.iter().copied().find(|(_, x)| Some(*x) == f)
 }
 
 /// Bitcoin's supply cap: no single amount can be larger.
@@ -39,6 +53,16 @@ impl Validator<'_> {
         Ok(SspSpec {
             deposits: self.sats_list(&raw.deposits, "ssp.deposits", d.deposits)?,
             l1_coins: self.sats_list(&raw.l1_coins, "ssp.l1_coins", d.l1_coins)?,
+            coop_exit_fault: match &raw.coop_exit_fault {
+                None => None,
+                Some(name) => match COOP_EXIT_FAULTS.iter().find(|(n, _)| n == name.get_ref()) {
+                    Some((_, f)) => Some(*f),
+                    None => {
+                        let allowed: Vec<&str> = COOP_EXIT_FAULTS.iter().map(|(n, _)| *n).collect();
+                        return Err(self.err(name.span(), "ssp.coop_exit_fault", format!("unknown fault `{}`: allowed: {}", name.get_ref(), allowed.join(", "))));
+                    }
+                },
+            },
         })
     }
 

@@ -67,3 +67,25 @@ fn happy_path_pays_the_user_and_the_ssp_claims_after_six_confirmations() {
     let between = blocks.iter().filter(|t| **t > paid[0].0 && **t <= claimed).count();
     assert!(between >= 5, "claimed {between} blocks after the payout confirmed");
 }
+
+/// The SSP never broadcasts: no payout, the operators return the transfer at its expiry, the user
+/// exits the leaf alone with its previous refund, and the SSP's connector refund is refused by L1
+/// for its missing connector (input 1), not for anything else.
+#[test]
+fn ssp_that_never_broadcasts_leaves_the_user_its_leaf() {
+    let s = load("coop-exit-ssp-never-broadcasts.toml");
+    let r = run(&s, 1);
+    assert!(r.violations.is_empty(), "{}", summary(&r));
+    assert_eq!(l5_checks(&r), 1);
+    assert_eq!((r.transfers_returned, r.exits_confirmed), (1, 1), "{}", summary(&r));
+    let (obs, _) = observations(&s, 1, Micros::from_secs(14 * 86_400));
+    let st = started(&obs);
+    assert_eq!(st.len(), 1, "{st:?}");
+    let user = st[0].0;
+    let leaf = obs.iter().find_map(|(_, o)| if let Observation::CoopExitStarted { leaf, .. } = o { Some(*leaf) } else { None }).expect("a coop exit");
+    assert!(!obs.iter().any(|(_, o)| matches!(o, Observation::CoopExitPaid { .. })), "the SSP never paid");
+    assert!(obs.iter().any(|(_, o)| matches!(o, Observation::TransferReturned { sender, .. } if *sender == user)));
+    assert!(obs.iter().any(|(_, o)| matches!(o, Observation::ExitConfirmed { wallet, leaf: l, .. } if *wallet == user && *l == leaf)), "the user exited its leaf");
+    let refused: Vec<&String> = obs.iter().filter_map(|(_, o)| if let Observation::Rejected { what, reason } = o { (what.contains("broadcast") && what.starts_with(&format!("wallet:{}", s.topology.wallets))).then_some(reason) } else { None }).collect();
+    assert!(refused.iter().any(|r| r.contains("input 1 spends unknown")), "the SSP's connector refund was not refused for its connector: {refused:?}");
+}

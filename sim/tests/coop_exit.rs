@@ -89,3 +89,19 @@ fn ssp_that_never_broadcasts_leaves_the_user_its_leaf() {
     let refused: Vec<&String> = obs.iter().filter_map(|(_, o)| if let Observation::Rejected { what, reason } = o { (what.contains("broadcast") && what.starts_with(&format!("wallet:{}", s.topology.wallets))).then_some(reason) } else { None }).collect();
     assert!(refused.iter().any(|r| r.contains("input 1 spends unknown")), "the SSP's connector refund was not refused for its connector: {refused:?}");
 }
+
+/// The user stalls after the SSP broadcast (never releases its key tweak): the user is paid, the
+/// operators never tweak, and the SSP exits the leaf on L1 with its connector refund.
+#[test]
+fn user_that_stalls_is_paid_and_the_ssp_exits_with_its_connector_refund() {
+    let s = load("coop-exit-user-stalls.toml");
+    let r = run(&s, 1);
+    assert!(r.violations.is_empty(), "{}", summary(&r));
+    assert_eq!(l5_checks(&r), 1);
+    let (obs, _) = observations(&s, 1, Micros::from_secs(13 * 86_400));
+    let leaf = obs.iter().find_map(|(_, o)| if let Observation::CoopExitStarted { leaf, .. } = o { Some(*leaf) } else { None }).expect("a coop exit");
+    let ssp = WalletId(s.topology.wallets);
+    assert!(obs.iter().any(|(_, o)| matches!(o, Observation::CoopExitPaid { leaf: l, .. } if *l == leaf)), "the user was paid");
+    assert!(!obs.iter().any(|(_, o)| matches!(o, Observation::TransferClaimed { receiver, .. } if *receiver == ssp)), "no tweak, so no claim");
+    assert!(obs.iter().any(|(_, o)| matches!(o, Observation::ExitConfirmed { wallet, leaf: l, .. } if *wallet == ssp && *l == leaf)), "the SSP exited the leaf with its connector refund");
+}

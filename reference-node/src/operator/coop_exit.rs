@@ -43,6 +43,10 @@ pub struct CoopExitRow {
     /// The exit tx was seen confirmed at least once: the user may be paid, so the transfer is
     /// never cancelled from then on (a reorg can take the tx away only for a while).
     pub ever_confirmed: bool,
+    /// The transfer was closed COMPLETED without any key tweak: the user never released it and
+    /// the SSP exited the leaf on L1 with its connector refund.
+    #[serde(default)]
+    pub closed_on_chain: bool,
 }
 
 /// The connector tx spends the exit tx and has one connector per leaf plus a last output.
@@ -119,7 +123,7 @@ impl Operator {
             return Self::reply_wallet(ctx, call, reply);
         }
         let mut db = self.store.begin();
-        db.coop_exits.insert(transfer, CoopExitRow { exit_txid, connector_tx, finalized: false, confirmed: None, ever_confirmed: false });
+        db.coop_exits.insert(transfer, CoopExitRow { exit_txid, connector_tx, finalized: false, confirmed: None, ever_confirmed: false, closed_on_chain: false });
         self.store.commit(db);
         self.start_transfer(ctx, call, transfer, sender, receiver, expiry, package);
     }
@@ -132,7 +136,7 @@ impl Operator {
         let had = self.store.read().coop_exits.contains_key(&transfer);
         if !had {
             let mut db = self.store.begin();
-            db.coop_exits.insert(transfer, CoopExitRow { finalized: false, confirmed: None, ever_confirmed: false, ..exit });
+            db.coop_exits.insert(transfer, CoopExitRow { finalized: false, confirmed: None, ever_confirmed: false, closed_on_chain: false, ..exit });
             self.store.commit(db);
         }
         let r = self.initiate_transfer(ctx, coordinator, transfer, sender, receiver, expiry, package, signed_refunds);
@@ -208,7 +212,7 @@ impl Operator {
                 cancel.push(*t);
             }
             let on_chain = tr.leaves.keys().all(|l| db.leaves.get(l).is_some_and(|r| r.status == LeafStatus::OnChain));
-            if row.ever_confirmed && on_chain {
+            if row.ever_confirmed && on_chain && !tr.status.is_sent() {
                 close.push(*t);
             }
         }
@@ -236,6 +240,9 @@ impl Operator {
             for t in close {
                 if let Some(tr) = db.transfers.get_mut(&t) {
                     tr.status = TransferStatus::Completed;
+                }
+                if let Some(row) = db.coop_exits.get_mut(&t) {
+                    row.closed_on_chain = true;
                 }
             }
             self.store.commit(db);
@@ -266,7 +273,7 @@ mod tests {
         assert!(check_connector_tx(&exit, &connector(exit, 2), 1).is_ok());
         assert!(check_connector_tx(&exit, &connector(Txid::from_byte_array([8; 32]), 2), 1).unwrap_err().contains("spend exactly"));
         assert!(check_connector_tx(&exit, &connector(exit, 1), 1).unwrap_err().contains("one connector per leaf"));
-        let row = CoopExitRow { exit_txid: exit, connector_tx: connector(exit, 3), finalized: false, confirmed: None, ever_confirmed: false };
+        let row = CoopExitRow { exit_txid: exit, connector_tx: connector(exit, 3), finalized: false, confirmed: None, ever_confirmed: false, closed_on_chain: false };
         assert_eq!(connector_of(&row, 1).unwrap().0.vout, 1);
         assert!(connector_of(&row, 2).is_err(), "the last output is not a connector");
     }

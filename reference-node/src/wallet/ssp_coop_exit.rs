@@ -221,10 +221,9 @@ impl Wallet {
     fn ssp_exit_with_connector_refund(&mut self, ctx: &mut Ctx<'_>, leaf: CoopExitLeaf) {
         let id = leaf.leaf;
         ctx.observe(Observation::Rejected { what: format!("{} coop exit", self.cfg.id), reason: format!("no claim for leaf {id} after the exit tx confirmed: exiting with the connector refund") });
-        let me = self.identity_public();
-        for tx in leaf.connector_refunds.as_array() {
-            ctx.observe(Observation::RefundSigned { leaf: id, owner: me, tx: tx.clone() });
-        }
+        // No RefundSigned here: I-6 orders refunds by the operators' owner, which stays the user
+        // (its key tweak was never applied); the SSP's connector refund is safe to use only
+        // because the exit tx that pays the user is confirmed (L-5 checks that side).
         // The SSP holds no key share of the leaf: its unilateral exit needs only signed txs.
         let signing_secret = self.cfg.l1_key;
         self.leaves.insert(

@@ -105,3 +105,19 @@ fn user_that_stalls_is_paid_and_the_ssp_exits_with_its_connector_refund() {
     assert!(!obs.iter().any(|(_, o)| matches!(o, Observation::TransferClaimed { receiver, .. } if *receiver == ssp)), "no tweak, so no claim");
     assert!(obs.iter().any(|(_, o)| matches!(o, Observation::ExitConfirmed { wallet, leaf: l, .. } if *wallet == ssp && *l == leaf)), "the SSP exited the leaf with its connector refund");
 }
+
+/// Under loss, a coordinator crash mid-exit and a reorg of the exit tx before its 6th
+/// confirmation: the reorg is seen (operators forget the confirmation), the SSP rebroadcasts, and
+/// the exit still completes with the SSP's claim; L-5 holds.
+#[test]
+fn coop_exit_survives_loss_a_coordinator_crash_and_a_reorg_of_the_exit_tx() {
+    let s = load("faults/coop-exit.toml");
+    let r = run(&s, 1);
+    assert!(r.violations.is_empty(), "{}", summary(&r));
+    assert_eq!(l5_checks(&r), 1);
+    let (obs, _) = observations(&s, 1, Micros::from_secs(3 * 3600));
+    assert!(obs.iter().any(|(_, o)| matches!(o, Observation::Rejected { what, reason } if what.contains("coop exit") && reason.contains("reorged out"))), "the reorg did not take the exit tx's block");
+    assert!(obs.iter().any(|(_, o)| matches!(o, Observation::CoopExitPaid { .. })));
+    let ssp = WalletId(s.topology.wallets);
+    assert!(obs.iter().any(|(_, o)| matches!(o, Observation::TransferClaimed { receiver, .. } if *receiver == ssp)), "the SSP claimed");
+}

@@ -111,7 +111,7 @@ fn user_that_stalls_is_paid_and_the_ssp_exits_with_its_connector_refund() {
 /// the exit still completes with the SSP's claim; L-5 holds.
 #[test]
 fn coop_exit_survives_loss_a_coordinator_crash_and_a_reorg_of_the_exit_tx() {
-    let s = load("faults/coop-exit.toml");
+    let s = load("coop-exit-under-faults.toml");
     let r = run(&s, 1);
     assert!(r.violations.is_empty(), "{}", summary(&r));
     assert_eq!(l5_checks(&r), 1);

@@ -111,7 +111,9 @@ impl Operator {
                     Some(refunds) if t.leaves.len() == 1 => Ok(WalletReply::CoopExitSigned { transfer, refunds }),
                     _ => Err(format!("coop exit {transfer} has no signed refunds")),
                 },
-                None if db.pending_sends.contains_key(&transfer) || db.cancelled.contains(&transfer) => Err(format!("coop exit {transfer} in progress or returned; ask again")),
+                // The wallet reads "returned" as final: say it only when it is.
+                None if db.cancelled.contains(&transfer) || db.pending_sends.get(&transfer).is_some_and(|p| p.status == super::store::PendingSendStatus::Finished) => Err(format!("coop exit {transfer} was returned")),
+                None if db.pending_sends.contains_key(&transfer) => Err(format!("coop exit {transfer} in progress; ask again")),
                 // An earlier copy failed validation before anything was signed: start over.
                 None => {
                     let mut db = self.store.begin();

@@ -293,6 +293,20 @@ pub enum WalletRequest {
     AggregateFinalize { identity: PublicKey, leaf: LeafId, signed: Vec<Transaction> },
     /// Leaf swaps (msg/swap.rs, operator/swap.rs).
     Swap(SwapRequest),
+    /// Cooperative exit (`cooperative_exit_v2`, spark-protocol §4.5 step 3): a transfer to the SSP
+    /// whose refunds spend the leaf's connector output of `connector_tx` (which spends the exit tx).
+    CooperativeExit {
+        transfer: TransferId,
+        sender: PublicKey,
+        receiver: PublicKey,
+        expiry: Micros,
+        package: TransferPackage,
+        exit_txid: bitcoin::Txid,
+        connector_tx: Transaction,
+    },
+    /// Cooperative exit (§4.5 step 4): the user releases its key tweak; the operators apply it
+    /// once the exit tx has its confirmations.
+    FinalizeCoopExit { transfer: TransferId },
 }
 
 impl WalletRequest {
@@ -319,6 +333,8 @@ impl WalletRequest {
             WalletRequest::AggregateSign { .. } => "AggregateSign",
             WalletRequest::AggregateFinalize { .. } => "AggregateFinalize",
             WalletRequest::Swap(r) => r.kind(),
+            WalletRequest::CooperativeExit { .. } => "CooperativeExit",
+            WalletRequest::FinalizeCoopExit { .. } => "FinalizeCoopExit",
         }
     }
 }
@@ -364,6 +380,8 @@ pub enum WalletReply {
     AggregatePlanned { se_public_key: PublicKey },
     /// Leaf swaps: a swap's state (msg/swap.rs).
     Swap(SwapReply),
+    /// Cooperative exit: the connector refunds the operators signed (input 0) for the SSP.
+    CoopExitSigned { transfer: TransferId, refunds: RefundSet },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,6 +429,17 @@ pub enum InternalRequest {
     AggregateRound1 { parent: LeafId, counts: Vec<(KeyshareId, u8)> },
     /// Aggregate: FROST round 2, with the txs to rebuild and compare.
     AggregateRound2 { parent: LeafId, txs: Vec<Transaction>, jobs: Vec<(KeyshareId, Vec<SigningJob>)> },
+    /// Cooperative exit (`InitiateCooperativeExit`): an `InitiateTransfer` whose refunds spend
+    /// `exit`'s connector.
+    InitiateCoopExit {
+        exit: crate::operator::coop_exit::CoopExitRow,
+        transfer: TransferId,
+        sender: PublicKey,
+        receiver: PublicKey,
+        expiry: Micros,
+        package: TransferPackage,
+        signed_refunds: BTreeMap<LeafId, RefundSet>,
+    },
 }
 
 impl InternalRequest {
@@ -434,6 +463,7 @@ impl InternalRequest {
             InternalRequest::AggregateReserve { .. } => "AggregateReserve",
             InternalRequest::AggregateRound1 { .. } => "AggregateRound1",
             InternalRequest::AggregateRound2 { .. } => "AggregateRound2",
+            InternalRequest::InitiateCoopExit { .. } => "InitiateCoopExit",
         }
     }
 }

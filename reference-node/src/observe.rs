@@ -80,6 +80,12 @@ pub enum Observation {
     /// The current owner saw its leaf's node tx on chain (someone else's exit) and started its
     /// own exit to win the timelock race.
     OwnerDefends { wallet: WalletId, leaf: LeafId },
+    // --- Cooperative exit (wallet/coop_exit.rs) ---
+    /// The operators signed `user`'s connector refunds for `ssp`: the coop exit is under way and
+    /// the user is owed `payout_sats` on L1 by the exit tx `exit_txid` (L-5 starts here).
+    CoopExitStarted { user: WalletId, ssp: WalletId, leaf: LeafId, transfer: TransferId, value_sats: u64, payout_sats: u64, exit_txid: bitcoin::Txid },
+    /// The user saw its payout confirmed on L1.
+    CoopExitPaid { user: WalletId, leaf: LeafId, exit_txid: bitcoin::Txid, payout_sats: u64 },
 }
 
 /// Which rule of the enforcing signer guard refused.

@@ -124,6 +124,8 @@ pub struct Params {
     /// Watchtower and fees flow: whether and how operators broadcast the current owner's direct
     /// refund when a leaf's node tx is on chain (operator/watchtower.rs); off by default.
     pub watchtower: WatchtowerMode,
+    /// Scripted SSP misbehaviour in cooperative exits (`[ssp] coop_exit_fault`); None = honest.
+    pub coop_exit_fault: Option<crate::msg::ssp::CoopExitFault>,
 }
 
 /// The SSP's fee schedule (spark-protocol §7, Spark's "Estimate fees" docs): Spark → Lightning
@@ -214,6 +216,7 @@ impl Params {
             lightning: crate::msg::lightning::LightningParams { failure_ppm: 0, payer_delay: Micros::from_secs(5), seed: [0; 32] },
             l1_feerate_sat_vb: 5,
             watchtower: WatchtowerMode::Off,
+            coop_exit_fault: None,
         }
     }
     pub fn operator_ids(&self) -> impl Iterator<Item = OperatorId> {

@@ -52,6 +52,8 @@ mod swaps;
 // Watchtower and fees flow: the old-owner exit race (L-4, second half).
 mod race;
 mod theft;
+// Cooperative exit (issue 6): L-5 and the payout's I-1.
+mod coop_exit;
 pub use hazards::DetectionSummary;
 pub use theft::TheftSummary;
 
@@ -173,6 +175,7 @@ pub struct Checker {
     /// Renew: every signed spender of each exit-chain outpoint seen so far (I-7).
     node_layers: renew::NodeLayerHistory,
     race: race::RaceCheck,
+    coop_exits: coop_exit::CoopExitLedger,
 }
 
 impl Checker {
@@ -218,6 +221,7 @@ impl Checker {
             lightning: lightning::LightningCheck::default(),
             node_layers: renew::NodeLayerHistory::default(),
             race: race::RaceCheck::default(),
+            coop_exits: coop_exit::CoopExitLedger::default(),
         }
     }
 
@@ -365,6 +369,10 @@ impl Checker {
         let wallets = wallet_views(engine);
         found.extend(self.quiescence_findings(&up, &wallets, &down, engine.now()));
         found.extend(self.hazards.at_end(&dbs));
+        if !self.coop_exits.is_empty() {
+            self.tick("L-5");
+            found.extend(self.coop_exits.check_atomicity(engine.chain(), &wallets, &up));
+        }
         self.stamp(found, now_index, engine.now())
     }
 
@@ -549,6 +557,10 @@ impl Checker {
                 "renew-node" => "renew-node",
                 _ => "renew-node-zero",
             }),
+            Observation::CoopExitStarted { .. } | Observation::CoopExitPaid { .. } => {
+                self.tick("I-1");
+                found.extend(self.coop_exits.observe(obs));
+            }
             // Judged in checker/hazards.rs and checker/theft.rs.
             Observation::GuardRefused { .. } | Observation::ColludedSignature { .. } | Observation::TheftAttempt { .. } => {}
             // Judged in checker/race.rs (watchtower and fees flow).

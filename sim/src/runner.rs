@@ -61,6 +61,7 @@ pub fn params_of(s: &Scenario) -> Params {
     // Watchtower and fees flow.
     p.watchtower = s.watchtower.mode;
     p.l1_feerate_sat_vb = s.watchtower.wallet_feerate_sat_vb;
+    p.coop_exit_fault = s.ssp.as_ref().and_then(|x| x.coop_exit_fault);
     p.test_faults = TestFaults {
         skip_send_timelock_decrement: s.protocol.test_faults.contains(&TestFault::SkipSendTimelockDecrement),
         broadcast_refund_early: s.protocol.test_faults.contains(&TestFault::BroadcastRefundEarly),
@@ -162,6 +163,10 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
     for r in &s.watchtower.races {
         engine.schedule_command(r.at, r.wallet, Command::RaceStaleRefund);
         last_command = last_command.max(r.at);
+    }
+    for c in &s.coop_exits {
+        engine.schedule_command(c.at, c.wallet, Command::CoopExit { stall: c.stall });
+        last_command = last_command.max(c.at);
     }
     for f in &s.faults {
         match f {

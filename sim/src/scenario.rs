@@ -21,10 +21,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use toml::Spanned;
 
+mod coop_exit;
 mod ssp;
 pub use ssp::{SspSpec, SwapAt};
 mod lightning;
 pub use lightning::{LightningAt, LightningDirection};
+pub use coop_exit::CoopExitAt;
+pub use ssp::coop_exit_fault_name as ssp_coop_exit_fault_name;
 
 // ---------------------------------------------------------------------------------------------
 // Public, validated types
@@ -72,6 +75,8 @@ pub struct Scenario {
     pub ssp: Option<SspSpec>,
     /// Watchtower and fees flow: `[watchtower]` and `[[race]]` (see [`WatchtowerSpec`]).
     pub watchtower: WatchtowerSpec,
+    /// `[[workload.coop_exit]]`: cooperative exits through the SSP (scenario/coop_exit.rs).
+    pub coop_exits: Vec<CoopExitAt>,
 }
 
 // Watchtower and fees flow: `[watchtower]` and `[[race]]`.
@@ -994,6 +999,9 @@ struct RawWorkload {
     exit: Vec<Spanned<RawExit>>,
     #[serde(default)]
     lightning: Vec<Spanned<lightning::RawLightning>>,
+    /// Cooperative exits (scenario/coop_exit.rs): beside either kind of workload.
+    #[serde(default)]
+    coop_exit: Vec<Spanned<coop_exit::RawCoopExit>>,
 }
 
 #[derive(Deserialize)]
@@ -1240,6 +1248,10 @@ impl Validator<'_> {
         let splits = raw.split.iter().enumerate().map(|(i, t)| self.split(i, t, &topology)).collect::<R<Vec<_>>>()?;
         let aggregates = raw.aggregate.iter().enumerate().map(|(i, t)| self.aggregate(i, t, &topology)).collect::<R<Vec<_>>>()?;
         let watchtower = self.watchtower(raw.watchtower.as_ref(), &raw.race, &topology)?;
+        let coop_exits = match &raw.workload {
+            None => Vec::new(),
+            Some(w) => self.coop_exits(&w.coop_exit, &topology)?,
+        };
         Ok(Scenario {
             watchtower,
             byzantine,
@@ -1268,6 +1280,7 @@ impl Validator<'_> {
                 Some(e) => self.expect_sometimes(e.get_ref().sometimes.as_deref().unwrap_or_default())?,
             },
             ssp,
+            coop_exits,
         })
     }
 

@@ -122,8 +122,18 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
         // Leaf swaps (scenario/ssp.rs).
         let version = if ssp.swap_version == reference_node::msg::SwapVersion::V2 { 2 } else { 3 };
         let _ = writeln!(out, "swap_version = {version}");
+        if let Some((name, _)) = crate::scenario::ssp_coop_exit_fault_name(ssp.coop_exit_fault) {
+            let _ = writeln!(out, "coop_exit_fault = \"{name}\"");
+        }
+        // Array tables last: keys after `[[ssp.swap]]` would belong to the swap.
         for sw in &ssp.swaps {
             let _ = write!(out, "\n[[ssp.swap]]\nwallet = {}\nat_s = {}\namounts = [{}]\n", node(NodeId::Wallet(sw.wallet)), secs(sw.at), list(&sw.amounts));
+        }
+    }
+    for c in &s.coop_exits {
+        let _ = write!(out, "\n[[workload.coop_exit]]\nwallet = {}\nat_s = {}\n", node(NodeId::Wallet(c.wallet)), secs(c.at));
+        if c.stall {
+            out.push_str("stall = true\n");
         }
     }
 
@@ -591,7 +601,8 @@ mod tests {
                 ByzantineSpec { operator: OperatorId(4), behaviours: [Behaviour::Withhold].into() },
             ];
             s.thefts = vec![TheftSpec { wallet: WalletId(1), at: t(2_400_500) }];
-            (s.topology.ssp, s.ssp) = (true, Some(crate::scenario::SspSpec { deposits: vec![4_096, 1], l1_coins: vec![], lightning_failure_ppm: 125_000, lightning_payer_delay: t(2_500), swap_version: reference_node::msg::SwapVersion::V2, swaps: vec![crate::scenario::SwapAt { wallet: WalletId(0), at: t(7_000_000), amounts: vec![2_048, 2_048] }] }));
+            (s.topology.ssp, s.ssp) = (true, Some(crate::scenario::SspSpec { deposits: vec![4_096, 1], l1_coins: vec![], lightning_failure_ppm: 125_000, lightning_payer_delay: t(2_500), swap_version: reference_node::msg::SwapVersion::V2, swaps: vec![crate::scenario::SwapAt { wallet: WalletId(0), at: t(7_000_000), amounts: vec![2_048, 2_048] }], coop_exit_fault: Some(reference_node::msg::ssp::CoopExitFault::NeverBroadcast) }));
+            s.coop_exits = vec![crate::scenario::CoopExitAt { wallet: WalletId(0), at: t(700_250), stall: true }, crate::scenario::CoopExitAt { wallet: WalletId(1), at: t(800_000), stall: false }];
             s.workload.lightning = vec![crate::scenario::LightningAt { wallet: WalletId(1), at: t(40_500), direction: crate::scenario::LightningDirection::Receive, sats: 4_096 }];
             s.splits = vec![crate::scenario::SplitSpec { wallet: WalletId(2), at: t(1_900_250), values: vec![40_000, 25_536] }];
             s.aggregates = vec![crate::scenario::AggregateSpec { wallet: WalletId(2), at: t(1_950_500) }];
@@ -614,7 +625,7 @@ mod tests {
             "seed", "network.duplicate", "network.reorder", "network.reorder_ms", "network.link.duplicate", "network.link.reorder", "network.link.loss",
             "chain.deposit_confirmations", "chain.min_feerate_sat_vb", "protocol.hazards", "protocol.test_faults", "byzantine.operator", "byzantine.behaviours",
             "theft.wallet", "theft.at_s", "split.wallet", "split.at_s", "split.values", "aggregate.wallet", "aggregate.at_s", "swarm.kinds", "swarm.p_on", "swarm.max_loss", "swarm.max_crashes", "swarm.max_skew_ms", "swarm.max_drift_ppm",
-            "swarm.max_slow_factor", "watchtower.mode", "watchtower.wallet_feerate_sat_vb", "race.wallet", "race.at_s", "ssp.deposits", "ssp.l1_coins", "ssp.swap_version", "ssp.swap.wallet", "ssp.swap.at_s", "ssp.swap.amounts", "ssp.lightning_failure_rate", "ssp.lightning_payer_delay_s", "workload.lightning.wallet",
+            "swarm.max_slow_factor", "watchtower.mode", "watchtower.wallet_feerate_sat_vb", "race.wallet", "race.at_s", "ssp.deposits", "ssp.l1_coins", "ssp.coop_exit_fault", "workload.coop_exit.wallet", "workload.coop_exit.at_s", "workload.coop_exit.stall", "ssp.swap_version", "ssp.swap.wallet", "ssp.swap.at_s", "ssp.swap.amounts", "ssp.lightning_failure_rate", "ssp.lightning_payer_delay_s", "workload.lightning.wallet",
             "workload.lightning.at_s", "workload.lightning.direction", "workload.lightning.sats", "budgets.transfer_p99_s", "budgets.liveness_s", "workload.exit_at_s", "run.settle_s",
         ];
         let missing: Vec<&&str> = want.iter().filter(|k| !keys.contains(**k)).collect();

@@ -156,6 +156,8 @@ fn observation_line(o: &Observation) -> String {
         Observation::WatchtowerBroadcast { operator, leaf, height, .. } => format!("{operator}'s watchtower broadcast the owner's direct refund of leaf {leaf} at height {height}"),
         Observation::StaleRaceStarted { wallet, leaf } => format!("{wallet} races its stale refund of leaf {leaf}"),
         Observation::OwnerDefends { wallet, leaf } => format!("{wallet} saw leaf {leaf}'s node tx on chain and exits to win the race"),
+        Observation::CoopExitStarted { user, leaf, payout_sats, .. } => format!("coop exit of {user}'s leaf {leaf} signed ({payout_sats} sats owed on L1)"),
+        Observation::CoopExitPaid { user, leaf, payout_sats, .. } => format!("coop exit payout of {payout_sats} sats confirmed for {user} (leaf {leaf})"),
     }
 }
 

@@ -6,9 +6,10 @@ mod aggregate;
 mod byzantine;
 mod claim;
 mod claim_done;
+pub mod coop_exit;
 mod deposit;
-pub use deposit::{check_signed, deposit_templates};
 pub use renew::PendingRenewRow;
+pub use deposit::{check_signed, deposit_templates, witness_signature};
 mod dkg;
 mod gossip;
 mod renew;
@@ -362,6 +363,11 @@ impl Operator {
             }
             // Leaf swaps (operator/swap.rs).
             WalletRequest::Swap(r) => self.on_swap_request(ctx, call, r),
+            // Cooperative exit (coop_exit.rs).
+            WalletRequest::CooperativeExit { transfer, sender, receiver, expiry, package, exit_txid, connector_tx } => {
+                self.cooperative_exit(ctx, call, transfer, sender, receiver, expiry, package, exit_txid, connector_tx)
+            }
+            WalletRequest::FinalizeCoopExit { transfer } => self.finalize_coop_exit(ctx, call, transfer),
         }
     }
 
@@ -397,6 +403,10 @@ impl Operator {
             InternalRequest::AggregateReserve { parent, owner_identity } => self.aggregate_reserve(peer, parent, owner_identity),
             InternalRequest::AggregateRound1 { parent, counts } => self.aggregate_round1(ctx, parent, counts),
             InternalRequest::AggregateRound2 { parent, txs, jobs } => self.aggregate_round2(ctx, parent, txs, jobs),
+            // Cooperative exit (coop_exit.rs).
+            InternalRequest::InitiateCoopExit { exit, transfer, sender, receiver, expiry, package, signed_refunds } => {
+                self.initiate_coop_exit(ctx, peer, exit, transfer, sender, receiver, expiry, package, signed_refunds)
+            }
         };
         if let Err(e) = &reply {
             ctx.observe(Observation::Rejected { what: format!("{} internal request from {peer}", self.cfg.id), reason: e.clone() });
@@ -412,7 +422,7 @@ impl Operator {
     fn authenticate(&self, from: NodeId, body: &WalletRequest) -> Result<(), String> {
         let claimed = match body {
             WalletRequest::GenerateDepositAddress { identity, .. } | WalletRequest::StartDepositTreeCreation { identity, .. } => identity,
-            WalletRequest::StartTransfer { sender, .. } => sender,
+            WalletRequest::StartTransfer { sender, .. } | WalletRequest::CooperativeExit { sender, .. } => sender,
             WalletRequest::ClaimTweakKeys { receiver, .. } | WalletRequest::ClaimSignRefunds { receiver, .. } => receiver,
             WalletRequest::RenewLeaf { identity, .. } | WalletRequest::FinalizeRenew { identity, .. } => identity,
             WalletRequest::SplitPrepare { identity, .. } | WalletRequest::SplitSign { identity, .. } | WalletRequest::SplitFinalize { identity, .. } => identity,
@@ -465,7 +475,10 @@ impl Node for Operator {
         match input {
             Input::Start => self.on_start(ctx),
             Input::Timer(t) => self.on_timer(ctx, t),
-            Input::Block(b) => self.on_block(ctx, &b),
+            Input::Block(b) => {
+                self.on_block(ctx, &b);
+                self.coop_exit_on_block(ctx, &b);
+            }
             Input::Command(_) => {}
             Input::Message { from, msg } => {
                 if self.byz.is_some() {

@@ -120,7 +120,7 @@ impl Operator {
         }
         let all: BTreeSet<OperatorId> = self.all_operators();
         let mut jobs = Vec::new();
-        for (tweak, lp) in slice.iter().zip(package.leaves.iter()) {
+        for (index, (tweak, lp)) in slice.iter().zip(package.leaves.iter()).enumerate() {
             if tweak.leaf != lp.leaf {
                 return Err("key tweaks out of order".into());
             }
@@ -134,11 +134,11 @@ impl Operator {
             if leaf.owner_identity != *sender {
                 return Err(format!("leaf {} is not the sender's", lp.leaf));
             }
-            let expected = self.expected_send_refunds(leaf, receiver)?;
+            // Ordinary or connector refunds (coop_exit.rs).
+            let (expected, prevouts) = self.send_expectations(db, transfer, index, leaf, receiver)?;
             if lp.refunds.len() != 3 {
                 return Err(format!("leaf {}: expected 3 refunds, found {}", lp.leaf, lp.refunds.len()));
             }
-            let prevouts = leaf.nodes.refund_prevouts()?;
             for (i, uj) in lp.refunds.iter().enumerate() {
                 template::compare_transactions(expected.as_array()[i], &uj.tx).map_err(|e| format!("leaf {} refund {i}: {e}", lp.leaf))?;
                 let message = sighash::key_spend_sighash(&uj.tx, 0, &prevouts[i]).map_err(|e| e.to_string())?;
@@ -252,13 +252,25 @@ impl Operator {
                 self.send_commit(ctx, s);
                 return Step::Done;
             }
-            let req = InternalRequest::InitiateTransfer {
-                transfer: s.transfer,
-                sender: s.sender,
-                receiver: s.receiver,
-                expiry: s.expiry,
-                package: s.package.clone(),
-                signed_refunds: s.signed.clone(),
+            let req = match self.store.read().coop_exits.get(&s.transfer) {
+                // Cooperative exit: the participants need the connector tx (coop_exit.rs).
+                Some(exit) => InternalRequest::InitiateCoopExit {
+                    exit: exit.clone(),
+                    transfer: s.transfer,
+                    sender: s.sender,
+                    receiver: s.receiver,
+                    expiry: s.expiry,
+                    package: s.package.clone(),
+                    signed_refunds: s.signed.clone(),
+                },
+                None => InternalRequest::InitiateTransfer {
+                    transfer: s.transfer,
+                    sender: s.sender,
+                    receiver: s.receiver,
+                    expiry: s.expiry,
+                    package: s.package.clone(),
+                    signed_refunds: s.signed.clone(),
+                },
             };
             let requests = others.into_iter().map(|o| (o, req.clone())).collect();
             Step::Next(s, requests)
@@ -333,10 +345,16 @@ impl Operator {
         db.transfers.insert(s.transfer, row);
         db.pending_sends.insert(s.transfer, PendingSendRow { status: PendingSendStatus::Finished, started_at: ctx.now });
         let others = self.others();
+        // A cooperative exit settles only when its exit tx is deep enough (coop_exit.rs).
+        let coop = db.coop_exits.contains_key(&s.transfer);
         // Leaf swaps (operator/swap.rs): a swap leg's sender tweak waits for the swap's decision.
-        let settle = match Self::swap_on_commit(&mut db, s.transfer) {
-            Ok(x) => Self::swap_settle_body(x, s.transfer),
-            Err(e) => return self.send_abort(ctx, s, e),
+        let settle = if coop {
+            None
+        } else {
+            match Self::swap_on_commit(&mut db, s.transfer) {
+                Ok(x) => Self::swap_settle_body(x, s.transfer),
+                Err(e) => return self.send_abort(ctx, s, e),
+            }
         };
         let seq = settle.clone().filter(|_| !others.is_empty()).map(|body| Self::gossip_create(&mut db, body, others));
         if let (None, Some(body)) = (seq, &settle) {
@@ -348,7 +366,11 @@ impl Operator {
         if let Some(seq) = seq {
             self.gossip_push(ctx, seq);
         }
-        Self::reply_wallet(ctx, s.call, Ok(WalletReply::Transfer { transfer: s.transfer, outcome: TransferOutcome::Sent }));
+        let reply = match s.signed.values().next() {
+            Some(refunds) if coop => WalletReply::CoopExitSigned { transfer: s.transfer, refunds: refunds.clone() },
+            _ => WalletReply::Transfer { transfer: s.transfer, outcome: TransferOutcome::Sent },
+        };
+        Self::reply_wallet(ctx, s.call, Ok(reply));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -378,7 +400,7 @@ impl Operator {
         Self::reply_wallet(ctx, s.call, Err(reason));
     }
 
-    fn cancel_send(&mut self, ctx: &mut Ctx<'_>, transfer: TransferId) {
+    pub(super) fn cancel_send(&mut self, ctx: &mut Ctx<'_>, transfer: TransferId) {
         let mut db = self.store.begin();
         if let Some(p) = db.pending_sends.get_mut(&transfer) {
             p.status = PendingSendStatus::Finished;
@@ -409,10 +431,10 @@ impl Operator {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn initiate_transfer_in(&self, db: &mut Db, now: Micros, coordinator: OperatorId, transfer: TransferId, sender: PublicKey, receiver: PublicKey, expiry: Micros, package: &TransferPackage, signed_refunds: &BTreeMap<LeafId, RefundSet>) -> Result<(), String> {
         let valid = self.validate_send(now, transfer, &sender, &receiver, expiry, package)?;
-        for lp in &package.leaves {
+        for (index, lp) in package.leaves.iter().enumerate() {
             let leaf = &db.leaves[&lp.leaf];
             let signed = signed_refunds.get(&lp.leaf).ok_or("missing signed refunds")?;
-            let prevouts = leaf.nodes.refund_prevouts()?;
+            let (_, prevouts) = self.send_expectations(db, transfer, index, leaf, &receiver)?;
             for (i, tx) in signed.as_array().into_iter().enumerate() {
                 check_signed(&lp.refunds[i].tx, tx, &prevouts[i], &leaf.verifying_key).map_err(|e| format!("signed refund {i}: {e}"))?;
             }

@@ -239,6 +239,9 @@ pub struct Db {
     /// spends it (`watchtower.rs`).
     #[serde(default)]
     pub watchtower: BTreeMap<LeafId, super::watchtower::WatchRow>,
+    /// Cooperative exits: the `CooperativeExit` row of each coop-exit transfer (coop_exit.rs).
+    #[serde(default)]
+    pub coop_exits: BTreeMap<TransferId, super::coop_exit::CoopExitRow>,
 }
 
 /// An aggregation of a split parent's children in flight (spark-protocol §2.6).

@@ -84,6 +84,19 @@ impl Wallet {
         }
     }
 
+    /// Unilaterally exit one given leaf (a coop exit that came back, or the SSP's fallback on
+    /// its connector refund: wallet/coop_exit.rs, wallet/ssp_coop_exit.rs).
+    pub(super) fn start_exit_of(&mut self, ctx: &mut Ctx<'_>, id: LeafId) {
+        let Some(leaf) = self.leaves.get_mut(&id).filter(|l| l.state == LeafState::Available) else { return };
+        let mut p = ExitProgress::new(leaf, vec![None; leaf.ancestors.len() + 1]);
+        p.in_flight = Some(0);
+        let root = leaf.exit_layers().next().map(|l| l.cpfp.clone());
+        leaf.state = LeafState::Exiting(p);
+        if let Some(tx) = root {
+            self.broadcast_cpfp(ctx, tx);
+        }
+    }
+
     pub(super) fn advance_exits(&mut self, ctx: &mut Ctx<'_>, confirmed: &BTreeSet<Txid>) {
         let (me, height) = (self.cfg.id, self.height);
         let early_refund = self.cfg.params.test_faults.broadcast_refund_early;

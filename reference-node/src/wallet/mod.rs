@@ -4,6 +4,7 @@
 
 mod aggregate;
 mod claim;
+mod coop_exit;
 mod deposit;
 mod exit;
 mod lightning;
@@ -19,6 +20,7 @@ mod ssp_lightning;
 pub use ssp_lightning::{InvoiceState, LightningNetwork};
 pub mod split;
 mod swap;
+mod ssp_coop_exit;
 mod thief;
 
 use crate::crypto::signing::{self, SecretNonce, SigningJob};
@@ -70,6 +72,9 @@ pub enum Command {
     /// Watchtower and fees flow: a former owner broadcasts the node tx and the stale refund it
     /// holds for a leaf it sent away, racing the current owner (wallet/race.rs; §5.2 item 1).
     RaceStaleRefund,
+    /// Withdraw one leaf to the wallet's L1 key through the SSP (wallet/coop_exit.rs);
+    /// `stall`: never release the key tweak after the SSP broadcast (a stalling user).
+    CoopExit { stall: bool },
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -138,6 +143,8 @@ enum Op {
     /// Leaf swaps (wallet/swap.rs): the user's side and the SSP's side.
     Swap(Box<swap::SwapOp>),
     Serve(Box<swap::ServeOp>),
+    /// Cooperative exit (coop_exit.rs).
+    CoopExit(Box<coop_exit::CoopExitOp>),
 }
 
 pub struct Wallet {
@@ -181,6 +188,8 @@ pub struct Wallet {
     fees: fee_bump::FeeBumper,
     /// Watchtower and fees flow: this wallet's stale-refund race, if it runs one (`race.rs`).
     race: Option<race::Race>,
+    /// Cooperative exits in progress, as user and as SSP (coop_exit.rs, ssp_coop_exit.rs).
+    coop: coop_exit::CoopExits,
 }
 
 impl Wallet {
@@ -210,6 +219,7 @@ impl Wallet {
             aggregates_signed: BTreeMap::new(),
             fees: fee_bump::FeeBumper::default(),
             race: None,
+            coop: coop_exit::CoopExits::default(),
         }
     }
     pub fn id(&self) -> WalletId {
@@ -233,7 +243,7 @@ impl Wallet {
     /// not finished): the checker's liveness phase waits for 0.
     pub fn pending_work(&self) -> usize {
         // A stale-refund race (race.rs) runs until the node output is spent.
-        self.queue.len() + self.op.iter().filter(|(_, o)| !matches!(o, Op::Poll)).count() + self.claims.len() + usize::from(self.race.is_some())
+        self.queue.len() + self.op.iter().filter(|(_, o)| !matches!(o, Op::Poll)).count() + self.claims.len() + usize::from(self.race.is_some()) + self.coop.pending()
     }
     /// A claim attempt failed: back off before the next one (its state is kept for the retry).
     fn claim_failed(&mut self, ctx: &mut Ctx<'_>) {
@@ -336,6 +346,7 @@ impl Wallet {
                     self.start_race(ctx);
                     self.start_next(ctx);
                 }
+                Command::CoopExit { stall } => self.start_coop_exit(ctx, stall, attempt),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -403,6 +414,7 @@ impl Wallet {
             Op::Aggregate(a) => self.aggregate_reply(ctx, session, *a, body),
             Op::Swap(s) => self.swap_reply(ctx, session, *s, body),
             Op::Serve(s) => self.serve_reply(ctx, session, *s, body),
+            Op::CoopExit(c) => self.coop_exit_reply(ctx, session, *c, body),
         }
     }
 
@@ -435,6 +447,7 @@ impl Wallet {
             Op::Aggregate(a) => self.aggregate_timeout(ctx, *a),
             Op::Swap(s) => self.swap_timeout(ctx, session, *s),
             Op::Serve(s) => self.serve_timeout(ctx, session, *s),
+            Op::CoopExit(c) => self.coop_exit_timeout(ctx, session, *c),
         }
     }
 
@@ -458,6 +471,8 @@ impl Wallet {
         self.fee_bump_block(&block.txs);
         self.race_block(ctx, &block.txs, block.height);
         self.advance_exits(ctx, &txids);
+        self.coop_exit_on_block(ctx, block);
+        self.ssp_coop_exit_on_block(ctx, block);
         // New funds may unblock queued work.
         self.start_next(ctx);
     }
@@ -569,6 +584,7 @@ impl Node for Wallet {
                 // Each flow that waits on the SSP checks the reply against its own op and round.
                 Msg::SspReply { req, body } => match &self.op {
                     Some((_, Op::Swap(_))) => self.swap_on_ssp_reply(ctx, from, req, *body),
+                    Some((_, Op::CoopExit(_))) => self.coop_on_ssp_reply(ctx, from, req, *body),
                     _ => self.lightning_ssp_reply(ctx, from, req, *body),
                 },
                 Msg::BroadcastResult { txid, result: Err(reason) } => {

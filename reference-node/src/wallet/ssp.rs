@@ -29,6 +29,9 @@ impl Wallet {
                 SspRequest::LightningInvoice { payment_hash, amount_sats } => self.ssp_lightning_request(ctx, from_wallet, payment_hash, amount_sats),
                 // Leaf swaps (wallet/swap.rs).
                 SspRequest::Swap(offer) => self.ssp_accept_swap(ctx, from, *offer),
+                // Cooperative exit (ssp_coop_exit.rs).
+                SspRequest::CoopExit { exit_id, leaf, value_sats, fee_sats, withdrawal } => self.ssp_coop_exit_offer(ctx, from, exit_id, leaf, value_sats, fee_sats, withdrawal),
+                SspRequest::CompleteCoopExit { exit_id, leaf } => self.ssp_coop_exit_complete(ctx, from, exit_id, *leaf),
             }
         };
         if let Err(reason) = &reply {
@@ -39,7 +42,6 @@ impl Wallet {
 
     /// Client side: send `body` to the SSP under the current operation's round id, or `None`
     /// when the deployment has no SSP (the flow must then fail its command, not wait).
-    #[cfg_attr(not(test), allow(dead_code))] // the swap, coop-exit and Lightning flows call it
     pub(super) fn ssp_request(&mut self, ctx: &mut Ctx<'_>, body: SspRequest) -> Option<ReqId> {
         let ssp = self.cfg.directory.ssp?;
         let session = self.op.as_ref().map(|(s, _)| *s).unwrap_or_default();

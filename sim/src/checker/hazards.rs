@@ -73,8 +73,10 @@ impl HazardChecks {
 /// I-3: each leaf's keyshare epoch equals the tweaks this operator's transfer rows account for.
 pub fn check_key_epochs(op: OperatorId, db: &Db) -> Vec<Finding> {
     let mut expected: BTreeMap<reference_node::types::LeafId, u32> = BTreeMap::new();
-    for t in db.transfers.values() {
+    for (id, t) in &db.transfers {
         let tweaks = match t.status {
+            // A coop exit the SSP ended on L1 with its connector refund: no tweak ever applied.
+            _ if db.coop_exits.get(id).is_some_and(|c| c.closed_on_chain) => 0,
             TransferStatus::Completed | TransferStatus::ReceiverKeyTweakApplied => 2,
             TransferStatus::SenderKeyTweaked | TransferStatus::ReceiverKeyTweaked | TransferStatus::ReceiverKeyTweakLocked => 1,
             TransferStatus::SenderKeyTweakPending | TransferStatus::SenderInitiatedCoordinator | TransferStatus::Returned => 0,

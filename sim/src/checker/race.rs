@@ -81,6 +81,12 @@ impl RaceCheck {
         let (mut found, mut hits, mut judged) = (Vec::new(), Vec::new(), 0);
         for block in new {
             for tx in &block.txs {
+                // A connector refund (two inputs: node output + the exit tx's connector) is the
+                // SSP's cooperative-exit refund, spendable only because the exit tx paying the
+                // user confirmed: L-5 judges it (checker/coop_exit.rs), not the stale-refund race.
+                if tx.input.len() > 1 {
+                    continue;
+                }
                 let txid = tx.compute_txid();
                 for input in &tx.input {
                     let Some((leaf, current, node_value)) = watched.get(&input.previous_output) else { continue };

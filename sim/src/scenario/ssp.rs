@@ -3,6 +3,7 @@
 //! its liquidity at the start and then serves swaps, cooperative exits and Lightning.
 
 use super::{Validator, Zero, R, S};
+use reference_node::msg::ssp::CoopExitFault;
 use reference_node::msg::SwapVersion;
 use reference_node::types::{Micros, WalletId};
 use serde::Deserialize;
@@ -23,6 +24,9 @@ use toml::Spanned;
 /// - `[[ssp.swap]]`: `wallet` ("wallet:N", a user, not the SSP), `at_s` ≥ 0, `amounts` (1 to 64
 ///   powers of two): at `at_s` the wallet swaps one leaf worth exactly the amounts' sum for SSP
 ///   leaves of those denominations (`Command::Swap`).
+/// - `coop_exit_fault` (optional): a scripted misbehaviour in cooperative exits; allowed:
+///   "never_broadcast" (the SSP takes the signed connector refunds and never broadcasts the exit
+///   tx; scenario/coop_exit.rs).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SspSpec {
     pub deposits: Vec<u64>,
@@ -32,6 +36,7 @@ pub struct SspSpec {
     pub lightning_payer_delay: reference_node::types::Micros,
     pub swap_version: SwapVersion,
     pub swaps: Vec<SwapAt>,
+    pub coop_exit_fault: Option<CoopExitFault>,
 }
 
 /// One `[[ssp.swap]]`.
@@ -42,9 +47,12 @@ pub struct SwapAt {
     pub amounts: Vec<u64>,
 }
 
+/// `coop_exit_fault` names, as written in scenario files.
+pub const COOP_EXIT_FAULTS: &[(&str, CoopExitFault)] = &[("never_broadcast", CoopExitFault::NeverBroadcast)];
+
 impl Default for SspSpec {
     fn default() -> Self {
-        SspSpec { deposits: vec![131_072, 65_536, 32_768, 16_384, 8_192, 4_096], l1_coins: vec![1_000_000; 4], lightning_failure_ppm: 0, lightning_payer_delay: reference_node::types::Micros::from_secs(5), swap_version: SwapVersion::V3, swaps: Vec::new() }
+        SspSpec { deposits: vec![131_072, 65_536, 32_768, 16_384, 8_192, 4_096], l1_coins: vec![1_000_000; 4], lightning_failure_ppm: 0, lightning_payer_delay: reference_node::types::Micros::from_secs(5), swap_version: SwapVersion::V3, swaps: Vec::new(), coop_exit_fault: None }
     }
 }
 
@@ -58,6 +66,7 @@ pub(super) struct RawSsp {
     swap_version: S<i64>,
     #[serde(default)]
     swap: Vec<Spanned<RawSwap>>,
+    coop_exit_fault: S<String>,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +75,11 @@ pub(super) struct RawSwap {
     wallet: Spanned<String>,
     at_s: S<f64>,
     amounts: Spanned<Vec<Spanned<i64>>>,
+}
+
+/// The scenario name of an SSP fault (the writer's inverse of parsing).
+pub fn coop_exit_fault_name(f: Option<CoopExitFault>) -> Option<(&'static str, CoopExitFault)> {
+    COOP_EXIT_FAULTS.iter().copied().find(|(_, x)| Some(*x) == f)
 }
 
 /// Bitcoin's supply cap: no single amount can be larger.
@@ -116,6 +130,16 @@ impl Validator<'_> {
             lightning_payer_delay: self.secs(&raw.lightning_payer_delay_s, "ssp.lightning_payer_delay_s", super::Zero::Forbidden)?.unwrap_or(d.lightning_payer_delay),
             swap_version,
             swaps,
+            coop_exit_fault: match &raw.coop_exit_fault {
+                None => None,
+                Some(name) => match COOP_EXIT_FAULTS.iter().find(|(n, _)| n == name.get_ref()) {
+                    Some((_, f)) => Some(*f),
+                    None => {
+                        let allowed: Vec<&str> = COOP_EXIT_FAULTS.iter().map(|(n, _)| *n).collect();
+                        return Err(self.err(name.span(), "ssp.coop_exit_fault", format!("unknown fault `{}`: allowed: {}", name.get_ref(), allowed.join(", "))));
+                    }
+                },
+            },
         })
     }
 

@@ -146,6 +146,7 @@ mod tests {
             owner_identity: key,
             owner_signing_key: key,
             deposit_outpoint: outpoint,
+            ancestors: Vec::new(),
             nodes: NodeSet { cpfp: nodes.cpfp, direct: nodes.direct },
             refunds: RefundSet { cpfp: r.cpfp, direct: r.direct.expect("direct"), direct_from_cpfp: r.direct_from_cpfp },
         };

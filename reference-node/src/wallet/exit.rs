@@ -71,17 +71,10 @@ fn csv_of(tx: &Transaction) -> u32 {
 
 impl Wallet {
     pub(super) fn start_exit(&mut self, ctx: &mut Ctx<'_>) {
-        let Some((_, leaf)) = self.leaves.iter_mut().find(|(_, l)| l.state == LeafState::Available) else {
+        let Some(id) = self.leaves.iter().find(|(_, l)| l.state == LeafState::Available).map(|(id, _)| *id) else {
             return ctx.observe(Observation::CommandSkipped { wallet: self.cfg.id, reason: "exit: no available leaf".into() });
         };
-        let mut p = ExitProgress::new(leaf, vec![None; leaf.ancestors.len() + 1]);
-        // The root spends the confirmed deposit: it goes out at once (CSV 0).
-        p.in_flight = Some(0);
-        let root = leaf.exit_layers().next().map(|l| l.cpfp.clone());
-        leaf.state = LeafState::Exiting(p);
-        if let Some(tx) = root {
-            self.broadcast_cpfp(ctx, tx);
-        }
+        self.start_exit_of(ctx, id);
     }
 
     /// Unilaterally exit one given leaf (a coop exit that came back, or the SSP's fallback on
@@ -89,6 +82,7 @@ impl Wallet {
     pub(super) fn start_exit_of(&mut self, ctx: &mut Ctx<'_>, id: LeafId) {
         let Some(leaf) = self.leaves.get_mut(&id).filter(|l| l.state == LeafState::Available) else { return };
         let mut p = ExitProgress::new(leaf, vec![None; leaf.ancestors.len() + 1]);
+        // The root spends the confirmed deposit: it goes out at once (CSV 0).
         p.in_flight = Some(0);
         let root = leaf.exit_layers().next().map(|l| l.cpfp.clone());
         leaf.state = LeafState::Exiting(p);
@@ -241,7 +235,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
         let identity = crate::crypto::SecretKey::new(&mut rng);
         let l1_key = crate::crypto::SecretKey::new(&mut rng);
-        let directory = Arc::new(Directory { operators: Default::default(), wallets: Default::default() });
+        let directory = Arc::new(Directory::default());
         let mut w = Wallet::new(WalletConfig { id: WalletId(0), identity, l1_key, coordinator: OperatorId(0), params: Arc::new(Params::new(3, 2)), directory });
         let root = layer(Txid::from_byte_array([9; 32]), 0);
         let split = layer(root.cpfp.compute_txid(), 0);

@@ -823,8 +823,8 @@ impl Checker {
         // parent's): the signed split / aggregate node undercuts it by design, so only leaves
         // with no split in flight are held to I-7.
         let split = db.splits.get(leaf).is_some_and(|x| x.split_nodes.is_some()) || row.status == reference_node::operator::store::LeafStatus::SplitLocked;
-        if !row.status.is_value_bearing() || split {
-        } else if let Some(m) = self.node_layers.record_and_check(row) {
+        let live = row.status.is_value_bearing() && !split;
+        if let Some(m) = live.then(|| self.node_layers.record_and_check(row)).flatten() {
             found.push(finding("I-7", format!("leaf {leaf} node layers {op}"), format!("leaf {leaf} on {op}: {m}")));
         }
         let first = *self.leaf_value.entry(*leaf).or_insert((op, row.value_sats));

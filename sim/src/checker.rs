@@ -534,7 +534,8 @@ impl Checker {
                 if let Some(op) = op {
                     self.latencies.finish(*wallet, op, time, false);
                 }
-                if reason.contains("pool empty") {
+                // Only a deposit that gave up counts (a split refused for an empty pool says "split: …").
+                if reason.starts_with("deposit") && reason.contains("pool empty") {
                     self.pool_skips.push((wallet.to_string(), time));
                 }
             }
@@ -1909,6 +1910,19 @@ mod tests {
         }
         assert_eq!(run(&mut c, &dbs, &[0, 1, 2]), vec![]);
         assert!(c.check_backing(&chain).iter().any(|f| f.message.contains("holds 9000 sat")));
+    }
+
+    /// L-8 counts deposits that gave up on an empty pool, not a split refused for one (a split
+    /// takes n − 1 keys from the same pool; its skip reason says "split: …").
+    #[test]
+    fn only_a_deposit_that_gave_up_on_an_empty_pool_is_l8() {
+        let mut c = Checker::new(3, 2, None);
+        let mut found = Vec::new();
+        let w = reference_node::types::WalletId(0);
+        c.observe(&Observation::CommandSkipped { wallet: w, reason: "split: keyshare pool empty, retry later".into() }, Micros::from_secs(1), &mut found);
+        assert!(c.pool_skips.is_empty(), "{:?}", c.pool_skips);
+        c.observe(&Observation::CommandSkipped { wallet: w, reason: "deposit: keyshare pool empty, retry later".into() }, Micros::from_secs(2), &mut found);
+        assert_eq!(c.pool_skips.len(), 1);
     }
 
     #[test]

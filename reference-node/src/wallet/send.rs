@@ -136,11 +136,21 @@ impl Wallet {
     /// The `StartTransfer` of one leaf to `receiver_key` (also the transfer inside a Lightning
     /// preimage swap, wallet/ssp_lightning.rs).
     pub(super) fn build_transfer_to(&self, ctx: &mut Ctx<'_>, leaf_id: LeafId, receiver_key: PublicKey, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>) -> Result<(TransferId, Micros, PublicKey, WalletRequest), String> {
+        let (transfer, package) = self.transfer_package(ctx, leaf_id, &receiver_key, commitments)?;
+        let expiry = ctx.now + self.cfg.params.transfer_expiry;
+        let request = WalletRequest::StartTransfer { transfer, sender: self.identity_public(), receiver: receiver_key, expiry, package };
+        Ok((transfer, expiry, receiver_key, request))
+    }
+
+    /// A fresh transfer id and its package for one leaf to `receiver_key`: the three refunds
+    /// (decremented timelock) user-signed against the operators' `commitments`, and the key
+    /// tweak. Shared by sends, Lightning preimage swaps and swap legs (wallet/swap.rs).
+    pub(super) fn transfer_package(&self, ctx: &mut Ctx<'_>, leaf_id: LeafId, receiver_key: &PublicKey, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>) -> Result<(TransferId, TransferPackage), String> {
         let p = &self.cfg.params;
         let leaf = self.leaves.get(&leaf_id).ok_or("leaf vanished")?;
         let (current, _) = leaf.refunds.sequences()?;
         let (seq, direct) = p.next_refund_sequences(current).map_err(|e| e.to_string())?;
-        let txs = leaf.nodes.refunds_to(&receiver_key, seq, direct)?.into_array();
+        let txs = leaf.nodes.refunds_to(receiver_key, seq, direct)?.into_array();
         let prevouts = leaf.nodes.refund_prevouts()?;
         if commitments.len() != 3 {
             return Err(format!("{} commitment sets for 3 refunds", commitments.len()));
@@ -158,12 +168,9 @@ impl Wallet {
         let mut id = [0u8; 16];
         ctx.rng.fill_bytes(&mut id);
         let transfer = TransferId(id);
-        let key_tweak_package = self.key_tweaks(ctx, leaf_id, transfer, &leaf.signing_secret, &receiver_key)?;
+        let key_tweak_package = self.key_tweaks(ctx, leaf_id, transfer, &leaf.signing_secret, receiver_key)?;
         let signature = sign_digest(&self.cfg.identity, &transfer_package_digest(transfer, &key_tweak_package));
-        let package = TransferPackage { leaves: vec![TransferLeafPackage { leaf: leaf_id, refunds }], key_tweak_package, signature };
-        let expiry = ctx.now + p.transfer_expiry;
-        let request = WalletRequest::StartTransfer { transfer, sender: self.identity_public(), receiver: receiver_key, expiry, package };
-        Ok((transfer, expiry, receiver_key, request))
+        Ok((transfer, TransferPackage { leaves: vec![TransferLeafPackage { leaf: leaf_id, refunds }], key_tweak_package, signature }))
     }
 
     /// Per operator: ECIES(operator identity, its Feldman share of δ, the public share tweaks,

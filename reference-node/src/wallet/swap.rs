@@ -11,13 +11,12 @@
 //! pre-signature against `T`; reserve the leaves and counter-transfer them one by one; then
 //! follow the swap: settled → the leaves are gone (v2: learn `a` from the completed refund
 //! signature), returned → the leaves are available again.
-use super::{scalar_of, Command, LeafState, Op, Wallet};
+use super::{Command, LeafState, Op, Wallet};
 use crate::crypto::adaptor::{self, PreSignature};
-use crate::crypto::identity::{sha256, sign_digest};
-use crate::crypto::signing::{self, NonceCommitment, SigningJob};
+use crate::crypto::signing::NonceCommitment;
 use crate::crypto::{PublicKey, Scalar};
 use crate::msg::ssp::{SwapAdaptor, SwapOffer};
-use crate::msg::{transfer_package_digest, SspReply, SspRequest, SwapReply, SwapRequest, SwapStatus, SwapTransfer, SwapVersion, TransferLeafPackage, TransferOutcome, TransferPackage, UserSignedJob, WalletReply, WalletRequest};
+use crate::msg::{SspReply, SspRequest, SwapReply, SwapRequest, SwapStatus, SwapTransfer, SwapVersion, TransferOutcome, WalletReply, WalletRequest};
 use crate::node::Ctx;
 use crate::observe::Observation;
 use crate::operator::swap::SWAP_EXPIRY;
@@ -25,7 +24,6 @@ use crate::tx::sighash;
 use crate::types::{LeafId, NodeId, OperatorId, TransferId, WalletId};
 use bitcoin::secp256k1::schnorr;
 use bitcoin::XOnlyPublicKey;
-use rand_core::RngCore;
 use std::collections::BTreeMap;
 
 /// The user's side of one swap.
@@ -274,31 +272,7 @@ impl Wallet {
 
     /// One leg's package: refunds to `receiver` signed against `commitments`, the key tweak.
     fn build_leg(&self, ctx: &mut Ctx<'_>, leaf_id: LeafId, receiver: &PublicKey, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>) -> Result<SwapTransfer, String> {
-        let p = &self.cfg.params;
-        let leaf = self.leaves.get(&leaf_id).ok_or("leaf vanished")?;
-        let (current, _) = leaf.refunds.sequences()?;
-        let (seq, direct) = p.next_refund_sequences(current).map_err(|e| e.to_string())?;
-        let txs = leaf.nodes.refunds_to(receiver, seq, direct)?.into_array();
-        let prevouts = leaf.nodes.refund_prevouts()?;
-        if commitments.len() != 3 {
-            return Err(format!("{} commitment sets for 3 refunds", commitments.len()));
-        }
-        let user_key = leaf.signing_secret.public_key(crate::crypto::secp());
-        let mut refunds = Vec::new();
-        for ((tx, prev), ops) in txs.into_iter().zip(prevouts).zip(commitments) {
-            let (nonce, user_commitment) = signing::commit(&scalar_of(&leaf.signing_secret), ctx.rng);
-            let message = sighash::key_spend_sighash(&tx, 0, &prev).map_err(|e| e.to_string())?;
-            let job = SigningJob { message, verifying_key: leaf.verifying_key, user_public_key: user_key, operator_commitments: ops.clone(), user_commitment: user_commitment.clone() };
-            let user_share = signing::sign_as_user(&job, &leaf.signing_secret, &nonce).map_err(|e| e.to_string())?;
-            ctx.observe(Observation::NonceUsed { signer: self.cfg.id.to_string(), commitment: sha256(&[&user_commitment.0]), message });
-            refunds.push(UserSignedJob { tx, user_commitment, user_share, operator_commitments: ops });
-        }
-        let mut id = [0u8; 16];
-        ctx.rng.fill_bytes(&mut id);
-        let transfer = TransferId(id);
-        let key_tweak_package = self.key_tweaks(ctx, leaf_id, transfer, &leaf.signing_secret, receiver)?;
-        let signature = sign_digest(&self.cfg.identity, &transfer_package_digest(transfer, &key_tweak_package));
-        let package = TransferPackage { leaves: vec![TransferLeafPackage { leaf: leaf_id, refunds }], key_tweak_package, signature };
+        let (transfer, package) = self.transfer_package(ctx, leaf_id, receiver, commitments)?;
         Ok(SwapTransfer { transfer, sender: self.identity_public(), receiver: *receiver, expiry: ctx.now + SWAP_EXPIRY, package })
     }
 

@@ -333,17 +333,9 @@ impl Operator {
     /// Every operator holds the transfer: commit it here, gossip the settle, acknowledge the send.
     pub(super) fn send_commit(&mut self, ctx: &mut Ctx<'_>, s: SendSession) {
         let mut db = self.store.begin();
-        let row = match Self::transfer_row(&db, &s.slice, s.sender, s.receiver, s.expiry, self.cfg.id, &s.signed, TransferStatus::SenderInitiatedCoordinator) {
-            Ok(r) => r,
-            Err(e) => return self.send_abort(ctx, s, e),
-        };
-        for leaf in row.leaves.keys() {
-            if let Some(l) = db.leaves.get_mut(leaf) {
-                l.status = LeafStatus::TransferLocked(s.transfer);
-            }
+        if let Err(e) = self.record_coordinator_transfer(&mut db, &s, ctx.now) {
+            return self.send_abort(ctx, s, e);
         }
-        db.transfers.insert(s.transfer, row);
-        db.pending_sends.insert(s.transfer, PendingSendRow { status: PendingSendStatus::Finished, started_at: ctx.now });
         let others = self.others();
         // A cooperative exit settles only when its exit tx is deep enough (coop_exit.rs).
         let coop = db.coop_exits.contains_key(&s.transfer);
@@ -371,6 +363,21 @@ impl Operator {
             _ => WalletReply::Transfer { transfer: s.transfer, outcome: TransferOutcome::Sent },
         };
         Self::reply_wallet(ctx, s.call, Ok(reply));
+    }
+
+    /// Every operator holds the transfer: record it on the coordinator (status
+    /// SENDER_INITIATED_COORDINATOR), lock its leaves, finish the pending send. Both the gossip
+    /// commit here and the two-phase commit (twopc_flows.rs) start with this.
+    pub(super) fn record_coordinator_transfer(&self, db: &mut Db, s: &SendSession, now: Micros) -> Result<(), String> {
+        let row = Self::transfer_row(db, &s.slice, s.sender, s.receiver, s.expiry, self.cfg.id, &s.signed, TransferStatus::SenderInitiatedCoordinator)?;
+        for leaf in row.leaves.keys() {
+            if let Some(l) = db.leaves.get_mut(leaf) {
+                l.status = LeafStatus::TransferLocked(s.transfer);
+            }
+        }
+        db.transfers.insert(s.transfer, row);
+        db.pending_sends.insert(s.transfer, PendingSendRow { status: PendingSendStatus::Finished, started_at: now });
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

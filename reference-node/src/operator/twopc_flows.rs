@@ -4,7 +4,6 @@
 //! untouched.
 use super::claim::{ClaimSession, Stage};
 use super::send::SendSession;
-use super::store::{LeafStatus, PendingSendRow, PendingSendStatus, TransferStatus};
 use super::twopc::Deferred;
 use super::{Operator, SessionKind, Step};
 use crate::consensus::{FlowDecision, FlowOp};
@@ -46,17 +45,9 @@ impl Operator {
             return Self::reply_wallet(ctx, s.call, Err("the send's flow is no longer in flight".into()));
         };
         let mut db = self.store.begin();
-        let row = match Self::transfer_row(&db, &s.slice, s.sender, s.receiver, s.expiry, self.cfg.id, &s.signed, TransferStatus::SenderInitiatedCoordinator) {
-            Ok(r) => r,
-            Err(e) => return self.send_abort(ctx, s, e),
-        };
-        for leaf in row.leaves.keys() {
-            if let Some(l) = db.leaves.get_mut(leaf) {
-                l.status = LeafStatus::TransferLocked(s.transfer);
-            }
+        if let Err(e) = self.record_coordinator_transfer(&mut db, &s, ctx.now) {
+            return self.send_abort(ctx, s, e);
         }
-        db.transfers.insert(s.transfer, row);
-        db.pending_sends.insert(s.transfer, PendingSendRow { status: PendingSendStatus::Finished, started_at: ctx.now });
         if let Err(e) = self.apply_settle_sender(&mut db, s.transfer) {
             return self.send_abort(ctx, s, e);
         }

@@ -644,6 +644,9 @@ fn print_summary(scenario: &Scenario, r: &RunReport) {
             v.invariant, v.sim_time_s, v.event_index, v.message
         );
     }
+    if let Some(line) = sometimes_line(r) {
+        row("sometimes", line);
+    }
     row("latency", latency_line(r));
     row("time", time_line(r));
     row("trace hash", &r.trace_hash);
@@ -661,6 +664,24 @@ fn violations_line(r: &RunReport) -> String {
     let mut kinds: Vec<&str> = r.violations.iter().map(|v| v.invariant.as_str()).collect();
     kinds.dedup();
     format!("{} ({})", r.violations.len(), kinds.join(", "))
+}
+
+/// The scenario's `[expect] sometimes` properties and how often each fired on this seed. One run
+/// cannot fail on a sometimes-property (a campaign judges them over all its seeds), but the reader
+/// should see at once that this seed did not reach one.
+fn sometimes_line(r: &RunReport) -> Option<String> {
+    if r.expected_sometimes.is_empty() {
+        return None;
+    }
+    let fired = |p: &str| r.checker.as_ref().and_then(|c| c.sometimes.get(p).copied()).unwrap_or(0);
+    let parts: Vec<String> = r.expected_sometimes.iter().map(|p| format!("{p} x{}", fired(p))).collect();
+    let missing = r.expected_sometimes.iter().filter(|p| fired(p) == 0).count();
+    let note = if missing == 0 {
+        String::new()
+    } else {
+        format!(" ({missing} not reached on this seed: a campaign over more seeds judges them)")
+    };
+    Some(format!("{}{note}", parts.join(", ")))
 }
 
 fn latency_line(r: &RunReport) -> String {

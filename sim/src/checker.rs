@@ -382,6 +382,7 @@ impl Checker {
             self.tick(inv);
         }
         let mut found = hygiene::check_exit_completeness(up, wallets);
+        found.extend(hygiene::check_stuck_senders(up, wallets));
         for (op, db) in up {
             for (leaf, row) in &db.leaves {
                 if let Some(m) = renew::check_renewable(row) {

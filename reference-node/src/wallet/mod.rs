@@ -75,6 +75,9 @@ pub enum Command {
     /// Withdraw one leaf to the wallet's L1 key through the SSP (wallet/coop_exit.rs);
     /// `stall`: never release the key tweak after the SSP broadcast (a stalling user).
     CoopExit { stall: bool },
+    /// After a crash mid-send (wallet/send.rs): ask the coordinator what became of the transfer
+    /// whose package may have reached it, instead of leaving the leaf `Sending` for good.
+    ResolveSend { receiver: WalletId, leaf: LeafId, transfer: TransferId, receiver_key: PublicKey, expiry: Micros, attempt: u8 },
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -347,6 +350,7 @@ impl Wallet {
                     self.start_next(ctx);
                 }
                 Command::CoopExit { stall } => self.start_coop_exit(ctx, stall, attempt),
+                Command::ResolveSend { receiver, leaf, transfer, receiver_key, expiry, attempt } => self.start_resolve_send(ctx, receiver, leaf, (transfer, receiver_key, expiry), attempt),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -604,6 +608,9 @@ impl Node for Wallet {
     fn crash(&mut self) {
         // Leaf swaps (wallet/swap.rs): the SSP follows the swaps its reserved leaves were for.
         self.requeue_swaps();
+        if let Some(resolve) = self.send_to_resolve() {
+            self.queue.push_front((resolve, 0));
+        }
         self.op = None;
         self.waiting.clear();
         self.poll_armed = false;

@@ -94,6 +94,28 @@ impl Wallet {
         }
     }
 
+    /// The send in flight when the wallet crashed, if its package may have reached the coordinator:
+    /// the leaf is `Sending` and only the coordinator knows whether it left. (The leaf and its
+    /// pending transfer are in the wallet's backup; the SDK re-syncs them at start-up.)
+    pub(super) fn send_to_resolve(&self) -> Option<Command> {
+        let Some((_, Op::Send(s))) = &self.op else { return None };
+        match s.stage {
+            Stage::Commitments => None,
+            Stage::Start { transfer, expiry, receiver_key } | Stage::Query { transfer, expiry, receiver_key } => {
+                Some(Command::ResolveSend { receiver: s.receiver, leaf: s.leaf, transfer, receiver_key, expiry, attempt: s.attempt })
+            }
+        }
+    }
+
+    /// Resume a send that a crash interrupted: query its outcome, as after a timeout. A returned
+    /// transfer is retried like any returned send.
+    pub(super) fn start_resolve_send(&mut self, ctx: &mut Ctx<'_>, receiver: WalletId, leaf: LeafId, (transfer, receiver_key, expiry): (TransferId, PublicKey, Micros), attempt: u8) {
+        self.begin(Op::Send(Box::new(SendOp { attempt, receiver, leaf, stage: Stage::Query { transfer, expiry, receiver_key }, refused: false })));
+        let to = self.cfg.coordinator;
+        self.request(ctx, to, WalletRequest::QueryTransfer { transfer });
+        self.arm_timeout(ctx);
+    }
+
     /// No answer: a send that may have reached the coordinator is never assumed lost — ask.
     pub(super) fn send_timeout(&mut self, ctx: &mut Ctx<'_>, session: u64, mut s: SendOp) {
         let retry = Some((Command::Send { receiver: s.receiver }, s.attempt));

@@ -60,11 +60,11 @@ pub fn verify_key_spend(tx: &Transaction, prevout: &TxOut) -> Result<(), String>
 pub fn check_exit_completeness(dbs: &[(OperatorId, &Db)], wallets: &[WalletView<'_>]) -> Vec<Finding> {
     let mut found = Vec::new();
     for (leaf, row) in live_leaves(dbs) {
+        let owner = row.owner_identity.serialize();
+        let subject = format!("leaf {leaf}");
         if row.status != LeafStatus::Available {
             continue;
         }
-        let owner = row.owner_identity.serialize();
-        let subject = format!("leaf {leaf}");
         let Some(w) = wallets.iter().find(|w| w.identity == owner) else { continue };
         let Some(wl) = w.leaves.get(&leaf) else {
             found.push(finding("I-9", subject, format!("leaf {leaf} is owned by {} on the operators but the wallet does not hold it", w.id)));
@@ -88,6 +88,25 @@ pub fn check_exit_completeness(dbs: &[(OperatorId, &Db)], wallets: &[WalletView<
         };
         if let Some(p) = problem {
             found.push(finding("I-9", subject, format!("leaf {leaf} owned by {}: no valid exit chain: {p}", w.id)));
+        }
+    }
+    found
+}
+
+/// I-9, the sender's side: a wallet that still holds a leaf as `Sending` once the operators (the
+/// majority row, whatever its status: the new owner may have exited it since) name another owner
+/// never learnt that its send went through, e.g. after a crash mid-send. It can neither spend nor
+/// exit the leaf, and its balance is wrong.
+pub fn check_stuck_senders(dbs: &[(OperatorId, &Db)], wallets: &[WalletView<'_>]) -> Vec<Finding> {
+    let mut found = Vec::new();
+    for w in wallets {
+        for (leaf, l) in w.leaves.iter() {
+            let LeafState::Sending(t) = l.state else { continue };
+            let rows: Vec<_> = dbs.iter().filter_map(|(_, db)| db.leaves.get(leaf)).collect();
+            let Some(best) = rows.iter().max_by_key(|r| rows.iter().filter(|o| *o == *r).count()) else { continue };
+            if best.owner_identity.serialize() != w.identity {
+                found.push(finding("I-9", format!("leaf {leaf}"), format!("leaf {leaf} belongs to another owner but {} still holds it as Sending({t})", w.id)));
+            }
         }
     }
     found

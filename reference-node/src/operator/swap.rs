@@ -450,3 +450,7 @@ pub(super) fn check_signed_or_presigned(expected: &bitcoin::Transaction, signed:
     let (q, _) = crate::crypto::adaptor_frost::output_key(verifying_key);
     adaptor::verify(&pre, &msg, &q, &t).map_err(|e| format!("pre-signature: {e}"))
 }
+
+#[cfg(test)]
+#[path = "swap_tests.rs"]
+mod tests;

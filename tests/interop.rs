@@ -932,6 +932,127 @@ fn check_frost(table: &mut Table) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Check 4b: FROST under an adaptor point (the SDK's `adaptorPubKey`, leaf swaps v2, §4.3).
+
+fn check_frost_adaptor(table: &mut Table) {
+    use reference_node::crypto::adaptor::{self, PreSignature};
+    use reference_node::crypto::adaptor_frost;
+    let mut r = rng("frost-adaptor");
+    struct Case {
+        job: SigningJob,
+        a: Scalar,
+        t: PublicKey,
+        ours: PreSignature,
+        our_user_share: String,
+        ours_refuses: bool,
+    }
+    let mut cases = Vec::new();
+    let mut json_cases = Vec::new();
+    for _ in 0..CASES {
+        let n = 3 + below(&mut r, 3) as u16;
+        let t = 2 + below(&mut r, u64::from(n) - 1) as u16;
+        let keyshares: BTreeMap<OperatorId, KeyShare> = KeyShare::deal(&Scalar::random(&mut r), n, t, &mut r)
+            .expect("deal")
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| (OperatorId(i as u16), k))
+            .collect();
+        let mut ids: Vec<OperatorId> = keyshares.keys().copied().collect();
+        for k in (1..ids.len()).rev() {
+            ids.swap(k, below(&mut r, k as u64 + 1) as usize);
+        }
+        ids.truncate(usize::from(t));
+        let user_sk = secret_key(&mut r);
+        let user_pk = PublicKey::from_secret_key(secp(), &user_sk);
+        let any = &keyshares[&OperatorId(0)];
+        let verifying_key = any.public_key.combine(&user_pk).expect("Y is not infinity");
+        let message = bytes32(&mut r);
+        let (a, adaptor_point) = adaptor::new_secret(&mut r);
+        let mut nonces = BTreeMap::new();
+        let mut commitments = BTreeMap::new();
+        for op in &ids {
+            let (nonce, commitment) = signing::commit(&keyshares[op].secret_share, &mut r);
+            nonces.insert(*op, nonce);
+            commitments.insert(*op, commitment);
+        }
+        let (user_nonce, user_commitment) = signing::commit(&Scalar::from_secret_key(&user_sk), &mut r);
+        let job = SigningJob { message, verifying_key, user_public_key: user_pk, operator_commitments: commitments.clone(), user_commitment: user_commitment.clone() };
+        let operator_shares: BTreeMap<OperatorId, signing::SignatureShare> = ids
+            .iter()
+            .map(|op| (*op, adaptor_frost::sign_as_operator(&job, *op, &keyshares[op], &nonces[op], &adaptor_point).expect("operator share")))
+            .collect();
+        let user_share = adaptor_frost::sign_as_user(&job, &user_sk, &user_nonce, &adaptor_point).expect("user share");
+        let ours = adaptor_frost::aggregate(&job, &operator_shares, &user_share, &any.public_shares, &adaptor_point).expect("our pre-signature");
+        let cheater = ids[below(&mut r, ids.len() as u64) as usize];
+        let mut tampered = operator_shares.clone();
+        let bumped = Scalar(tampered[&cheater].0).add(&Scalar::from_u32(1));
+        tampered.insert(cheater, signing::SignatureShare(bumped.0));
+        let ours_refuses = adaptor_frost::aggregate(&job, &tampered, &user_share, &any.public_shares, &adaptor_point)
+            == Err(signing::SigningError::InvalidShare { culprits: vec![signing::Signer::Operator(cheater)] });
+        let nonce = frost::round1::SigningNonces::deserialize(&user_nonce.0).expect("our nonce parses");
+        json_cases.push(json!({
+            "message": hex::encode(message),
+            "verifying_key": hex::encode(verifying_key.serialize()),
+            "user_sk": hex::encode(user_sk.secret_bytes()),
+            "user_pk": hex::encode(user_pk.serialize()),
+            "user_nonce": {
+                "hiding": hex::encode(nonce.hiding().serialize()),
+                "binding": hex::encode(nonce.binding().serialize()),
+            },
+            "user_commitment": commitment_json(&user_commitment),
+            "operator_commitments": commitments.iter().map(|(op, c)| (identifier_hex(*op), commitment_json(c))).collect::<serde_json::Map<_, _>>(),
+            "operator_shares": operator_shares.iter().map(|(op, s)| (identifier_hex(*op), json!(hex::encode(s.0)))).collect::<serde_json::Map<_, _>>(),
+            "operator_public_shares": ids.iter().map(|op| (identifier_hex(*op), json!(hex::encode(any.public_shares[op].serialize())))).collect::<serde_json::Map<_, _>>(),
+            "operator_shares_tampered": tampered.iter().map(|(op, s)| (identifier_hex(*op), json!(hex::encode(s.0)))).collect::<serde_json::Map<_, _>>(),
+            "our_user_share": hex::encode(user_share.0),
+            "adaptor": hex::encode(adaptor_point.serialize()),
+        }));
+        cases.push(Case { job, a, t: adaptor_point, ours, our_user_share: hex::encode(user_share.0), ours_refuses });
+    }
+    // The driver's frost check passes `adaptorPubKey` to signFrost / aggregateFrost when a case
+    // names an adaptor.
+    let results = oracle("frost", &json_cases);
+    for (i, (c, sdk)) in cases.iter().zip(&results).enumerate() {
+        table.compare("FROST adaptor: user share under T (SDK signFrost == ours)", i, &sdk["sdk_user_share"], &json!(c.our_user_share));
+        table.compare("FROST adaptor: SDK aggregates all our shares == our pre-signature", i, &sdk["sdk_aggregate_of_ours"], &json!(hex::encode(c.ours.to_bytes())));
+        // The SDK's aggregate (SDK user share + our operators) is a pre-signature: no BIP340
+        // signature as it is, one once completed with a, and a comes back out of the pair.
+        let (q, _) = adaptor_frost::output_key(&c.job.verifying_key);
+        let mixed = sdk["sdk_aggregate_with_sdk_user"].as_str().unwrap_or("error");
+        let pre = hex::decode(mixed).ok().and_then(|b| {
+            let b: [u8; 64] = b.try_into().ok()?;
+            Some(PreSignature { r: b[..32].try_into().ok()?, s: Scalar::from_bytes(b[32..].try_into().ok()?)? })
+        });
+        let outcome = pre.map(|pre| {
+            let raw = bitcoin::secp256k1::schnorr::Signature::from_slice(&pre.to_bytes()).ok();
+            let plain = raw.is_some_and(|sig| signing::verify(&c.job.verifying_key, &c.job.message, &sig));
+            let completed = adaptor::complete(&pre, &c.a, &c.job.message, &q).ok();
+            let extracted = completed.and_then(|sig| adaptor::extract(&pre, &sig, &c.t).ok());
+            (plain, completed.is_some(), extracted == Some(c.a))
+        });
+        table.expect(
+            "FROST adaptor: SDK pre-signature fails BIP340, completes with a, yields a",
+            i,
+            outcome == Some((false, true, true)),
+            || format!("SDK aggregate {mixed}: (verifies raw, completes, extracts a) = {outcome:?}"),
+        );
+        // The SDK (0.8.8) does not check an aggregate made under an adaptor point: it returns
+        // one for a tampered share too. Ours refuses and names the operator; what the SDK
+        // returns must then be worthless: it does not complete to a signature with a.
+        let tampered = sdk["sdk_aggregate_tampered"].as_str().unwrap_or("error");
+        let sdk_useless = tampered == "error"
+            || hex::decode(tampered).ok().and_then(|b| {
+                let b: [u8; 64] = b.try_into().ok()?;
+                let pre = PreSignature { r: b[..32].try_into().ok()?, s: Scalar::from_bytes(b[32..].try_into().ok()?)? };
+                adaptor::complete(&pre, &c.a, &c.job.message, &q).ok()
+            }).is_none();
+        table.expect("FROST adaptor: tampered share refused by ours; SDK's aggregate of it does not complete", i, c.ours_refuses && sdk_useless, || {
+            format!("ours refuses {}, SDK aggregate {tampered} useless {sdk_useless}", c.ours_refuses)
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Check 5: the SDK's own unit-test vectors (src/tests/*.test.ts of 0.8.8) against our functions.
 
 fn pk(hex_str: &str) -> PublicKey {
@@ -1132,6 +1253,7 @@ fn interop_reference_node_matches_spark_sdk() {
     check_ecies(&mut table);
     check_vss(&mut table);
     check_frost(&mut table);
+    check_frost_adaptor(&mut table);
     check_vectors(&mut table);
     println!(
         "\nDifferential tests against @buildonspark/spark-sdk 0.8.8 (seed {SEED:#x}, {CASES} random cases per check)\n\n{}",

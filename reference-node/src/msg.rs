@@ -440,6 +440,9 @@ pub enum InternalRequest {
         package: TransferPackage,
         signed_refunds: BTreeMap<LeafId, RefundSet>,
     },
+    /// Leaf swaps v2 (adaptor piece): FROST round 2 where job i is signed under adaptor point
+    /// `adaptors[i]` (None: as `FrostRound2`), spark-protocol §4.3 step 3.
+    FrostRound2Adaptor { keyshare: KeyshareId, jobs: Vec<SigningJob>, adaptors: Vec<Option<PublicKey>> },
 }
 
 impl InternalRequest {
@@ -464,6 +467,7 @@ impl InternalRequest {
             InternalRequest::AggregateRound1 { .. } => "AggregateRound1",
             InternalRequest::AggregateRound2 { .. } => "AggregateRound2",
             InternalRequest::InitiateCoopExit { .. } => "InitiateCoopExit",
+            InternalRequest::FrostRound2Adaptor { .. } => "FrostRound2Adaptor",
         }
     }
 }

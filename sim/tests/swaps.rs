@@ -1,6 +1,8 @@
 //! Leaf swaps with the SSP (spark-protocol §4.3), end to end in process: v3 and v2 settle both
 //! legs, an SSP without liquidity refuses and the user's leg is returned at expiry, and an SSP
-//! that never counters leaves every user leg returned; L-6 holds in each.
+//! that never counters leaves every user leg returned; L-6 holds in each. v2: the operators
+//! co-sign the counters' refunds under the user's adaptor point and the swap settles on the
+//! user's completions, from which the SSP extracts `a` (also under crashes and loss).
 use sparksim::report::RunReport;
 use sparksim::runner::{self, RunOptions};
 use sparksim::scenario::Scenario;
@@ -61,5 +63,22 @@ fn swaps_under_ssp_and_coordinator_crashes_and_loss_are_all_or_nothing() {
         no_violations("faults/ssp-swap-faults.toml", &r);
         assert!(count(&r, "swap-started") >= 1, "seed {seed}: no swap started");
         assert_eq!(count(&r, "swap-started"), count(&r, "swap-settled") + count(&r, "swap-returned"), "seed {seed}: a swap was never decided");
+    }
+}
+
+/// v2 under the faults scenario (SSP crash between the legs, coordinator crash, 5% loss): every
+/// swap is decided, both legs or neither, and every settled one released by completions of the
+/// operators' pre-signatures (checker/swaps.rs); an SSP that learned `a` did so from one.
+#[test]
+fn v2_swaps_under_crashes_and_loss_are_all_or_nothing() {
+    let text = std::fs::read_to_string(path("faults/ssp-swap-faults.toml")).unwrap();
+    let text = text.replace("swap_version = 3", "swap_version = 2");
+    let s = Scenario::parse("scenarios/faults/ssp-swap-faults.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    for seed in [1, 3] {
+        let r = run_scenario(&s, seed);
+        no_violations("faults/ssp-swap-faults.toml as v2", &r);
+        assert!(count(&r, "swap-started") >= 1, "seed {seed}: no swap started");
+        assert_eq!(count(&r, "swap-started"), count(&r, "swap-settled") + count(&r, "swap-returned"), "seed {seed}: a swap was never decided");
+        assert!(count(&r, "swap-adaptor-learned") <= count(&r, "swap-settled"), "seed {seed}: a was learned from an unsettled swap");
     }
 }

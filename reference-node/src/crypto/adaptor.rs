@@ -55,6 +55,21 @@ pub enum AdaptorError {
     NonceMismatch,
     #[error("the extracted secret does not open the adaptor point")]
     NotExtractable,
+    #[error("malformed adaptor point: {0}")]
+    MalformedPoint(String),
+}
+
+/// Parse an adaptor point as it travels (Spark's `adaptor_public_key`: 33-byte SEC1 compressed),
+/// refusing anything that is not a curve point, and the generator itself (a = 1 is no secret).
+pub fn parse_point(bytes: &[u8]) -> Result<PublicKey, AdaptorError> {
+    if bytes.len() != 33 {
+        return Err(AdaptorError::MalformedPoint(format!("expected 33 bytes (compressed), found {}", bytes.len())));
+    }
+    let t = PublicKey::from_slice(bytes).map_err(|e| AdaptorError::MalformedPoint(e.to_string()))?;
+    if Some(t) == base_mul(&Scalar::from_u32(1)) {
+        return Err(AdaptorError::MalformedPoint("the generator (a = 1 is public)".into()));
+    }
+    Ok(t)
 }
 
 /// e = H_BIP340(r ‖ x(P) ‖ m) mod n.
@@ -178,6 +193,24 @@ mod tests {
         assert!(verify(&pre, &msg, &other_key, &t).is_err());
         // Extraction against the wrong point finds nothing.
         assert_eq!(extract(&pre, &sig, &u), Err(AdaptorError::NotExtractable));
+    }
+
+    #[test]
+    fn a_malformed_adaptor_point_is_refused() {
+        let (_, t) = new_secret(&mut rng(8));
+        assert_eq!(parse_point(&t.serialize()), Ok(t));
+        assert!(parse_point(&t.serialize_uncompressed()).is_err(), "65 bytes");
+        assert!(parse_point(&t.serialize()[..32]).is_err(), "short");
+        let mut not_on_curve = t.serialize();
+        not_on_curve[0] = 0x05;
+        assert!(parse_point(&not_on_curve).is_err(), "bad prefix");
+        // x = 5 is not the x of any secp256k1 point (5³ + 7 = 132 is not a square mod p).
+        let mut x5 = [0u8; 33];
+        x5[0] = 0x02;
+        x5[32] = 5;
+        assert!(parse_point(&x5).is_err(), "x off the curve");
+        let g = base_mul(&Scalar::from_u32(1)).unwrap();
+        assert!(matches!(parse_point(&g.serialize()), Err(AdaptorError::MalformedPoint(m)) if m.contains("generator")));
     }
 
     /// With the FROST signature of Spark's 1 + t-of-n signing (a taproot key-path signature of

@@ -3,6 +3,7 @@
 //! the operators' DKG, and identity-key ECDSA.
 
 pub mod adaptor;
+pub mod adaptor_frost;
 pub mod curve;
 pub mod dkg;
 pub mod ecies;

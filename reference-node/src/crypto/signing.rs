@@ -133,7 +133,7 @@ fn interpolate_points_at_zero(points: &[(u32, PublicKey)]) -> Option<PublicKey> 
     point_sum(terms.iter())
 }
 
-fn malformed(what: &'static str, detail: impl Into<String>) -> SigningError {
+pub(crate) fn malformed(what: &'static str, detail: impl Into<String>) -> SigningError {
     SigningError::Malformed {
         what,
         detail: detail.into(),
@@ -214,6 +214,22 @@ pub fn sign_as_operator(
     share: &KeyShare,
     nonce: &SecretNonce,
 ) -> Result<SignatureShare, SigningError> {
+    let (session, signing_share, verifying_share) = operator_inputs(job, me, share)?;
+    session.sign(
+        operator_identifier(me),
+        signing_share,
+        verifying_share,
+        nonce,
+    )
+}
+
+/// The checks of operator round 2 and what operator `me` hands FROST for `job`: the session, its
+/// rescaled signing share and verifying share (shared with the adaptor signing, crypto/adaptor.rs).
+pub(crate) fn operator_inputs(
+    job: &SigningJob,
+    me: OperatorId,
+    share: &KeyShare,
+) -> Result<(Session, k256::Scalar, k256::ProjectivePoint), SigningError> {
     let found = job.operator_commitments.len();
     if found != usize::from(share.threshold) {
         return Err(SigningError::WrongSignerCount {
@@ -236,12 +252,7 @@ pub fn sign_as_operator(
     let session = Session::new(job)?;
     let signing_share = session.operator_scalar(me, share.secret_share.to_k256())?;
     let verifying_share = session.operator_point(me, my_public)?;
-    session.sign(
-        operator_identifier(me),
-        signing_share,
-        verifying_share,
-        nonce,
-    )
+    Ok((session, signing_share, verifying_share))
 }
 
 /// User round 2 (spark-protocol §2.4): z_u = d_u + ρ_u·e_u + sk_user·c.
@@ -374,12 +385,12 @@ pub fn verify(
 /// SDK's (tests/interop.rs); an earlier version used `sign_with_tweak` for everyone, which spread
 /// t over all of T: the sum was right, but each share differed from Spark's, so a Spark user share
 /// did not aggregate with our operators' shares.
-struct Session {
-    package: frost::SigningPackage,
+pub(crate) struct Session {
+    pub(crate) package: frost::SigningPackage,
     operators: BTreeSet<frost::Identifier>,
     participants: BTreeSet<frost::Identifier>,
     /// Q = ±Y + t·G, the BIP341 output key.
-    verifying_key: frost::VerifyingKey,
+    pub(crate) verifying_key: frost::VerifyingKey,
     /// −1 if Y has an odd y coordinate, else 1 (frost's `into_even_y`).
     parity: k256::Scalar,
     /// t = H_TapTweak(x(Y)) (empty script tree).
@@ -387,7 +398,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(job: &SigningJob) -> Result<Session, SigningError> {
+    pub(crate) fn new(job: &SigningJob) -> Result<Session, SigningError> {
         if job.operator_commitments.is_empty() {
             return Err(SigningError::WrongSignerCount {
                 expected: 1,
@@ -430,7 +441,7 @@ impl Session {
     }
 
     /// What operator `op` hands stock FROST for its secret share s: λ(S)/λ(T)·(±s + t).
-    fn operator_scalar(
+    pub(crate) fn operator_scalar(
         &self,
         op: OperatorId,
         s: k256::Scalar,
@@ -439,7 +450,7 @@ impl Session {
     }
 
     /// The matching verifying share: λ(S)/λ(T)·(±P + t·G).
-    fn operator_point(
+    pub(crate) fn operator_point(
         &self,
         op: OperatorId,
         public: &PublicKey,
@@ -450,12 +461,12 @@ impl Session {
     }
 
     /// What the user hands stock FROST for its key s_u: ±s_u / λ_u(T) (no tweak).
-    fn user_scalar(&self, s: k256::Scalar) -> k256::Scalar {
+    pub(crate) fn user_scalar(&self, s: k256::Scalar) -> k256::Scalar {
         s * self.parity * self.user_factor()
     }
 
     /// The matching verifying share: ±P_u / λ_u(T).
-    fn user_point(&self, public: &PublicKey) -> k256::ProjectivePoint {
+    pub(crate) fn user_point(&self, public: &PublicKey) -> k256::ProjectivePoint {
         to_point(public) * (self.parity * self.user_factor())
     }
 
@@ -507,7 +518,7 @@ impl Session {
 
 /// Maps a FROST identifier of this job back to its signer. `aggregate_custom` only reports ids of
 /// the signing package, i.e. the job's operators or the user, so "not an operator" means the user.
-fn signer_of(id: frost::Identifier, job: &SigningJob) -> Signer {
+pub(crate) fn signer_of(id: frost::Identifier, job: &SigningJob) -> Signer {
     job.operator_commitments
         .keys()
         .find(|op| operator_identifier(**op) == id)
@@ -542,13 +553,13 @@ fn invert(s: k256::Scalar) -> k256::Scalar {
 }
 
 /// A valid `PublicKey` is a valid non-identity k256 point.
-fn to_point(pk: &PublicKey) -> k256::ProjectivePoint {
+pub(crate) fn to_point(pk: &PublicKey) -> k256::ProjectivePoint {
     k256::PublicKey::from_sec1_bytes(&pk.serialize())
         .expect("invariant: secp256k1 PublicKey is a valid SEC1 point")
         .to_projective()
 }
 
-fn parse_commitment(
+pub(crate) fn parse_commitment(
     c: &NonceCommitment,
 ) -> Result<frost::round1::SigningCommitments, SigningError> {
     frost::round1::SigningCommitments::deserialize(&c.0)
@@ -556,7 +567,7 @@ fn parse_commitment(
 }
 
 /// A share that is not even a scalar is that signer's fault.
-fn parse_share(
+pub(crate) fn parse_share(
     share: &SignatureShare,
     who: Signer,
 ) -> Result<frost::round2::SignatureShare, SigningError> {

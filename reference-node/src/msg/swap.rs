@@ -31,11 +31,14 @@ pub struct SwapTransfer {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SwapRequest {
     /// The user's leg to the SSP: stored and co-signed, its sender tweak held (not applied).
-    InitiatePrimary { version: SwapVersion, adaptor_point: Option<PublicKey>, leg: SwapTransfer },
-    /// The SSP's leg back to the user, linked to `primary` (`COUNTER_SWAP`).
-    Counter { primary: TransferId, adaptor_point: Option<PublicKey>, leg: SwapTransfer },
-    /// v2: the user's completed adaptor signature of its primary's CPFP refund.
-    Complete { primary: TransferId, signature: Vec<u8> },
+    /// v2: `adaptor_point` is T = a·G as it travels (33-byte compressed, Spark's
+    /// `adaptor_public_key`); the operator parses it and refuses a malformed one.
+    InitiatePrimary { version: SwapVersion, adaptor_point: Option<Vec<u8>>, leg: SwapTransfer },
+    /// The SSP's leg back to the user, linked to `primary` (`COUNTER_SWAP`). v2: the operators
+    /// co-sign its CPFP refund under `adaptor_point` (crypto/adaptor_frost.rs).
+    Counter { primary: TransferId, adaptor_point: Option<Vec<u8>>, leg: SwapTransfer },
+    /// v2: the user's completions (with `a`) of each counter's CPFP refund pre-signature.
+    Complete { primary: TransferId, signatures: Vec<(TransferId, Vec<u8>)> },
     /// The swap's state; the primary's signed refunds for its sender (or, once settled, receiver).
     Query { primary: TransferId },
 }
@@ -73,4 +76,8 @@ pub struct SwapReply {
     /// The leaves of the counter transfers committed so far (an SSP recovering after a crash
     /// learns from them which of its reserved leaves it countered).
     pub counter_leaves: Vec<crate::types::LeafId>,
+    /// v2: each committed counter's CPFP refund as the operators signed it under T (its
+    /// pre-signature, and the refund with its witness), for the user to complete or, once
+    /// settled, for the SSP to extract `a` from the completion.
+    pub counter_adaptors: Vec<(TransferId, super::ssp::SwapAdaptor)>,
 }

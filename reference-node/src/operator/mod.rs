@@ -449,6 +449,8 @@ impl Operator {
             }
             InternalRequest::FrostRound1 { keyshare, count } => self.frost_round1(ctx, keyshare, count),
             InternalRequest::FrostRound2 { keyshare, jobs } => self.frost_round2(ctx, keyshare, jobs),
+            // Leaf swaps v2: round 2 under the swap's adaptor point (signer.rs).
+            InternalRequest::FrostRound2Adaptor { keyshare, jobs, adaptors } => self.frost_round2_adaptor(ctx, keyshare, jobs, &adaptors),
             InternalRequest::InitiateTransfer { transfer, sender, receiver, expiry, package, signed_refunds } => {
                 self.initiate_transfer(ctx, peer, transfer, sender, receiver, expiry, package, signed_refunds)
             }

@@ -216,6 +216,8 @@ impl Operator {
         self.store.commit(db);
         self.arm_tasks_timer(ctx);
         let keyshare = |leaf: &LeafId| self.store.read().leaves[leaf].keyshare;
+        // Leaf swaps v2: a counter's CPFP refund is co-signed under the swap's adaptor point.
+        let adaptor = Self::v2_counter_adaptor(self.store.read(), transfer);
         let requests = signers
             .iter()
             .flat_map(|op| {
@@ -226,6 +228,7 @@ impl Operator {
                 }
                 by_keyshare.into_iter().map(move |(k, jobs)| (*op, InternalRequest::FrostRound2 { keyshare: k, jobs }))
             })
+            .map(|(op, req)| (op, Self::swap_adapt_round2(adaptor, req)))
             .collect::<Vec<_>>();
         if requests.len() != signers.len() {
             // Multi-leaf transfers with distinct keyshares need one round per keyshare: not yet.
@@ -309,19 +312,27 @@ impl Operator {
             shares_by_op.insert(op, v);
         }
         let mut signed: BTreeMap<LeafId, Vec<Transaction>> = BTreeMap::new();
+        let adaptor = Self::v2_counter_adaptor(db, s.transfer);
         for (i, j) in s.jobs.iter().enumerate() {
             let leaf = db.leaves.get(&j.leaf).ok_or("leaf vanished")?;
             let public = &db.keyshares.get(&leaf.keyshare).ok_or("keyshare vanished")?.share.public_shares;
             let op_shares = shares_by_op.iter().map(|(op, v)| (*op, v[i])).collect();
             let op_public = s.signers.iter().filter_map(|o| public.get(o).map(|p| (*o, *p))).collect();
-            let sig = signing::aggregate(&j.job, &op_shares, &j.user_share, &op_public).map_err(|e| {
+            let name = |e: signing::SigningError, culprits: &mut Vec<OperatorId>| {
                 if let signing::SigningError::InvalidShare { culprits: named } = &e {
                     culprits.extend(named.iter().filter_map(|c| if let signing::Signer::Operator(o) = c { Some(*o) } else { None }));
                 }
                 format!("refund signing: {e}")
-            })?;
+            };
             let mut tx = j.tx.clone();
-            tx.input[0].witness = sighash::key_spend_witness(&sig);
+            // Leaf swaps v2 (swap.rs): the counter's CPFP refund aggregates to a pre-signature.
+            tx.input[0].witness = match Self::swap_job_adaptor(adaptor, i) {
+                Some(t) => {
+                    let pre = crate::crypto::adaptor_frost::aggregate(&j.job, &op_shares, &j.user_share, &op_public, &t).map_err(|e| name(e, culprits))?;
+                    super::swap::presigned_witness(&pre, &t)
+                }
+                None => sighash::key_spend_witness(&signing::aggregate(&j.job, &op_shares, &j.user_share, &op_public).map_err(|e| name(e, culprits))?),
+            };
             signed.entry(j.leaf).or_default().push(tx);
         }
         for (leaf, txs) in signed {
@@ -443,7 +454,9 @@ impl Operator {
             let signed = signed_refunds.get(&lp.leaf).ok_or("missing signed refunds")?;
             let (_, prevouts) = self.send_expectations(db, transfer, index, leaf, &receiver)?;
             for (i, tx) in signed.as_array().into_iter().enumerate() {
-                check_signed(&lp.refunds[i].tx, tx, &prevouts[i], &leaf.verifying_key).map_err(|e| format!("signed refund {i}: {e}"))?;
+                // A v2 swap counter's CPFP refund carries the operators' pre-signature (swap.rs).
+                let check = if i == 0 { super::swap::check_signed_or_presigned } else { check_signed };
+                check(&lp.refunds[i].tx, tx, &prevouts[i], &leaf.verifying_key).map_err(|e| format!("signed refund {i}: {e}"))?;
             }
         }
         let row = Self::transfer_row(db, &valid.slice, sender, receiver, expiry, coordinator, signed_refunds, TransferStatus::SenderKeyTweakPending)?;

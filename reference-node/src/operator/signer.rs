@@ -55,11 +55,20 @@ impl Operator {
     }
 
     pub(super) fn frost_round2(&mut self, ctx: &mut Ctx<'_>, keyshare: KeyshareId, jobs: Vec<SigningJob>) -> Result<InternalReply, String> {
+        self.frost_round2_adaptor(ctx, keyshare, jobs, &[])
+    }
+
+    /// Round 2 with job i signed under `adaptors[i]` when given (leaf swaps v2: the counter's
+    /// CPFP refund, crypto/adaptor_frost.rs); the same guards either way.
+    pub(super) fn frost_round2_adaptor(&mut self, ctx: &mut Ctx<'_>, keyshare: KeyshareId, jobs: Vec<SigningJob>, adaptors: &[Option<crate::crypto::PublicKey>]) -> Result<InternalReply, String> {
+        if !adaptors.is_empty() && adaptors.len() != jobs.len() {
+            return Err(format!("{} adaptor points for {} jobs", adaptors.len(), jobs.len()));
+        }
         let me = self.cfg.id;
         let mut db = self.store.begin();
         let share = db.keyshares.get(&keyshare).ok_or_else(|| format!("unknown keyshare {keyshare}"))?.share.clone();
         let mut shares = Vec::with_capacity(jobs.len());
-        for job in &jobs {
+        for (i, job) in jobs.iter().enumerate() {
             // Guard: the job must be for Y = P_user + (this keyshare's P_SE).
             let expected_y = crate::crypto::curve::point_add(&job.user_public_key, &share.public_key);
             if expected_y != Some(job.verifying_key) {
@@ -77,7 +86,11 @@ impl Operator {
                 return Err("nonce already used".into());
             };
             row.used_for = Some(job.message);
-            let s = signing::sign_as_operator(job, me, &share, &secret).map_err(|e| e.to_string())?;
+            let s = match adaptors.get(i).copied().flatten() {
+                Some(t) => crate::crypto::adaptor_frost::sign_as_operator(job, me, &share, &secret, &t),
+                None => signing::sign_as_operator(job, me, &share, &secret),
+            }
+            .map_err(|e| e.to_string())?;
             ctx.observe(Observation::NonceUsed {
                 signer: me.to_string(),
                 commitment: sha256(&[&commitment.0]),

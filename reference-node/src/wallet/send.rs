@@ -168,6 +168,12 @@ impl Wallet {
     /// (decremented timelock) user-signed against the operators' `commitments`, and the key
     /// tweak. Shared by sends, Lightning preimage swaps and swap legs (wallet/swap.rs).
     pub(super) fn transfer_package(&self, ctx: &mut Ctx<'_>, leaf_id: LeafId, receiver_key: &PublicKey, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>) -> Result<(TransferId, TransferPackage), String> {
+        self.transfer_package_under(ctx, leaf_id, receiver_key, commitments, None)
+    }
+
+    /// `transfer_package` with the CPFP refund's user share signed under `adaptor` when given
+    /// (leaf swaps v2: the SSP's counter leg, wallet/swap.rs).
+    pub(super) fn transfer_package_under(&self, ctx: &mut Ctx<'_>, leaf_id: LeafId, receiver_key: &PublicKey, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>, adaptor: Option<PublicKey>) -> Result<(TransferId, TransferPackage), String> {
         let p = &self.cfg.params;
         let leaf = self.leaves.get(&leaf_id).ok_or("leaf vanished")?;
         let (current, _) = leaf.refunds.sequences()?;
@@ -179,11 +185,15 @@ impl Wallet {
         }
         let user_key = leaf.signing_secret.public_key(crate::crypto::secp());
         let mut refunds = Vec::new();
-        for ((tx, prev), ops) in txs.into_iter().zip(prevouts).zip(commitments) {
+        for (i, ((tx, prev), ops)) in txs.into_iter().zip(prevouts).zip(commitments).enumerate() {
             let (nonce, user_commitment) = signing::commit(&scalar_of(&leaf.signing_secret), ctx.rng);
             let message = sighash::key_spend_sighash(&tx, 0, &prev).map_err(|e| e.to_string())?;
             let job = SigningJob { message, verifying_key: leaf.verifying_key, user_public_key: user_key, operator_commitments: ops.clone(), user_commitment: user_commitment.clone() };
-            let user_share = signing::sign_as_user(&job, &leaf.signing_secret, &nonce).map_err(|e| e.to_string())?;
+            let user_share = match adaptor.filter(|_| i == 0) {
+                Some(t) => crate::crypto::adaptor_frost::sign_as_user(&job, &leaf.signing_secret, &nonce, &t),
+                None => signing::sign_as_user(&job, &leaf.signing_secret, &nonce),
+            }
+            .map_err(|e| e.to_string())?;
             ctx.observe(Observation::NonceUsed { signer: self.cfg.id.to_string(), commitment: sha256(&[&user_commitment.0]), message });
             refunds.push(UserSignedJob { tx, user_commitment, user_share, operator_commitments: ops });
         }

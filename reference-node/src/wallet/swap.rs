@@ -4,13 +4,15 @@
 //! the SSP as a held primary transfer (2-minute expiry), ask the SSP to counter it, then follow
 //! the swap on the coordinator until it is settled (the counter leaves arrive as ordinary
 //! incoming transfers and are claimed) or returned (the leaf is ours again). v2 adapts the
-//! primary's CPFP refund signature with a secret `a` for the SSP and, once the counters are in,
-//! releases the swap with the completed signature.
+//! primary's CPFP refund signature with a secret `a` for the SSP; the operators co-sign each
+//! counter's CPFP refund under T = a·G (a pre-signature); once the counters are in, the user
+//! checks each pre-signature against its own T and releases the swap with their completions.
 //!
 //! SSP (`SspRequest::Swap`): check liquidity (one available leaf per target) and, for v2, the
 //! pre-signature against `T`; reserve the leaves and counter-transfer them one by one; then
-//! follow the swap: settled → the leaves are gone (v2: learn `a` from the completed refund
-//! signature), returned → the leaves are available again.
+//! follow the swap: settled → the leaves are gone (v2: extract `a` from the operators'
+//! pre-signature of a counter's refund and the user's completion, and with it complete the
+//! user's pre-signature of the primary's refund), returned → the leaves are available again.
 use super::{Command, LeafState, Op, Wallet};
 use crate::crypto::adaptor::{self, PreSignature};
 use crate::crypto::signing::NonceCommitment;
@@ -100,8 +102,8 @@ impl Wallet {
         match (&s.stage, body) {
             (Stage::Commitments, Ok(WalletReply::SigningCommitments { commitments })) => {
                 let Some(ssp_key) = self.ssp_identity() else { return self.swap_skip(ctx, s.leaf, None, "swap: no SSP".into()) };
-                let adaptor_point = s.secret.as_ref().and_then(crate::crypto::curve::base_mul);
-                match self.build_leg(ctx, s.leaf, &ssp_key, commitments) {
+                let adaptor_point = s.secret.as_ref().and_then(crate::crypto::curve::base_mul).map(|t| t.serialize().to_vec());
+                match self.build_leg(ctx, s.leaf, &ssp_key, commitments, None) {
                     Ok(leg) => {
                         let primary = leg.transfer;
                         if let Some(l) = self.leaves.get_mut(&s.leaf) {
@@ -151,16 +153,16 @@ impl Wallet {
                     // Unknown: the coordinator refused the primary before recording it.
                     SwapStatus::Returned | SwapStatus::Unknown => self.swap_skip(ctx, s.leaf, Some(primary), format!("swap {primary} returned")),
                     SwapStatus::Open { value_sats, countered_sats } if value_sats == countered_sats && !completed && pre.is_some() => {
-                        // v2: the counters are in: release the swap with the completed signature.
-                        let Some((p, msg, key)) = *pre else { return };
-                        let Some(a) = s.secret else { return };
-                        match adaptor::complete(&p, &a, &msg, &key) {
-                            Ok(sig) => {
-                                s.stage = Stage::Follow { primary, pre: Some((p, msg, key)), completed: true };
-                                self.swap_next(ctx, session, s, to, WalletRequest::Swap(SwapRequest::Complete { primary, signature: sig.serialize().to_vec() }));
+                        // v2: the counters are in: complete the operators' pre-signatures of
+                        // their CPFP refunds with a (each checked against our own T first).
+                        let pre = *pre;
+                        match self.complete_counters(&s, &reply) {
+                            Ok(signatures) => {
+                                s.stage = Stage::Follow { primary, pre, completed: true };
+                                self.swap_next(ctx, session, s, to, WalletRequest::Swap(SwapRequest::Complete { primary, signatures }));
                             }
                             Err(e) => {
-                                ctx.observe(Observation::Rejected { what: format!("{} swap {primary}", self.cfg.id), reason: e.to_string() });
+                                ctx.observe(Observation::Rejected { what: format!("{} swap {primary}", self.cfg.id), reason: e });
                                 self.swap_wait(ctx, session, s);
                             }
                         }
@@ -174,6 +176,31 @@ impl Wallet {
 
     fn ssp_identity(&self) -> Option<PublicKey> {
         self.cfg.directory.ssp.and_then(|w| self.cfg.directory.wallets.get(&w).copied())
+    }
+
+    /// Every committed counter's CPFP refund pre-signature, checked against our T (the SDK's
+    /// `validateOutboundAdaptorSignature`) and completed with `a`.
+    fn complete_counters(&self, s: &SwapOp, reply: &SwapReply) -> Result<Vec<(TransferId, Vec<u8>)>, String> {
+        let a = s.secret.ok_or("no adaptor secret")?;
+        let t = crate::crypto::curve::base_mul(&a).ok_or("a = 0")?;
+        if reply.counter_adaptors.is_empty() {
+            return Err("no counter pre-signatures yet".into());
+        }
+        let me = self.identity_public();
+        let mut out = Vec::new();
+        for (c, ad) in &reply.counter_adaptors {
+            if ad.point != t {
+                return Err(format!("counter {c} was signed under another adaptor point"));
+            }
+            if ad.refund.output.first().map(|o| &o.script_pubkey) != Some(&crate::tx::template::p2tr_script(&me)) {
+                return Err(format!("counter {c}'s refund does not pay me"));
+            }
+            let (msg, key) = refund_message(&ad.refund, &ad.prevout)?;
+            adaptor::verify(&ad.pre_signature, &msg, &key, &t).map_err(|e| format!("counter {c}: {e}"))?;
+            let sig = adaptor::complete(&ad.pre_signature, &a, &msg, &key).map_err(|e| format!("counter {c}: {e}"))?;
+            out.push((*c, sig.serialize().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Adapt the primary's CPFP refund signature with `a` (spark-protocol §4.3 v2 step 2).
@@ -271,8 +298,8 @@ impl Wallet {
     }
 
     /// One leg's package: refunds to `receiver` signed against `commitments`, the key tweak.
-    fn build_leg(&self, ctx: &mut Ctx<'_>, leaf_id: LeafId, receiver: &PublicKey, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>) -> Result<SwapTransfer, String> {
-        let (transfer, package) = self.transfer_package(ctx, leaf_id, receiver, commitments)?;
+    fn build_leg(&self, ctx: &mut Ctx<'_>, leaf_id: LeafId, receiver: &PublicKey, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>, adaptor: Option<PublicKey>) -> Result<SwapTransfer, String> {
+        let (transfer, package) = self.transfer_package_under(ctx, leaf_id, receiver, commitments, adaptor)?;
         Ok(SwapTransfer { transfer, sender: self.identity_public(), receiver: *receiver, expiry: ctx.now + SWAP_EXPIRY, package })
     }
 
@@ -373,11 +400,13 @@ impl Wallet {
             (ServeStage::Commitments, Ok(WalletReply::SigningCommitments { commitments })) => {
                 let (leaf, _) = s.legs[s.next];
                 let Some(user_key) = self.cfg.directory.wallets.get(&s.user).copied() else { return self.serve_done(ctx, s, None) };
-                match self.build_leg(ctx, leaf, &user_key, commitments) {
+                // v2: our share of the counter's CPFP refund is signed under the user's T too.
+                let t = s.adaptor.as_ref().map(|a| a.point);
+                match self.build_leg(ctx, leaf, &user_key, commitments, t) {
                     Ok(leg) => {
                         s.legs[s.next].1 = Some(leg.transfer);
                         s.stage = ServeStage::Counter;
-                        let request = WalletRequest::Swap(SwapRequest::Counter { primary: s.primary, adaptor_point: s.adaptor.as_ref().map(|a| a.point), leg });
+                        let request = WalletRequest::Swap(SwapRequest::Counter { primary: s.primary, adaptor_point: t.map(|t| t.serialize().to_vec()), leg });
                         self.op = Some((session, Op::Serve(Box::new(s))));
                         self.new_round();
                         self.request(ctx, to, request);
@@ -396,8 +425,8 @@ impl Wallet {
             }
             (ServeStage::Follow, Ok(WalletReply::Swap(reply))) => match reply.status {
                 SwapStatus::Settled => {
-                    if let (Some(a), Some(refunds)) = (&s.adaptor, &reply.refunds) {
-                        self.learn_adaptor(ctx, s.primary, a, &refunds.cpfp);
+                    if let Some(a) = &s.adaptor {
+                        self.learn_adaptor(ctx, s.primary, a, &reply.counter_adaptors);
                     }
                     self.serve_done(ctx, s, Some(&reply.counter_leaves))
                 }
@@ -429,15 +458,20 @@ impl Wallet {
         self.arm_timeout(ctx);
     }
 
-    /// v2: the settled primary's refund carries the user's completed signature: a = ±(s − s').
-    fn learn_adaptor(&mut self, ctx: &mut Ctx<'_>, primary: TransferId, a: &SwapAdaptor, refund: &bitcoin::Transaction) {
-        let learned = refund
-            .input
-            .first()
-            .and_then(|i| i.witness.nth(0))
-            .and_then(|sig| schnorr::Signature::from_slice(sig).ok())
-            .ok_or_else(|| "no signature on the primary's refund".to_string())
-            .and_then(|sig| adaptor::extract(&a.pre_signature, &sig, &a.point).map_err(|e| e.to_string()));
+    /// v2, settled: a counter's refund now carries the user's completion of the operators'
+    /// pre-signature, so a = ±(s − s'); with it the user's pre-signature of the primary's CPFP
+    /// refund (its offer) completes to a valid signature: that is what the SSP bought.
+    fn learn_adaptor(&mut self, ctx: &mut Ctx<'_>, primary: TransferId, offer: &SwapAdaptor, counters: &[(TransferId, SwapAdaptor)]) {
+        let learned = (|| {
+            let (c, ad) = counters.first().ok_or("no counter pre-signature to learn from")?;
+            if ad.point != offer.point {
+                return Err(format!("counter {c} is under another adaptor point"));
+            }
+            let sig = ad.refund.input.first().and_then(|i| i.witness.nth(0)).and_then(|sig| schnorr::Signature::from_slice(sig).ok()).ok_or_else(|| format!("counter {c}'s refund is not completed"))?;
+            let a = adaptor::extract(&ad.pre_signature, &sig, &ad.point).map_err(|e| e.to_string())?;
+            let (msg, key) = refund_message(&offer.refund, &offer.prevout)?;
+            adaptor::complete(&offer.pre_signature, &a, &msg, &key).map_err(|e| format!("primary refund: {e}"))
+        })();
         match learned {
             Ok(_) => ctx.observe(Observation::SwapAdaptorLearned { primary, wallet: self.cfg.id }),
             Err(e) => ctx.observe(Observation::Rejected { what: format!("{} swap {primary} adaptor", self.cfg.id), reason: e }),

@@ -8,6 +8,8 @@ mod coop_exit;
 mod deposit;
 mod exit;
 mod lightning;
+// Lightning send (§4.8), user and SSP.
+pub mod lightning_send;
 // Watchtower and fees flow: CPFP packages through the P2A anchor.
 mod fee_bump;
 // Watchtower and fees flow: the old-owner exit race and the owner's defence.
@@ -75,6 +77,10 @@ pub enum Command {
     /// Withdraw one leaf to the wallet's L1 key through the SSP (wallet/coop_exit.rs);
     /// `stall`: never release the key tweak after the SSP broadcast (a stalling user).
     CoopExit { stall: bool },
+    /// Lightning send (wallet/lightning_send.rs): pay an invoice of `sats` through the SSP.
+    LightningSend { sats: u64 },
+    /// Lightning send, SSP only: pay (or finish paying) the invoice with this hash.
+    LightningPay { payment_hash: [u8; 32] },
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -347,6 +353,12 @@ impl Wallet {
                     self.start_next(ctx);
                 }
                 Command::CoopExit { stall } => self.start_coop_exit(ctx, stall, attempt),
+                // Lightning send: renew a leaf that is running out first, as before every send.
+                Command::LightningSend { sats } => match self.renew_due() {
+                    Some((leaf, kind)) => self.start_renew(ctx, leaf, kind, (Command::LightningSend { sats }, attempt)),
+                    None => self.start_lightning_send(ctx, sats, attempt),
+                },
+                Command::LightningPay { payment_hash } => self.start_lightning_pay(ctx, payment_hash),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -604,6 +616,8 @@ impl Node for Wallet {
     fn crash(&mut self) {
         // Leaf swaps (wallet/swap.rs): the SSP follows the swaps its reserved leaves were for.
         self.requeue_swaps();
+        // Lightning send: the SSP resumes payments that are not final.
+        self.requeue_lightning_pays();
         self.op = None;
         self.waiting.clear();
         self.poll_armed = false;

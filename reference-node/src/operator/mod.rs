@@ -16,6 +16,8 @@ mod renew;
 pub mod preimage;
 // Lightning send (§4.8): HTLC refunds, provide_preimage, return and expiry.
 pub mod preimage_send;
+#[cfg(test)]
+mod preimage_send_tests;
 mod send;
 mod signer;
 mod split;

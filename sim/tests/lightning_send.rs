@@ -105,3 +105,31 @@ fn ssp_crash_between_paying_and_providing_still_settles() {
     assert_eq!((r.transfers_sent, r.transfers_claimed), (2, 2), "{}", summary(&r));
     assert_eq!(sometimes(&r, "lightning-send-settled"), 2);
 }
+
+/// The SSP is down past the transfer's expiry: the coordinator returns the locked transfer at
+/// the first block after it, and the restarted SSP never pays.
+#[test]
+fn a_send_the_ssp_never_pays_is_returned_after_its_expiry() {
+    let s = load("faults/lightning-send-ssp-down.toml");
+    let r = run(&s);
+    assert!(r.violations.is_empty(), "{}", summary(&r));
+    assert_eq!((r.transfers_sent, r.transfers_claimed, r.transfers_returned), (0, 0, 1), "{}", summary(&r));
+    assert_eq!(sometimes(&r, "lightning-send-returned"), 1);
+    let mut engine = runner::build(&s, 1, false).engine;
+    let (mut locked_at, mut returned_at) = (None, None);
+    while let Some(rec) = engine.step() {
+        for o in &rec.observations {
+            match o {
+                Observation::LightningSendLocked { .. } => locked_at = Some(rec.time),
+                Observation::LightningSendDone { settled: false, .. } => returned_at = Some(rec.time),
+                Observation::LightningSendPaid { .. } => panic!("the SSP paid a returned send"),
+                _ => {}
+            }
+        }
+        if returned_at.is_some() {
+            break;
+        }
+    }
+    let (l, b) = (locked_at.expect("locked"), returned_at.expect("returned"));
+    assert!(b > l + reference_node::wallet::lightning_send::LIGHTNING_SEND_EXPIRY, "returned at {b:?}, locked at {l:?}: not before the expiry");
+}

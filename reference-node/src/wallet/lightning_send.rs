@@ -73,9 +73,12 @@ pub(super) struct SendLnOp {
 enum UserStage {
     Quote,
     Commitments { invoice: Invoice, fee_sats: u64, leaf: LeafId },
-    Start { invoice: Invoice, fee_sats: u64, leaf: LeafId, transfer: TransferId },
-    /// Locked; `ask_transfer` alternates the polls between the preimage and the transfer.
-    Wait { hash: [u8; 32], leaf: LeafId, transfer: TransferId, ask_transfer: bool, told_ssp: bool },
+    Start { invoice: Invoice, fee_sats: u64, leaf: LeafId, transfer: TransferId, expiry: Micros },
+    /// Locked (or its start's answer was lost); `ask_transfer` alternates the polls between the
+    /// preimage and the transfer; `locked`: the coordinator said so; `told_ssp`: the SSP accepted.
+    /// `refused`/`expiry`: when "unknown" is final (as for a plain send: the coordinator refused
+    /// the start, or the transfer expired without being locked).
+    Wait { hash: [u8; 32], amount_sats: u64, fee_sats: u64, leaf: LeafId, transfer: TransferId, ask_transfer: bool, locked: bool, told_ssp: bool, refused: bool, expiry: Micros },
 }
 
 /// The SSP's payment operation.
@@ -167,15 +170,15 @@ impl Wallet {
 
     pub(super) fn lightning_send_reply(&mut self, ctx: &mut Ctx<'_>, session: u64, mut s: SendLnOp, body: Result<WalletReply, String>) {
         let retry = Some((Command::LightningSend { sats: s.sats }, s.attempt));
-        match (&s.stage, body) {
+        match (&mut s.stage, body) {
             (UserStage::Commitments { invoice, fee_sats, leaf }, Ok(WalletReply::SigningCommitments { commitments })) => {
                 let (invoice, fee_sats, leaf) = (invoice.clone(), *fee_sats, *leaf);
                 match self.build_lightning_send(ctx, leaf, &invoice, fee_sats, commitments) {
-                    Ok((transfer, request)) => {
+                    Ok((transfer, expiry, request)) => {
                         if let Some(l) = self.leaves.get_mut(&leaf) {
                             l.state = LeafState::Sending(transfer);
                         }
-                        s.stage = UserStage::Start { invoice, fee_sats, leaf, transfer };
+                        s.stage = UserStage::Start { invoice, fee_sats, leaf, transfer, expiry };
                         self.op = Some((session, Op::Lightning(Box::new(LnOp::Send(s)))));
                         self.new_round();
                         let to = self.cfg.coordinator;
@@ -193,23 +196,23 @@ impl Wallet {
                 self.release_reserved(leaf);
                 self.fail(ctx, retry, format!("lightning send: {e}"));
             }
-            (UserStage::Start { invoice, fee_sats, leaf, transfer }, Ok(WalletReply::Transfer { outcome: TransferOutcome::Sent, .. })) => {
+            (UserStage::Start { invoice, fee_sats, leaf, transfer, expiry }, Ok(WalletReply::Transfer { outcome: TransferOutcome::Sent, .. })) => {
                 let (hash, leaf, transfer) = (invoice.payment_hash, *leaf, *transfer);
                 ctx.observe(Observation::LightningSendLocked { wallet: self.cfg.id, payment_hash: hash, transfer, amount_sats: invoice.amount_sats, fee_sats: *fee_sats });
-                s.stage = UserStage::Wait { hash, leaf, transfer, ask_transfer: false, told_ssp: false };
+                s.stage = UserStage::Wait { hash, amount_sats: invoice.amount_sats, fee_sats: *fee_sats, leaf, transfer, ask_transfer: false, locked: true, told_ssp: false, refused: false, expiry: *expiry };
                 self.op = Some((session, Op::Lightning(Box::new(LnOp::Send(s)))));
                 self.new_round();
                 let coordinator = self.cfg.coordinator;
                 self.ssp_request(ctx, SspRequest::LightningSend { transfer, payment_hash: hash, coordinator });
                 self.arm_timeout(ctx);
             }
-            (UserStage::Start { invoice, leaf, transfer, .. }, other) => {
+            (UserStage::Start { invoice, fee_sats, leaf, transfer, expiry }, other) => {
                 // Refused, or an answer that is not "locked": follow the transfer's durable outcome.
                 if let Err(e) = &other {
                     ctx.observe(Observation::Rejected { what: format!("{} lightning send {transfer}", self.cfg.id), reason: e.clone() });
                 }
                 let refused = other.is_err();
-                s.stage = UserStage::Wait { hash: invoice.payment_hash, leaf: *leaf, transfer: *transfer, ask_transfer: true, told_ssp: false };
+                s.stage = UserStage::Wait { hash: invoice.payment_hash, amount_sats: invoice.amount_sats, fee_sats: *fee_sats, leaf: *leaf, transfer: *transfer, ask_transfer: true, locked: false, told_ssp: false, refused, expiry: *expiry };
                 if refused {
                     // Ask the coordinator whether anything is pending at all.
                     return self.lightning_send_poll(ctx, session, s);
@@ -228,10 +231,25 @@ impl Wallet {
                 ctx.observe(Observation::LightningSendDone { wallet: self.cfg.id, payment_hash: hash, transfer, settled: true });
                 self.finish(ctx);
             }
-            (UserStage::Wait { hash, leaf, transfer, told_ssp, .. }, Ok(WalletReply::Transfer { outcome, .. })) => {
+            (UserStage::Wait { hash, amount_sats, fee_sats, leaf, transfer, locked, told_ssp, refused, expiry, .. }, Ok(WalletReply::Transfer { outcome, .. })) => {
                 let (hash, leaf, transfer, told) = (*hash, *leaf, *transfer, *told_ssp);
+                // "Unknown" is final only when nothing can lock the transfer any more.
+                let unknown_final = !*locked && (*refused || ctx.now > *expiry);
                 match outcome {
-                    TransferOutcome::Returned | TransferOutcome::Unknown if outcome == TransferOutcome::Returned || !told => {
+                    // Locked but the SSP has not accepted yet (a lost start answer, a lost request
+                    // to the SSP): tell it (again; it is idempotent there).
+                    TransferOutcome::Sent if !told => {
+                        if !*locked {
+                            *locked = true;
+                            ctx.observe(Observation::LightningSendLocked { wallet: self.cfg.id, payment_hash: hash, transfer, amount_sats: *amount_sats, fee_sats: *fee_sats });
+                        }
+                        self.op = Some((session, Op::Lightning(Box::new(LnOp::Send(s)))));
+                        self.new_round();
+                        let coordinator = self.cfg.coordinator;
+                        self.ssp_request(ctx, SspRequest::LightningSend { transfer, payment_hash: hash, coordinator });
+                        self.arm_timeout(ctx);
+                    }
+                    TransferOutcome::Returned | TransferOutcome::Unknown if outcome == TransferOutcome::Returned || unknown_final => {
                         self.release_reserved(leaf);
                         ctx.observe(Observation::TransferReturned { transfer, sender: self.cfg.id });
                         ctx.observe(Observation::LightningSendDone { wallet: self.cfg.id, payment_hash: hash, transfer, settled: false });
@@ -265,8 +283,8 @@ impl Wallet {
                 self.release_reserved(leaf);
                 self.fail(ctx, retry, "lightning send: commitments timed out".into());
             }
-            UserStage::Start { invoice, leaf, transfer, .. } => {
-                s.stage = UserStage::Wait { hash: invoice.payment_hash, leaf: *leaf, transfer: *transfer, ask_transfer: true, told_ssp: false };
+            UserStage::Start { invoice, fee_sats, leaf, transfer, expiry } => {
+                s.stage = UserStage::Wait { hash: invoice.payment_hash, amount_sats: invoice.amount_sats, fee_sats: *fee_sats, leaf: *leaf, transfer: *transfer, ask_transfer: true, locked: false, told_ssp: false, refused: false, expiry: *expiry };
                 self.lightning_send_poll(ctx, session, s);
             }
             UserStage::Wait { .. } => self.lightning_send_poll(ctx, session, s),
@@ -274,7 +292,7 @@ impl Wallet {
     }
 
     /// The HTLC refunds of `leaf` to the SSP, user-signed, and the `InitiatePreimageSwap{SEND}`.
-    fn build_lightning_send(&self, ctx: &mut Ctx<'_>, leaf_id: LeafId, invoice: &Invoice, fee_sats: u64, commitments: Vec<BTreeMap<OperatorId, crate::crypto::signing::NonceCommitment>>) -> Result<(TransferId, WalletRequest), String> {
+    fn build_lightning_send(&self, ctx: &mut Ctx<'_>, leaf_id: LeafId, invoice: &Invoice, fee_sats: u64, commitments: Vec<BTreeMap<OperatorId, crate::crypto::signing::NonceCommitment>>) -> Result<(TransferId, Micros, WalletRequest), String> {
         let ssp_key: PublicKey = *self.cfg.directory.ssp.and_then(|w| self.cfg.directory.wallets.get(&w)).ok_or("no service provider")?;
         let sender = self.identity_public();
         let leaf = self.leaves.get(&leaf_id).ok_or("leaf vanished")?;
@@ -282,7 +300,7 @@ impl Wallet {
         let (transfer, package) = self.transfer_package_with(ctx, leaf_id, &ssp_key, commitments, htlc.into_array())?;
         let swap = PreimageSwap { reason: PreimageReason::Send, payment_hash: invoice.payment_hash, amount_sats: invoice.amount_sats, fee_sats };
         let expiry = ctx.now + LIGHTNING_SEND_EXPIRY;
-        Ok((transfer, WalletRequest::InitiatePreimageSwap { swap, transfer, sender, receiver: ssp_key, expiry, package }))
+        Ok((transfer, expiry, WalletRequest::InitiatePreimageSwap { swap, transfer, sender, receiver: ssp_key, expiry, package }))
     }
 
     // ----------------------------------------------------------------------------------------

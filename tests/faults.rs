@@ -48,7 +48,7 @@ fn every_fault_scenario_has_a_test_here() {
     let tested = [
         "asymmetric-partition", "claim-reply-lost", "clock-drift", "clock-skew", "clock-step", "crash-during-recovery",
         "crash-lose-unsynced", "crash-mid-handler", "duplicate", "flapping-partition",
-        "latency-heavy-tail", "loss", "renew-under-faults", "reorder", "slow-node", "split-coordinator-crash", "ssp-swap-faults", "swarm",
+        "latency-heavy-tail", "lightning-send-ssp-crash", "lightning-send-ssp-down", "loss", "renew-under-faults", "reorder", "slow-node", "split-coordinator-crash", "ssp-swap-faults", "swarm",
     ];
     assert_eq!(names, tested);
     for n in &names {

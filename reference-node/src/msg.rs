@@ -307,6 +307,12 @@ pub enum WalletRequest {
     /// Cooperative exit (§4.5 step 4): the user releases its key tweak; the operators apply it
     /// once the exit tx has its confirmations.
     FinalizeCoopExit { transfer: TransferId },
+    /// Lightning send (§4.8 step 4): the SSP paid the invoice; `provide_preimage` to the
+    /// transfer's coordinator releases the sender's key tweak.
+    ProvidePreimage { transfer: TransferId, payment_hash: [u8; 32], preimage: [u8; 32] },
+    /// Lightning send (§4.8 step 5): the SSP's payment failed; it returns the transfer to the
+    /// sender (refused once the preimage was shared).
+    ReturnLightningPayment { transfer: TransferId, payment_hash: [u8; 32] },
 }
 
 impl WalletRequest {
@@ -335,6 +341,8 @@ impl WalletRequest {
             WalletRequest::Swap(r) => r.kind(),
             WalletRequest::CooperativeExit { .. } => "CooperativeExit",
             WalletRequest::FinalizeCoopExit { .. } => "FinalizeCoopExit",
+            WalletRequest::ProvidePreimage { .. } => "ProvidePreimage",
+            WalletRequest::ReturnLightningPayment { .. } => "ReturnLightningPayment",
         }
     }
 }
@@ -443,6 +451,17 @@ pub enum InternalRequest {
     /// Leaf swaps v2 (adaptor piece): FROST round 2 where job i is signed under adaptor point
     /// `adaptors[i]` (None: as `FrostRound2`), spark-protocol §4.3 step 3.
     FrostRound2Adaptor { keyshare: KeyshareId, jobs: Vec<SigningJob>, adaptors: Vec<Option<PublicKey>> },
+    /// Lightning send (§4.8 step 3): an `InitiateTransfer` whose refunds are HTLC refunds for
+    /// `swap`'s payment hash; the participant records the WAITING_FOR_PREIMAGE request with it.
+    InitiatePreimageSend {
+        swap: lightning::PreimageSwap,
+        transfer: TransferId,
+        sender: PublicKey,
+        receiver: PublicKey,
+        expiry: Micros,
+        package: TransferPackage,
+        signed_refunds: BTreeMap<LeafId, RefundSet>,
+    },
 }
 
 impl InternalRequest {
@@ -468,6 +487,7 @@ impl InternalRequest {
             InternalRequest::AggregateRound2 { .. } => "AggregateRound2",
             InternalRequest::InitiateCoopExit { .. } => "InitiateCoopExit",
             InternalRequest::FrostRound2Adaptor { .. } => "FrostRound2Adaptor",
+            InternalRequest::InitiatePreimageSend { .. } => "InitiatePreimageSend",
         }
     }
 }

@@ -86,6 +86,18 @@ pub enum Observation {
     CoopExitStarted { user: WalletId, ssp: WalletId, leaf: LeafId, transfer: TransferId, value_sats: u64, payout_sats: u64, exit_txid: bitcoin::Txid },
     /// The user saw its payout confirmed on L1.
     CoopExitPaid { user: WalletId, leaf: LeafId, exit_txid: bitcoin::Txid, payout_sats: u64 },
+    // --- Lightning send (wallet/lightning_send.rs, operator/preimage_send.rs) ---
+    /// The coordinator locked `wallet`'s transfer to the SSP for `payment_hash` (WAITING_FOR_PREIMAGE).
+    LightningSendLocked { wallet: WalletId, payment_hash: [u8; 32], transfer: TransferId, amount_sats: u64, fee_sats: u64 },
+    /// The SSP paid the invoice on the (simulated) Lightning network and learned its preimage.
+    LightningSendPaid { ssp: WalletId, payment_hash: [u8; 32], preimage: [u8; 32], transfer: TransferId },
+    /// The SSP's payment of the invoice failed: nobody was paid.
+    LightningSendPaymentFailed { ssp: WalletId, payment_hash: [u8; 32], transfer: TransferId },
+    /// An operator accepted `provide_preimage`: the request is PREIMAGE_SHARED, the sender's tweak settles.
+    PreimageProvided { by: OperatorId, payment_hash: [u8; 32], preimage: [u8; 32], transfer: TransferId },
+    /// The sender learned the outcome of its Lightning send: `settled` (the preimage, its
+    /// leaves went to the SSP) or returned (its leaves are its own again).
+    LightningSendDone { wallet: WalletId, payment_hash: [u8; 32], transfer: TransferId, settled: bool },
 }
 
 /// Which rule of the enforcing signer guard refused.

@@ -35,6 +35,8 @@ pub mod consensus;
 pub mod hygiene;
 pub mod latency;
 pub mod lightning;
+// Lightning send (§4.8): I-13 where it applies, L-6 for sends.
+pub mod lightning_send;
 pub mod lifecycle;
 pub mod liveness;
 pub mod properties;
@@ -172,6 +174,8 @@ pub struct Checker {
     hazards: hazards::HazardChecks,
     /// Lightning: I-13 and L-6 (checker/lightning.rs).
     lightning: lightning::LightningCheck,
+    /// Lightning send: I-13 and L-6 (checker/lightning_send.rs).
+    lightning_send: lightning_send::LightningSendCheck,
     /// Renew: every signed spender of each exit-chain outpoint seen so far (I-7).
     node_layers: renew::NodeLayerHistory,
     race: race::RaceCheck,
@@ -219,6 +223,7 @@ impl Checker {
             theft: theft::TheftCheck::default(),
             hazards: hazards::HazardChecks::default(),
             lightning: lightning::LightningCheck::default(),
+            lightning_send: lightning_send::LightningSendCheck::default(),
             node_layers: renew::NodeLayerHistory::default(),
             race: race::RaceCheck::default(),
             coop_exits: coop_exit::CoopExitLedger::default(),
@@ -414,6 +419,7 @@ impl Checker {
         if self.counts.contains_key("I-13") {
             self.tick("L-6");
             found.extend(self.lightning.at_end(&self.claimed_at));
+            found.extend(self.lightning_send.at_end(&self.claimed_at));
         }
         found.extend(check_conservation(&self.deposits, &self.settled));
         found.extend(self.latencies.budget_findings(&self.budgets));
@@ -592,6 +598,19 @@ impl Checker {
                     _ => {}
                 }
                 found.extend(self.lightning.observe(o, self.threshold));
+            }
+            // Lightning send (checker/lightning_send.rs).
+            o @ (Observation::LightningSendLocked { .. }
+            | Observation::LightningSendPaid { .. }
+            | Observation::LightningSendPaymentFailed { .. }
+            | Observation::PreimageProvided { .. }
+            | Observation::LightningSendDone { .. }) => {
+                self.tick("I-13");
+                let (f, hit) = self.lightning_send.observe(o);
+                if let Some(name) = hit {
+                    self.coverage.hit(name);
+                }
+                found.extend(f);
             }
             // Split (checker/split.rs): I-1 on the children the wallet now holds.
             Observation::LeafSplit { parent, children, .. } => {
@@ -853,7 +872,11 @@ impl Checker {
                 ));
             }
             let prev = &t.leaves[leaf].previous_refunds;
-            if let Some(m) = timelocks::check_timelock_bounds(None, ir).or_else(|| timelocks::check_decrement(prev, ir)) {
+            // Lightning send: HTLC refunds are (previous − 100) + 70 / + 85 (§3.3), only for a
+            // transfer this operator holds as a SEND preimage swap.
+            let htlc = reference_node::operator::preimage_send::send_hash_of(db, tid).is_some();
+            let m = if htlc { timelocks::check_htlc_timelocks(prev, ir) } else { timelocks::check_timelock_bounds(None, ir).or_else(|| timelocks::check_decrement(prev, ir)) };
+            if let Some(m) = m {
                 found.push(finding(
                     "I-8",
                     format!("leaf {leaf} transfer {tid} csv {op}"),
@@ -1013,7 +1036,15 @@ impl Checker {
             return Vec::new();
         };
         let Some(history) = self.history.get(leaf) else { return Vec::new() };
-        check_refund_order(history, &current)
+        // Lightning send: while a SEND swap's HTLC refunds are the current ones, the sender's
+        // refunds need mature only 30 blocks later (the HTLC's (current − 100) + 70, §3.3).
+        let htlc = inflight.iter().any(|t| {
+            dbs.iter().any(|(_, db)| {
+                reference_node::operator::preimage_send::send_hash_of(db, *t).is_some() && db.transfers.get(t).is_some_and(|r| r.status.is_sent() && !r.status.is_terminal())
+            })
+        });
+        let gap = if htlc { TIME_LOCK_INTERVAL - reference_node::tx::timelock::HTLC_TIMELOCK_OFFSET } else { TIME_LOCK_INTERVAL };
+        check_refund_order_gap(history, &current, gap)
             .into_iter()
             .map(|(old_owner, m)| {
                 finding("I-6", format!("leaf {leaf} old owner {}", short_key(&old_owner)), format!("leaf {leaf}: {m}"))
@@ -1271,6 +1302,12 @@ pub fn check_unique_owner(owners: &[(OperatorId, [u8; 33])], inflight: &[(Transf
 /// outpoint must mature at least 100 blocks after the current owner's earliest one and strictly
 /// after its latest (direct variants, +50). Returns (offending old owner, message) per old owner.
 pub fn check_refund_order(history: &BTreeSet<RefundEntry>, current: &[RefundEntry]) -> Vec<([u8; 33], String)> {
+    check_refund_order_gap(history, current, TIME_LOCK_INTERVAL)
+}
+
+/// [`check_refund_order`] with the required gap given: 100 blocks, or 30 while the current
+/// refunds are a Lightning send's HTLC refunds ((current − 100) + 70).
+pub fn check_refund_order_gap(history: &BTreeSet<RefundEntry>, current: &[RefundEntry], gap: u16) -> Vec<([u8; 33], String)> {
     let Some(owner) = current.first().map(|c| c.owner) else { return Vec::new() };
     let mut span: BTreeMap<OutPoint, (u16, u16)> = BTreeMap::new();
     for c in current {
@@ -1280,7 +1317,7 @@ pub fn check_refund_order(history: &BTreeSet<RefundEntry>, current: &[RefundEntr
     let mut out: BTreeMap<[u8; 33], String> = BTreeMap::new();
     for h in history.iter().filter(|h| h.owner != owner) {
         let Some((lo, hi)) = span.get(&h.outpoint) else { continue };
-        let ok = u32::from(h.csv) >= u32::from(*lo) + u32::from(TIME_LOCK_INTERVAL) && h.csv > *hi;
+        let ok = u32::from(h.csv) >= u32::from(*lo) + u32::from(gap) && h.csv > *hi;
         if !ok && !out.contains_key(&h.owner) {
             let m = format!(
                 "on outpoint {}:{} previous owner {} holds a refund with CSV {} but current owner {} has CSV {}..{} (need >= {} and > {})",
@@ -1291,7 +1328,7 @@ pub fn check_refund_order(history: &BTreeSet<RefundEntry>, current: &[RefundEntr
                 short_key(&owner),
                 lo,
                 hi,
-                u32::from(*lo) + u32::from(TIME_LOCK_INTERVAL),
+                u32::from(*lo) + u32::from(gap),
                 hi
             );
             out.insert(h.owner, m);

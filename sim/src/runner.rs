@@ -138,6 +138,7 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
     for l in &s.workload.lightning {
         match l.direction {
             crate::scenario::LightningDirection::Receive => engine.schedule_command(l.at, l.wallet, Command::LightningReceive { sats: l.sats }),
+            crate::scenario::LightningDirection::Send => engine.schedule_command(l.at, l.wallet, Command::LightningSend { sats: l.sats }),
         }
         last_command = last_command.max(l.at);
     }

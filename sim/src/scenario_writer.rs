@@ -74,6 +74,7 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
     for l in &s.workload.lightning {
         let direction = match l.direction {
             crate::scenario::LightningDirection::Receive => "receive",
+            crate::scenario::LightningDirection::Send => "send",
         };
         let _ = write!(out, "\n[[workload.lightning]]\nwallet = {}\nat_s = {}\ndirection = {}\nsats = {}\n", node(NodeId::Wallet(l.wallet)), secs(l.at), string(direction), l.sats);
     }
@@ -603,7 +604,7 @@ mod tests {
             s.thefts = vec![TheftSpec { wallet: WalletId(1), at: t(2_400_500) }];
             (s.topology.ssp, s.ssp) = (true, Some(crate::scenario::SspSpec { deposits: vec![4_096, 1], l1_coins: vec![], lightning_failure_ppm: 125_000, lightning_payer_delay: t(2_500), swap_version: reference_node::msg::SwapVersion::V2, swaps: vec![crate::scenario::SwapAt { wallet: WalletId(0), at: t(7_000_000), amounts: vec![2_048, 2_048] }], coop_exit_fault: Some(reference_node::msg::ssp::CoopExitFault::NeverBroadcast) }));
             s.coop_exits = vec![crate::scenario::CoopExitAt { wallet: WalletId(0), at: t(700_250), stall: true }, crate::scenario::CoopExitAt { wallet: WalletId(1), at: t(800_000), stall: false }];
-            s.workload.lightning = vec![crate::scenario::LightningAt { wallet: WalletId(1), at: t(40_500), direction: crate::scenario::LightningDirection::Receive, sats: 4_096 }];
+            s.workload.lightning = vec![crate::scenario::LightningAt { wallet: WalletId(1), at: t(40_500), direction: crate::scenario::LightningDirection::Receive, sats: 4_096 }, crate::scenario::LightningAt { wallet: WalletId(0), at: t(41_000), direction: crate::scenario::LightningDirection::Send, sats: 2_000 }];
             s.splits = vec![crate::scenario::SplitSpec { wallet: WalletId(2), at: t(1_900_250), values: vec![40_000, 25_536] }];
             s.aggregates = vec![crate::scenario::AggregateSpec { wallet: WalletId(2), at: t(1_950_500) }];
             s.watchtower = crate::scenario::WatchtowerSpec { mode: reference_node::params::WatchtowerMode::Relative, wallet_feerate_sat_vb: 9, races: vec![crate::scenario::RaceSpec { wallet: WalletId(2), at: t(1_500_250) }] };

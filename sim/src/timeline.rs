@@ -158,6 +158,12 @@ fn observation_line(o: &Observation) -> String {
         Observation::OwnerDefends { wallet, leaf } => format!("{wallet} saw leaf {leaf}'s node tx on chain and exits to win the race"),
         Observation::CoopExitStarted { user, leaf, payout_sats, .. } => format!("coop exit of {user}'s leaf {leaf} signed ({payout_sats} sats owed on L1)"),
         Observation::CoopExitPaid { user, leaf, payout_sats, .. } => format!("coop exit payout of {payout_sats} sats confirmed for {user} (leaf {leaf})"),
+        // Lightning send.
+        Observation::LightningSendLocked { wallet, payment_hash, transfer, amount_sats, fee_sats } => format!("{wallet}'s Lightning send {} locked (transfer {transfer}, {amount_sats} + {fee_sats} sats)", hex::encode(&payment_hash[..4])),
+        Observation::LightningSendPaid { ssp, payment_hash, .. } => format!("{ssp} paid the invoice {}", hex::encode(&payment_hash[..4])),
+        Observation::LightningSendPaymentFailed { ssp, payment_hash, .. } => format!("{ssp}'s payment of {} failed", hex::encode(&payment_hash[..4])),
+        Observation::PreimageProvided { by, payment_hash, transfer, .. } => format!("{by} accepted the preimage of {} (transfer {transfer})", hex::encode(&payment_hash[..4])),
+        Observation::LightningSendDone { wallet, payment_hash, settled, .. } => format!("{wallet}'s Lightning send {} {}", hex::encode(&payment_hash[..4]), if *settled { "settled" } else { "returned" }),
     }
 }
 

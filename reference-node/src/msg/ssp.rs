@@ -37,6 +37,12 @@ pub enum SspRequest {
     /// Cooperative exit (§4.5 step 4, `completeCoopExit`): the operators signed the connector
     /// refunds paying the SSP; the SSP checks them and broadcasts the exit tx.
     CompleteCoopExit { exit_id: TransferId, leaf: Box<CoopExitLeaf> },
+    /// Lightning send (§4.8 step 1): an invoice of `amount_sats` to pay (the simulated payee's)
+    /// with the SSP's fee for paying it.
+    LightningSendQuote { amount_sats: u64 },
+    /// Lightning send (§4.8 step 3, `requestLightningSend`): `transfer` (locked to the hash at
+    /// `coordinator`) pays for the invoice with this hash: pay it.
+    LightningSend { transfer: TransferId, payment_hash: [u8; 32], coordinator: crate::types::OperatorId },
 }
 
 /// A user's swap request to the SSP (spark-protocol §4.3 v2 step 2).
@@ -88,6 +94,8 @@ impl SspRequest {
             SspRequest::Swap(_) => "SspSwap",
             SspRequest::CoopExit { .. } => "SspCoopExit",
             SspRequest::CompleteCoopExit { .. } => "SspCompleteCoopExit",
+            SspRequest::LightningSendQuote { .. } => "SspLightningSendQuote",
+            SspRequest::LightningSend { .. } => "SspLightningSend",
         }
     }
 }
@@ -104,4 +112,8 @@ pub enum SspReply {
     CoopExit { exit_id: TransferId, exit_txid: Txid, connector_tx: Transaction },
     /// The SSP accepted the connector refunds (and broadcast the exit tx, unless it misbehaves).
     CoopExitCompleted { exit_id: TransferId },
+    /// Lightning send: the invoice to pay and the fee the transfer must add to its amount.
+    LightningSendInvoice { invoice: super::lightning::Invoice, fee_sats: u64 },
+    /// Lightning send: the SSP will pay the invoice for this transfer.
+    LightningSendAccepted { payment_hash: [u8; 32] },
 }

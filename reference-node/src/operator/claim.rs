@@ -208,6 +208,7 @@ impl Operator {
     /// receiver's new leaf key.
     pub(super) fn expected_claim_refunds(leaf: &super::store::LeafRow, intermediate: &RefundSet, new_key: &PublicKey) -> Result<RefundSet, String> {
         let (seq, direct) = intermediate.sequences()?;
+        let (seq, direct) = crate::tx::htlc::claim_sequences(seq, direct); // Lightning send's HTLC refunds
         timelock::validate_sequence(seq).map_err(|e| e.to_string())?;
         leaf.nodes.refunds_to(new_key, seq, direct)
     }

@@ -81,8 +81,13 @@ impl Operator {
     /// The refunds the `index`-th leaf of `transfer` must carry and, per refund, the outputs its
     /// inputs spend: the ordinary send refunds, or for a coop exit the connector refunds.
     pub(super) fn send_expectations(&self, db: &Db, transfer: TransferId, index: usize, leaf: &LeafRow, receiver: &PublicKey) -> Result<(RefundSet, [Vec<TxOut>; 3]), String> {
-        let refunds = self.expected_send_refunds(leaf, receiver)?;
         let prevouts = leaf.nodes.refund_prevouts()?;
+        // Lightning send: HTLC refunds for the request's hash (preimage_send.rs).
+        if let Some(hash) = super::preimage_send::send_hash_of(db, transfer) {
+            let sender = db.transfers.get(&transfer).map(|t| t.sender).unwrap_or(leaf.owner_identity);
+            return Ok((super::preimage_send::expected_htlc_refunds(&leaf.nodes, &leaf.refunds, &hash, receiver, &sender)?, prevouts));
+        }
+        let refunds = self.expected_send_refunds(leaf, receiver)?;
         let Some(row) = db.coop_exits.get(&transfer) else { return Ok((refunds, prevouts)) };
         let (outpoint, out) = connector_of(row, index)?;
         let prevouts = prevouts.map(|mut p| {

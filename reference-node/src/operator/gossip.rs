@@ -85,7 +85,8 @@ impl Operator {
             // Two-phase commit mode (twopc.rs): the origin must be the flow's coordinator.
             GossipBody::ConsensusCommit { flow } => self.apply_flow_decision(db, origin, *flow, None),
             GossipBody::ConsensusRollback { flow, decision } => self.apply_flow_decision(db, origin, *flow, Some(*decision)),
-            GossipBody::PreimageRevealed { transfer, payment_hash, preimage } => super::preimage::apply_revealed(db, *transfer, payment_hash, preimage),
+            // Lightning send: a SEND swap's sender tweak settles with its preimage (preimage_send.rs).
+            GossipBody::PreimageRevealed { transfer, payment_hash, preimage } => super::preimage::apply_revealed(db, *transfer, payment_hash, preimage).and_then(|()| self.settle_send_after_reveal(db, *transfer)),
             GossipBody::FinalizeSplit { split } => self.apply_split(db, self.cfg.id, split),
             GossipBody::FinalizeAggregate { aggregate } => self.apply_aggregate(db, self.cfg.id, aggregate),
             GossipBody::SettleSwapKeyTweak { primary, counters } => self.apply_settle_swap(db, *primary, counters),

@@ -14,6 +14,10 @@ mod dkg;
 mod gossip;
 mod renew;
 pub mod preimage;
+// Lightning send (§4.8): HTLC refunds, provide_preimage, return and expiry.
+pub mod preimage_send;
+#[cfg(test)]
+mod preimage_send_tests;
 mod send;
 mod signer;
 mod split;
@@ -422,6 +426,9 @@ impl Operator {
                 self.cooperative_exit(ctx, call, transfer, sender, receiver, expiry, package, exit_txid, connector_tx)
             }
             WalletRequest::FinalizeCoopExit { transfer } => self.finalize_coop_exit(ctx, call, transfer),
+            // Lightning send (preimage_send.rs).
+            WalletRequest::ProvidePreimage { transfer, payment_hash, preimage } => self.provide_preimage(ctx, call, from, transfer, payment_hash, preimage),
+            WalletRequest::ReturnLightningPayment { transfer, payment_hash } => self.return_lightning_payment(ctx, call, from, transfer, payment_hash),
         }
     }
 
@@ -469,6 +476,10 @@ impl Operator {
             // Cooperative exit (coop_exit.rs).
             InternalRequest::InitiateCoopExit { exit, transfer, sender, receiver, expiry, package, signed_refunds } => {
                 self.initiate_coop_exit(ctx, peer, exit, transfer, sender, receiver, expiry, package, signed_refunds)
+            }
+            // Lightning send (preimage_send.rs).
+            InternalRequest::InitiatePreimageSend { swap, transfer, sender, receiver, expiry, package, signed_refunds } => {
+                self.initiate_preimage_send_participant(ctx, peer, swap, transfer, sender, receiver, expiry, package, signed_refunds)
             }
         };
         if let Err(e) = &reply {
@@ -544,6 +555,7 @@ impl Node for Operator {
             Input::Block(b) => {
                 self.on_block(ctx, &b);
                 self.coop_exit_on_block(ctx, &b);
+                self.lightning_send_on_block(ctx); // Lightning send: expiry (preimage_send.rs)
             }
             Input::Command(_) => {}
             Input::Message { from, msg } => {

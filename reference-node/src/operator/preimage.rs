@@ -156,7 +156,7 @@ pub fn hash_of_transfer(db: &Db, transfer: TransferId) -> Option<[u8; 32]> {
 /// Lightning send (spark-protocol §3.2, §4.8 step 2): the HTLC refunds an operator expects for a
 /// leaf sent to the SSP, rebuilt from its own stored node txs and refund CSV — CSV (current −
 /// 100) + 70, direct + 85, paying P2TR(NUMS; {hashlock → SSP, CSV 2160 → sender}). Groundwork for
-/// `initiate_preimage_swap_v3{SEND}`, which the operator does not serve yet.
+/// `initiate_preimage_swap_v3{SEND}` (preimage_send.rs).
 pub fn expected_htlc_refunds(nodes: &crate::msg::NodeSet, current: &crate::msg::RefundSet, payment_hash: &[u8; 32], ssp: &PublicKey, sender: &PublicKey) -> Result<crate::msg::RefundSet, String> {
     let (seq, _) = current.sequences()?;
     let (next, direct) = crate::tx::timelock::htlc_next_sequences(seq, false).map_err(|e| e.to_string())?;
@@ -198,6 +198,10 @@ impl Operator {
                 let r = self.store_preimage_share(ctx, from, &req);
                 Self::reply_wallet(ctx, call, r.map(|()| WalletReply::PreimageShareStored));
             }
+            // Lightning send (preimage_send.rs).
+            WalletRequest::InitiatePreimageSwap { swap, transfer, sender, receiver, expiry, package } if swap.reason == PreimageReason::Send => {
+                self.initiate_preimage_send(ctx, call, from, swap, transfer, sender, receiver, expiry, package);
+            }
             WalletRequest::InitiatePreimageSwap { swap, transfer, sender, receiver, expiry, package } => {
                 if let Err(e) = self.check_initiate_swap(from, &swap, &sender, &receiver) {
                     ctx.observe(Observation::Rejected { what: format!("{} InitiatePreimageSwap from {from}", self.cfg.id), reason: e.clone() });
@@ -234,13 +238,13 @@ impl Operator {
         Ok(())
     }
 
-    /// `initiate_preimage_swap_v3` checks before the transfer machinery runs: only RECEIVE is
-    /// served (SEND is not wired yet), the caller is the SSP and the sender, the fee is 0, and
+    /// `initiate_preimage_swap_v3{RECEIVE}` checks before the transfer machinery runs (SEND is
+    /// preimage_send.rs): the caller is the SSP and the sender, the fee is 0, and
     /// the coordinator's own stored invoice has this hash, amount and user.
     fn check_initiate_swap(&self, from: NodeId, swap: &PreimageSwap, sender: &PublicKey, receiver: &PublicKey) -> Result<(), String> {
         let dir = &self.cfg.directory;
         if swap.reason != PreimageReason::Receive {
-            return Err("preimage swap SEND is not served by this reference operator yet".into());
+            return Err("not a RECEIVE preimage swap".into());
         }
         match (from, dir.ssp) {
             (NodeId::Wallet(w), Some(ssp)) if w == ssp && dir.wallets.get(&w) == Some(sender) => {}
@@ -280,6 +284,12 @@ impl Operator {
     /// then commits (settle gossip, reply), records and gossips the preimage; a bad r cancels.
     pub(super) fn preimage_swap_advance(&mut self, ctx: &mut Ctx<'_>, phase: u8, s: SendSession, replies: BTreeMap<OperatorId, InternalReply>) -> Step<SendSession> {
         let Some(swap) = s.swap.clone() else { return Step::Done };
+        if swap.reason == PreimageReason::Send {
+            // Lightning send: every operator holds the transfer; commit it with the sender's
+            // tweak withheld until provide_preimage (preimage_send.rs).
+            self.send_commit(ctx, s);
+            return Step::Done;
+        }
         if phase == 2 {
             let req = InternalRequest::ReleasePreimageShare { transfer: s.transfer, payment_hash: swap.payment_hash };
             let requests = self.others().into_iter().map(|o| (o, req.clone())).collect();

@@ -266,6 +266,16 @@ impl Operator {
                     package: s.package.clone(),
                     signed_refunds: s.signed.clone(),
                 },
+                // Lightning send: the participants record the preimage request (preimage_send.rs).
+                None if s.swap.as_ref().is_some_and(|w| w.reason == crate::msg::lightning::PreimageReason::Send) => InternalRequest::InitiatePreimageSend {
+                    swap: s.swap.clone().expect("checked just above"),
+                    transfer: s.transfer,
+                    sender: s.sender,
+                    receiver: s.receiver,
+                    expiry: s.expiry,
+                    package: s.package.clone(),
+                    signed_refunds: s.signed.clone(),
+                },
                 None => InternalRequest::InitiateTransfer {
                     transfer: s.transfer,
                     sender: s.sender,
@@ -351,7 +361,9 @@ impl Operator {
         // A cooperative exit settles only when its exit tx is deep enough (coop_exit.rs).
         let coop = db.coop_exits.contains_key(&s.transfer);
         // Leaf swaps (operator/swap.rs): a swap leg's sender tweak waits for the swap's decision.
-        let settle = if coop {
+        // Lightning send: the sender's tweak waits for provide_preimage (preimage_send.rs).
+        let held = coop || super::preimage_send::send_hash_of(&db, s.transfer).is_some();
+        let settle = if held {
             None
         } else {
             match Self::swap_on_commit(&mut db, s.transfer) {
@@ -479,6 +491,7 @@ impl Operator {
             TransferStatus::Returned => return Err(format!("transfer {transfer} was cancelled")),
             _ => return Ok(()),
         }
+        super::preimage_send::check_settle_allowed(db, transfer)?; // Lightning send: not before the preimage
         let tweaks: Vec<(LeafId, StoredTweak)> = t.leaves.iter().map(|(l, r)| (*l, r.sender_tweak.clone())).collect();
         for (leaf, tweak) in tweaks {
             Self::apply_key_tweak(db, me, leaf, &tweak)?;

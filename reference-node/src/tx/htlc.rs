@@ -118,6 +118,22 @@ pub fn lightning_htlc_refund_txs(
     })
 }
 
+/// The claim of a Lightning send's leaves (spark-protocol §4.8 step 4): the SSP's new refunds
+/// take the ordinary decrement of the sender's refund (current − 100, direct + 50), so they
+/// mature 30 blocks before the HTLC refund ((current − 100) + 70) they replace. An intermediate
+/// pair whose direct CSV is 15 above its CPFP one (85 − 70) is an HTLC pair (ordinary pairs
+/// differ by 50, and the operators byte-compared every HTLC refund); any other pair is kept.
+pub fn claim_sequences(seq: Sequence, direct: Sequence) -> (Sequence, Sequence) {
+    use super::timelock::{DIRECT_HTLC_TIMELOCK_OFFSET, DIRECT_TIMELOCK_OFFSET, HTLC_TIMELOCK_OFFSET};
+    let low = |s: Sequence| (s.0 & 0xFFFF) as u16;
+    let upper = seq.0 & !0xFFFF;
+    if low(direct).checked_sub(low(seq)) != Some(DIRECT_HTLC_TIMELOCK_OFFSET - HTLC_TIMELOCK_OFFSET) || low(seq) < HTLC_TIMELOCK_OFFSET {
+        return (seq, direct);
+    }
+    let base = low(seq) - HTLC_TIMELOCK_OFFSET;
+    (Sequence(upper | u32::from(base)), Sequence(upper | u32::from(base + DIRECT_TIMELOCK_OFFSET)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +145,16 @@ mod tests {
             crate::crypto::secp(),
             &SecretKey::from_slice(&[byte; 32]).expect("key"),
         )
+    }
+
+    /// HTLC intermediate refunds (1970/1985 from a 2000 refund) are claimed at 1900/1950;
+    /// ordinary ones (1900/1950) keep their timelocks.
+    #[test]
+    fn claims_of_htlc_refunds_take_the_ordinary_decrement() {
+        assert_eq!(claim_sequences(Sequence(1970), Sequence(1985)), (Sequence(1900), Sequence(1950)));
+        assert_eq!(claim_sequences(Sequence(1900), Sequence(1950)), (Sequence(1900), Sequence(1950)));
+        let bit30 = 1 << 30;
+        assert_eq!(claim_sequences(Sequence(bit30 | 170), Sequence(bit30 | 185)), (Sequence(bit30 | 100), Sequence(bit30 | 150)));
     }
 
     #[test]

@@ -64,7 +64,8 @@ impl Wallet {
             return Err("e does not open the leaf (e·G ≠ Y − P_SE)".into());
         }
         let me = self.identity_public();
-        if leaf.intermediate_refunds.cpfp.output.first().map(|o| &o.script_pubkey) != Some(&template::p2tr_script(&me)) {
+        let pays = |s: &bitcoin::ScriptBuf| *s == template::p2tr_script(&me) || self.is_my_htlc(&view.sender, s); // Lightning send: an HTLC to me
+        if !leaf.intermediate_refunds.cpfp.output.first().is_some_and(|o| pays(&o.script_pubkey)) {
             return Err("intermediate refund does not pay me".into());
         }
         let new_secret = SecretKey::new(ctx.rng);
@@ -147,7 +148,8 @@ impl Wallet {
         let state = self.claims.get(&transfer).ok_or("claim state vanished")?;
         let leaf = &state.view.leaves[0];
         let new_key = state.new_secret.public_key(crate::crypto::secp());
-        let (mut seq, mut direct) = leaf.intermediate_refunds.sequences()?;
+        let (seq, direct) = leaf.intermediate_refunds.sequences()?;
+        let (mut seq, mut direct) = crate::tx::htlc::claim_sequences(seq, direct); // Lightning send's HTLC refunds
         if self.cfg.params.hazards.claim_skip_timelock_decrement {
             // breez#314: build from the leaf's old refund, which is one interval above.
             let up = |s: bitcoin::Sequence| bitcoin::Sequence(s.0 + u32::from(crate::tx::timelock::TIME_LOCK_INTERVAL));

@@ -22,6 +22,10 @@ pub(super) enum LnOp {
     Receive(ReceiveOp),
     /// The SSP's preimage swap for a held HTLC (ssp_lightning.rs).
     Swap(PreimageSwapOp),
+    /// Lightning send, the user's side (lightning_send.rs).
+    Send(super::lightning_send::SendLnOp),
+    /// Lightning send, the SSP paying an invoice (lightning_send.rs).
+    Pay(super::lightning_send::PayOp),
 }
 
 pub(super) struct ReceiveOp {
@@ -63,6 +67,9 @@ impl Wallet {
 
     /// The SSP answered (only the receive waits for it).
     pub(super) fn lightning_ssp_reply(&mut self, ctx: &mut Ctx<'_>, from: NodeId, req: ReqId, body: Result<SspReply, String>) {
+        if matches!(&self.op, Some((_, Op::Lightning(l))) if matches!(**l, LnOp::Send(_))) {
+            return self.lightning_send_on_ssp_reply(ctx, from, req, body); // Lightning send
+        }
         if !matches!(from, NodeId::Wallet(w) if Some(w) == self.cfg.directory.ssp) {
             return;
         }
@@ -106,6 +113,8 @@ impl Wallet {
                 }
             }
             LnOp::Swap(s) => self.preimage_swap_reply(ctx, session, s, body),
+            LnOp::Send(s) => self.lightning_send_reply(ctx, session, s, body),
+            LnOp::Pay(p) => self.lightning_pay_reply(ctx, p, body),
         }
     }
 
@@ -116,6 +125,8 @@ impl Wallet {
                 self.fail(ctx, retry, "lightning receive timed out".into());
             }
             LnOp::Swap(s) => self.preimage_swap_timeout(ctx, session, s),
+            LnOp::Send(s) => self.lightning_send_timeout(ctx, session, s),
+            LnOp::Pay(p) => self.lightning_pay_timeout(ctx, p),
         }
     }
 }

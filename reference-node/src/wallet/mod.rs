@@ -8,6 +8,8 @@ mod coop_exit;
 mod deposit;
 mod exit;
 mod lightning;
+// Lightning send (§4.8), user and SSP.
+pub mod lightning_send;
 // Watchtower and fees flow: CPFP packages through the P2A anchor.
 mod fee_bump;
 // Watchtower and fees flow: the old-owner exit race and the owner's defence.
@@ -78,6 +80,10 @@ pub enum Command {
     /// After a crash mid-send (wallet/send.rs): ask the coordinator what became of the transfer
     /// whose package may have reached it, instead of leaving the leaf `Sending` for good.
     ResolveSend { receiver: WalletId, leaf: LeafId, transfer: TransferId, receiver_key: PublicKey, expiry: Micros, attempt: u8 },
+    /// Lightning send (wallet/lightning_send.rs): pay an invoice of `sats` through the SSP.
+    LightningSend { sats: u64 },
+    /// Lightning send, SSP only: pay (or finish paying) the invoice with this hash.
+    LightningPay { payment_hash: [u8; 32] },
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -351,6 +357,12 @@ impl Wallet {
                 }
                 Command::CoopExit { stall } => self.start_coop_exit(ctx, stall, attempt),
                 Command::ResolveSend { receiver, leaf, transfer, receiver_key, expiry, attempt } => self.start_resolve_send(ctx, receiver, leaf, (transfer, receiver_key, expiry), attempt),
+                // Lightning send: renew a leaf that is running out first, as before every send.
+                Command::LightningSend { sats } => match self.renew_due() {
+                    Some((leaf, kind)) => self.start_renew(ctx, leaf, kind, (Command::LightningSend { sats }, attempt)),
+                    None => self.start_lightning_send(ctx, sats, attempt),
+                },
+                Command::LightningPay { payment_hash } => self.start_lightning_pay(ctx, payment_hash),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {
@@ -611,6 +623,8 @@ impl Node for Wallet {
         if let Some(resolve) = self.send_to_resolve() {
             self.queue.push_front((resolve, 0));
         }
+        // Lightning send: the SSP resumes payments that are not final.
+        self.requeue_lightning_pays();
         self.op = None;
         self.waiting.clear();
         self.poll_armed = false;

@@ -179,6 +179,13 @@ impl Wallet {
         let (current, _) = leaf.refunds.sequences()?;
         let (seq, direct) = p.next_refund_sequences(current).map_err(|e| e.to_string())?;
         let txs = leaf.nodes.refunds_to(receiver_key, seq, direct)?.into_array();
+        self.transfer_package_with(ctx, leaf_id, receiver_key, commitments, txs, adaptor)
+    }
+
+    /// [`Self::transfer_package_under`] with the three refunds given (Lightning send's HTLC
+    /// refunds, wallet/lightning_send.rs).
+    pub(super) fn transfer_package_with(&self, ctx: &mut Ctx<'_>, leaf_id: LeafId, receiver_key: &PublicKey, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>, txs: [bitcoin::Transaction; 3], adaptor: Option<PublicKey>) -> Result<(TransferId, TransferPackage), String> {
+        let leaf = self.leaves.get(&leaf_id).ok_or("leaf vanished")?;
         let prevouts = leaf.nodes.refund_prevouts()?;
         if commitments.len() != 3 {
             return Err(format!("{} commitment sets for 3 refunds", commitments.len()));

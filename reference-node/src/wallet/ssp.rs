@@ -32,6 +32,9 @@ impl Wallet {
                 // Cooperative exit (ssp_coop_exit.rs).
                 SspRequest::CoopExit { exit_id, leaf, value_sats, fee_sats, withdrawal } => self.ssp_coop_exit_offer(ctx, from, exit_id, leaf, value_sats, fee_sats, withdrawal),
                 SspRequest::CompleteCoopExit { exit_id, leaf } => self.ssp_coop_exit_complete(ctx, from, exit_id, *leaf),
+                // Lightning send (lightning_send.rs).
+                SspRequest::LightningSendQuote { amount_sats } => self.ssp_lightning_send_quote(ctx, from_wallet, amount_sats),
+                SspRequest::LightningSend { transfer, payment_hash, coordinator } => self.ssp_lightning_send(ctx, from_wallet, transfer, payment_hash, coordinator),
             }
         };
         if let Err(reason) = &reply {

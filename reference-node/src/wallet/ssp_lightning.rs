@@ -37,6 +37,8 @@ pub enum InvoiceState {
 #[derive(Clone, Debug, Default)]
 pub struct LightningNetwork {
     pub invoices: BTreeMap<[u8; 32], (Invoice, WalletId, InvoiceState)>,
+    /// Lightning send: invoices the SSP pays for its users (lightning_send.rs).
+    pub outgoing: BTreeMap<[u8; 32], super::lightning_send::Outgoing>,
 }
 
 /// Whether the payment for `payment_hash` fails: one SHA-256 draw from (seed, hash).

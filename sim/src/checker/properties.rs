@@ -29,6 +29,9 @@ pub const SOMETIMES: &[(&str, &str)] = &[
     ("renew-refund", "a wallet finalized a renew-refund (node tx − 100, refunds back to 2000)"),
     ("renew-node", "a wallet finalized a renew-node (split node at CSV 0, new node at 2000)"),
     ("renew-node-zero", "a wallet finalized a renew-node-zero (new CSV-0 node on the old node's output)"),
+    // Lightning send (checker/lightning_send.rs).
+    ("lightning-send-settled", "a Lightning send settled: the SSP paid, gave the operators the preimage and the sender learned it"),
+    ("lightning-send-returned", "a Lightning send failed and its leaves went back to the sender"),
 ];
 
 /// Per-run counts of every sometimes-property (registered ones start at 0, so a report shows

@@ -52,6 +52,28 @@ pub fn check_decrement(previous: &RefundSet, intermediate: &RefundSet) -> Option
     })
 }
 
+/// I-8's HTLC exception (spark-protocol §3.3, §4.8): a Lightning send's intermediate refunds
+/// are (previous − 100) + 70 (CPFP) and (previous − 100) + 85 (both direct variants), not
+/// previous − 100 with direct + 50. Only for a transfer the operator holds as a SEND swap.
+pub fn check_htlc_timelocks(previous: &RefundSet, htlc: &RefundSet) -> Option<String> {
+    use reference_node::tx::timelock::{DIRECT_HTLC_TIMELOCK_OFFSET, HTLC_TIMELOCK_OFFSET};
+    let (Some(p), Some(c), Some(d), Some(dc)) = (csv(&previous.cpfp), csv(&htlc.cpfp), csv(&htlc.direct), csv(&htlc.direct_from_cpfp)) else {
+        return Some("a refund tx has no input".into());
+    };
+    let Some(base) = p.checked_sub(TIME_LOCK_INTERVAL).filter(|b| *b >= REFUND_MIN) else {
+        return Some(format!("HTLC refund after a previous refund CSV {p}: no room for the − {TIME_LOCK_INTERVAL} decrement"));
+    };
+    if u32::from(c) != u32::from(base) + u32::from(HTLC_TIMELOCK_OFFSET) {
+        return Some(format!("HTLC refund CSV {c} != (previous refund CSV {p} − {TIME_LOCK_INTERVAL}) + {HTLC_TIMELOCK_OFFSET}"));
+    }
+    for (name, v) in [("direct HTLC refund", d), ("direct-from-CPFP HTLC refund", dc)] {
+        if u32::from(v) != u32::from(base) + u32::from(DIRECT_HTLC_TIMELOCK_OFFSET) {
+            return Some(format!("{name} CSV {v} != (previous refund CSV {p} − {TIME_LOCK_INTERVAL}) + {DIRECT_HTLC_TIMELOCK_OFFSET}"));
+        }
+    }
+    None
+}
+
 /// I-6 at signing time: the refunds `new` (one owner, just obtained by a wallet and not seen
 /// before) against every refund of another owner already signed on the same outpoints.
 pub fn check_new_refunds(history: &BTreeSet<RefundEntry>, new: &[RefundEntry]) -> Vec<String> {
@@ -97,6 +119,20 @@ mod tests {
         assert!(check_timelock_bounds(None, &skew).unwrap().contains("direct refund CSV 1900"));
         let bad_node = NodeSet { cpfp: tx(0, 40), direct: tx(0, 90) };
         assert!(check_timelock_bounds(Some(&bad_node), &refunds(2000)).unwrap().contains("node CSV 40"));
+    }
+
+    /// The HTLC exception accepts exactly 1970/1985/1985 after 2000, nothing else; ordinary
+    /// refunds are not accepted as HTLC ones (and vice versa, by check_timelock_bounds).
+    #[test]
+    fn htlc_refunds_are_previous_minus_100_plus_70_and_85() {
+        let htlc = RefundSet { cpfp: tx(1, 1970), direct: tx(2, 1985), direct_from_cpfp: tx(1, 1985) };
+        assert_eq!(check_htlc_timelocks(&refunds(2000), &htlc), None);
+        assert!(check_timelock_bounds(None, &htlc).is_some(), "not an ordinary refund set");
+        assert!(check_htlc_timelocks(&refunds(2000), &refunds(1900)).unwrap().contains("+ 70"));
+        let mut skew = htlc.clone();
+        skew.direct = tx(2, 2020);
+        assert!(check_htlc_timelocks(&refunds(2000), &skew).unwrap().contains("direct HTLC refund CSV 2020"));
+        assert!(check_htlc_timelocks(&refunds(150), &htlc).unwrap().contains("no room"));
     }
 
     #[test]

@@ -10,6 +10,9 @@ use toml::Spanned;
 pub enum LightningDirection {
     /// The wallet is paid over Lightning (§4.7): the SSP's leaves come to it by preimage swap.
     Receive,
+    /// The wallet pays an invoice of `sats` through the SSP (§4.8): HTLC refunds, the SSP pays
+    /// and provides the preimage, or the leaves come back.
+    Send,
 }
 
 /// One `[[workload.lightning]]` entry.
@@ -18,9 +21,13 @@ pub enum LightningDirection {
 /// - `direction` = "receive": the wallet asks the SSP for a hold invoice and stores Feldman
 ///   shares of its preimage with every operator; the simulated payer then pays (unless
 ///   `ssp.lightning_failure_rate` says the payment fails) and the SSP swaps a leaf of exactly
-///   `sats` to the wallet. ("send", Lightning send §4.8, is not implemented yet and refused.)
-/// - `sats` > 0: the invoice amount; the SSP needs a liquidity leaf of exactly this value
-///   (`ssp.deposits`), since Spark moves whole leaves.
+///   `sats` to the wallet.
+///   `direction` = "send" (Lightning send §4.8): the SSP quotes an invoice of `sats` and its fee
+///   (0.25% + 10 sats); the wallet sends a leaf worth exactly `sats` + fee (splitting a bigger
+///   leaf first) with HTLC refunds to the SSP; the SSP pays (or fails, per
+///   `ssp.lightning_failure_rate`) and provides the preimage, or returns the leaves.
+/// - `sats` > 0: the invoice amount; for "receive" the SSP needs a liquidity leaf of exactly
+///   this value (`ssp.deposits`), since Spark moves whole leaves.
 ///
 /// Needs an `[ssp]` table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,8 +64,8 @@ impl Validator<'_> {
             let at = self.secs(&Some(l.at_s.clone()), &format!("workload.lightning[{i}].at_s"), super::Zero::Allowed)?.unwrap_or(Micros::ZERO);
             let direction = match l.direction.get_ref().as_str() {
                 "receive" => LightningDirection::Receive,
-                "send" => return Err(self.err(l.direction.span(), format!("workload.lightning[{i}].direction"), "Lightning send is not implemented yet: only \"receive\"")),
-                other => return Err(self.err(l.direction.span(), format!("workload.lightning[{i}].direction"), format!("expected \"receive\", found \"{other}\""))),
+                "send" => LightningDirection::Send,
+                other => return Err(self.err(l.direction.span(), format!("workload.lightning[{i}].direction"), format!("expected \"receive\" or \"send\", found \"{other}\""))),
             };
             let sats = match u64::try_from(*l.sats.get_ref()) {
                 Ok(v) if v > 0 => v,
@@ -88,6 +95,8 @@ mod tests {
         let l = &s.workload.lightning;
         assert_eq!((l.len(), l[0].wallet, l[0].at, l[0].sats), (1, WalletId(1), Micros::from_secs(40), 1024));
         assert_eq!(s.ssp.map(|x| x.lightning_failure_ppm), Some(250_000));
+        let s = Scenario::parse("scenarios/x.toml", &format!("{HEAD}[[workload.lightning]]\nwallet = \"wallet:0\"\nat_s = 5\ndirection = \"send\"\nsats = 2048\n")).unwrap();
+        assert_eq!(s.workload.lightning[0].direction, super::LightningDirection::Send);
     }
 
     #[test]

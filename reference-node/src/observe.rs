@@ -86,6 +86,10 @@ pub enum Observation {
     CoopExitStarted { user: WalletId, ssp: WalletId, leaf: LeafId, transfer: TransferId, value_sats: u64, payout_sats: u64, exit_txid: bitcoin::Txid },
     /// The user saw its payout confirmed on L1.
     CoopExitPaid { user: WalletId, leaf: LeafId, exit_txid: bitcoin::Txid, payout_sats: u64 },
+    /// Renew/send race (wallet/device.rs): the operators refused a send the user's second device
+    /// built from its stale leaf cache; the device re-synced (`dropped`: the hazard instead
+    /// dropped the leaf from the wallet's balance).
+    DeviceStaleRefused { wallet: WalletId, leaf: LeafId, dropped: bool },
 }
 
 /// Which rule of the enforcing signer guard refused.

@@ -158,6 +158,7 @@ fn observation_line(o: &Observation) -> String {
         Observation::OwnerDefends { wallet, leaf } => format!("{wallet} saw leaf {leaf}'s node tx on chain and exits to win the race"),
         Observation::CoopExitStarted { user, leaf, payout_sats, .. } => format!("coop exit of {user}'s leaf {leaf} signed ({payout_sats} sats owed on L1)"),
         Observation::CoopExitPaid { user, leaf, payout_sats, .. } => format!("coop exit payout of {payout_sats} sats confirmed for {user} (leaf {leaf})"),
+        Observation::DeviceStaleRefused { wallet, leaf, dropped } => format!("{wallet}'s second device: stale send of leaf {leaf} refused; {}", if *dropped { "leaf dropped from the balance" } else { "re-synced" }),
     }
 }
 

@@ -62,14 +62,15 @@ fn split_under_loss_finalizes_both_splits() {
     assert_eq!(r.transfers_sent, 4);
 }
 
-/// Renew under 3% loss and 5% duplicates: the deposit root runs out and renews (node-zero),
-/// chains stay consistent and every sent transfer is claimed. The library scenario
+/// Renew under 3% loss and 5% duplicates: the deposit root renews (node-zero) and the split child
+/// renews (renew-refund), chains stay consistent and every sent transfer is claimed. The library scenario
 /// ends with exits through the renewed chains; they wait ~2000 blocks, so this test leaves them out.
 #[test]
-fn renew_under_loss_renews_the_deposit_root() {
+fn renew_under_loss_renews_the_root_and_the_split_child() {
     let mut s = load("faults/renew-under-loss.toml");
     s.workload.explicit.as_mut().expect("explicit workload").exits.clear();
     let r = run(&s, 1);
     assert_clean(&r);
     assert!(fired(&r, "renew-node-zero") >= 1, "the deposit root renewed");
+    assert!(fired(&r, "renew-refund") >= 1, "the split child renewed");
 }

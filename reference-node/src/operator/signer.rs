@@ -75,7 +75,7 @@ impl Operator {
             // same share again. It reveals nothing new: the nonce never signs anything else.
             if let Some((digest, cached)) = &row.answered {
                 if *digest == job_digest {
-                    shares.push(cached.clone());
+                    shares.push(*cached);
                     continue;
                 }
             }
@@ -87,7 +87,7 @@ impl Operator {
             };
             row.used_for = Some(job.message);
             let s = signing::sign_as_operator(job, me, &share, &secret).map_err(|e| e.to_string())?;
-            row.answered = Some((job_digest, s.clone()));
+            row.answered = Some((job_digest, s));
             ctx.observe(Observation::NonceUsed {
                 signer: me.to_string(),
                 commitment: sha256(&[&commitment.0]),

@@ -98,6 +98,10 @@ pub enum Observation {
     /// The sender learned the outcome of its Lightning send: `settled` (the preimage, its
     /// leaves went to the SSP) or returned (its leaves are its own again).
     LightningSendDone { wallet: WalletId, payment_hash: [u8; 32], transfer: TransferId, settled: bool },
+    /// Renew/send race (wallet/device.rs): the operators refused a send the user's second device
+    /// built from its stale leaf cache; the device re-synced (`dropped`: the hazard instead
+    /// dropped the leaf from the wallet's balance).
+    DeviceStaleRefused { wallet: WalletId, leaf: LeafId, dropped: bool },
 }
 
 /// Which rule of the enforcing signer guard refused.

@@ -35,6 +35,11 @@ pub struct Hazards {
     /// (CSV 0) then ties the old node (CSV 0) on the same parent outpoint, so the current epoch
     /// no longer wins by timelock (I-7, spark-protocol §3.6).
     pub renew_node_on_zero_csv: bool,
+    /// breez/spark-sdk#482 (with buildonspark/spark#70): a send the operators refused because a
+    /// second device built it from a stale leaf cache (the leaf was renewed meanwhile) is taken
+    /// as spent: the wallet drops the leaf, so the user's balance reads 0 while the operators
+    /// still hold the leaf for it (I-9 at quiescence; wallet/device.rs).
+    pub stale_send_drops_leaf: bool,
 }
 
 /// What a Byzantine operator does instead of following the protocol (a catalogue; see

@@ -573,6 +573,8 @@ impl Checker {
             Observation::GuardRefused { .. } | Observation::ColludedSignature { .. } | Observation::TheftAttempt { .. } => {}
             // Judged in checker/race.rs (watchtower and fees flow).
             Observation::WatchtowerBroadcast { .. } | Observation::StaleRaceStarted { .. } | Observation::OwnerDefends { .. } => {}
+            // Renew/send race (wallet/device.rs): the stale send really reached the operators.
+            Observation::DeviceStaleRefused { .. } => self.coverage.hit("stale-send-refused"),
             // L1 reorgs: a confirmation the wallet reported is undone (and reported again if
             // the tx comes back), so conservation counts only what is on the chain.
             Observation::DepositReorged { node: reference_node::types::NodeId::Wallet(_), leaf, .. } => {

@@ -78,6 +78,7 @@ fn adversary_params(s: &Scenario, p: &mut Params) {
         claim_settle_split: on(Hazard::ClaimSettleSplit),
         claim_skip_timelock_decrement: on(Hazard::ClaimSkipTimelockDecrement),
         renew_node_on_zero_csv: on(Hazard::RenewNodeOnZeroCsv),
+        stale_send_drops_leaf: on(Hazard::StaleSendDropsLeaf),
     };
     p.byzantine = s.byzantine.iter().map(|b| (b.operator, b.behaviours.clone())).collect();
 }
@@ -159,6 +160,13 @@ pub fn build(s: &Scenario, seed: u64, keep_digest_log: bool) -> Built {
     for sw in s.ssp.iter().flat_map(|x| x.swaps.iter().map(move |sw| (x.swap_version, sw))) {
         engine.schedule_command(sw.1.at, sw.1.wallet, Command::Swap { target_denominations: sw.1.amounts.clone(), version: sw.0 });
         last_command = last_command.max(sw.1.at);
+    }
+    // Renew/send race (wallet/device.rs): schedules nothing without `[[device_race]]`.
+    for d in &s.device_races {
+        engine.schedule_command(d.sync, d.wallet, Command::DeviceSync);
+        engine.schedule_command(d.renew, d.wallet, Command::RenewNow);
+        engine.schedule_command(d.send, d.wallet, Command::DeviceSend { receiver: d.to });
+        last_command = last_command.max(d.send);
     }
     // Watchtower and fees flow: former owners racing their stale refunds.
     for r in &s.watchtower.races {

@@ -22,6 +22,9 @@ use std::ops::Range;
 use toml::Spanned;
 
 mod coop_exit;
+// Renew/send race (§8.2 row 5): `[[device_race]]`.
+mod device;
+pub use device::DeviceRaceSpec;
 mod ssp;
 pub use ssp::{SspSpec, SwapAt};
 mod lightning;
@@ -77,6 +80,8 @@ pub struct Scenario {
     pub watchtower: WatchtowerSpec,
     /// `[[workload.coop_exit]]`: cooperative exits through the SSP (scenario/coop_exit.rs).
     pub coop_exits: Vec<CoopExitAt>,
+    /// `[[device_race]]`: renew/send races with a user's second device (scenario/device.rs).
+    pub device_races: Vec<DeviceRaceSpec>,
 }
 
 // Watchtower and fees flow: `[watchtower]` and `[[race]]`.
@@ -923,6 +928,9 @@ struct RawScenario {
     /// `true` or a table: read as a plain value so both forms are accepted.
     swarm: S<toml::Value>,
     ssp: Option<ssp::RawSsp>,
+    /// Renew/send race (scenario/device.rs).
+    #[serde(default)]
+    device_race: Vec<Spanned<device::RawDeviceRace>>,
 }
 
 #[derive(Deserialize)]
@@ -1248,11 +1256,13 @@ impl Validator<'_> {
         let splits = raw.split.iter().enumerate().map(|(i, t)| self.split(i, t, &topology)).collect::<R<Vec<_>>>()?;
         let aggregates = raw.aggregate.iter().enumerate().map(|(i, t)| self.aggregate(i, t, &topology)).collect::<R<Vec<_>>>()?;
         let watchtower = self.watchtower(raw.watchtower.as_ref(), &raw.race, &topology)?;
+        let device_races = self.device_races(&raw.device_race, &topology)?;
         let coop_exits = match &raw.workload {
             None => Vec::new(),
             Some(w) => self.coop_exits(&w.coop_exit, &topology)?,
         };
         Ok(Scenario {
+            device_races,
             watchtower,
             byzantine,
             thefts,
@@ -2339,14 +2349,18 @@ pub enum Hazard {
     /// Renew: renew-node accepted on a CSV-0 leaf node, whose split node then ties the old
     /// node at CSV 0 on the same outpoint (I-7).
     RenewNodeOnZeroCsv,
+    /// breez/spark-sdk#482 (buildonspark/spark#70): a wallet takes the refused stale send of its
+    /// second device as spent and drops the leaf (I-9: balance 0 while the operators hold it).
+    StaleSendDropsLeaf,
 }
 
 impl Hazard {
-    pub const ALL: [(&'static str, Hazard); 4] = [
+    pub const ALL: [(&'static str, Hazard); 5] = [
         ("gossip_ack_unapplied", Hazard::GossipAckUnapplied),
         ("claim_settle_split", Hazard::ClaimSettleSplit),
         ("claim_skip_timelock_decrement", Hazard::ClaimSkipTimelockDecrement),
         ("renew_node_on_zero_csv", Hazard::RenewNodeOnZeroCsv),
+        ("stale_send_drops_leaf", Hazard::StaleSendDropsLeaf),
     ];
 }
 

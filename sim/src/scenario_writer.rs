@@ -103,6 +103,10 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
     for crate::scenario::AggregateSpec { wallet, at } in &s.aggregates {
         let _ = write!(out, "\n[[aggregate]]\nwallet = {}\nat_s = {}\n", node(NodeId::Wallet(*wallet)), secs(*at));
     }
+    // Renew/send race (scenario/device.rs).
+    for d in &s.device_races {
+        let _ = write!(out, "\n[[device_race]]\nwallet = {}\nto = {}\nsync_s = {}\nrenew_s = {}\nsend_s = {}\n", node(NodeId::Wallet(d.wallet)), node(NodeId::Wallet(d.to)), secs(d.sync), secs(d.renew), secs(d.send));
+    }
     // Watchtower and fees flow: `[watchtower]` only when it differs from the default.
     let wt = &s.watchtower;
     let dwt = crate::scenario::WatchtowerSpec::default();
@@ -607,6 +611,7 @@ mod tests {
             s.workload.lightning = vec![crate::scenario::LightningAt { wallet: WalletId(1), at: t(40_500), direction: crate::scenario::LightningDirection::Receive, sats: 4_096 }, crate::scenario::LightningAt { wallet: WalletId(0), at: t(41_000), direction: crate::scenario::LightningDirection::Send, sats: 2_000 }];
             s.splits = vec![crate::scenario::SplitSpec { wallet: WalletId(2), at: t(1_900_250), values: vec![40_000, 25_536] }];
             s.aggregates = vec![crate::scenario::AggregateSpec { wallet: WalletId(2), at: t(1_950_500) }];
+            s.device_races = vec![crate::scenario::DeviceRaceSpec { wallet: WalletId(0), to: WalletId(1), sync: t(1_000_250), renew: t(1_000_500), send: t(1_001_000) }];
             s.watchtower = crate::scenario::WatchtowerSpec { mode: reference_node::params::WatchtowerMode::Relative, wallet_feerate_sat_vb: 9, races: vec![crate::scenario::RaceSpec { wallet: WalletId(2), at: t(1_500_250) }] };
             s.swarm = Some(SwarmSpec { kinds: Some(["clock".to_owned(), "loss".to_owned()].into()), p_on: 0.75, max_loss: 0.2, max_crashes: 5, max_skew_ms: 1_500.5, max_drift_ppm: 5_000, max_slow_factor: 3.5 });
             s.budgets.transfer_p99 = Some(t(10_000));
@@ -625,7 +630,7 @@ mod tests {
         let want = [
             "seed", "network.duplicate", "network.reorder", "network.reorder_ms", "network.link.duplicate", "network.link.reorder", "network.link.loss",
             "chain.deposit_confirmations", "chain.min_feerate_sat_vb", "protocol.hazards", "protocol.test_faults", "byzantine.operator", "byzantine.behaviours",
-            "theft.wallet", "theft.at_s", "split.wallet", "split.at_s", "split.values", "aggregate.wallet", "aggregate.at_s", "swarm.kinds", "swarm.p_on", "swarm.max_loss", "swarm.max_crashes", "swarm.max_skew_ms", "swarm.max_drift_ppm",
+            "theft.wallet", "theft.at_s", "split.wallet", "split.at_s", "split.values", "aggregate.wallet", "aggregate.at_s", "device_race.wallet", "device_race.to", "device_race.sync_s", "device_race.renew_s", "device_race.send_s", "swarm.kinds", "swarm.p_on", "swarm.max_loss", "swarm.max_crashes", "swarm.max_skew_ms", "swarm.max_drift_ppm",
             "swarm.max_slow_factor", "watchtower.mode", "watchtower.wallet_feerate_sat_vb", "race.wallet", "race.at_s", "ssp.deposits", "ssp.l1_coins", "ssp.coop_exit_fault", "workload.coop_exit.wallet", "workload.coop_exit.at_s", "workload.coop_exit.stall", "ssp.swap_version", "ssp.swap.wallet", "ssp.swap.at_s", "ssp.swap.amounts", "ssp.lightning_failure_rate", "ssp.lightning_payer_delay_s", "workload.lightning.wallet",
             "workload.lightning.at_s", "workload.lightning.direction", "workload.lightning.sats", "budgets.transfer_p99_s", "budgets.liveness_s", "workload.exit_at_s", "run.settle_s",
         ];

@@ -164,6 +164,7 @@ fn observation_line(o: &Observation) -> String {
         Observation::LightningSendPaymentFailed { ssp, payment_hash, .. } => format!("{ssp}'s payment of {} failed", hex::encode(&payment_hash[..4])),
         Observation::PreimageProvided { by, payment_hash, transfer, .. } => format!("{by} accepted the preimage of {} (transfer {transfer})", hex::encode(&payment_hash[..4])),
         Observation::LightningSendDone { wallet, payment_hash, settled, .. } => format!("{wallet}'s Lightning send {} {}", hex::encode(&payment_hash[..4]), if *settled { "settled" } else { "returned" }),
+        Observation::DeviceStaleRefused { wallet, leaf, dropped } => format!("{wallet}'s second device: stale send of leaf {leaf} refused; {}", if *dropped { "leaf dropped from the balance" } else { "re-synced" }),
     }
 }
 

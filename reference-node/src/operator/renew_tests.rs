@@ -225,3 +225,27 @@ fn a_signature_under_another_key_is_refused() {
     let signed = f.sign(&t);
     assert!(Operator::apply_renew(&mut f.db, LEAF, RenewKind::NodeZero, &signed, false).unwrap_err().contains("does not verify"));
 }
+
+/// Renew/send race (race70, spark-protocol §3.4, I-4): a send validated before a renew of the
+/// same leaf (a second device) must not be recorded at commit, neither while the renew holds
+/// the leaf RENEW_LOCKED nor after it replaced the node tx the send's refunds spend. Fails if the
+/// coordinator records the transfer without re-checking the leaf at commit.
+#[test]
+fn a_send_committing_after_a_renew_of_its_leaf_is_refused() {
+    let mut f = fixture(0, 200);
+    let transfer = crate::types::TransferId([9; 16]);
+    let receiver = SecretKey::new(&mut f.rng).public_key(secp());
+    let row = f.db.leaves[&LEAF].clone();
+    let refunds = row.nodes.refunds_to(&receiver, Sequence(100), Sequence(150)).unwrap();
+    let signed = std::collections::BTreeMap::from([(LEAF, refunds)]);
+    assert_eq!(Operator::leaves_still_as_validated(&f.db, transfer, &signed), Ok(()));
+    // The renew started meanwhile: the leaf is RENEW_LOCKED.
+    f.db.leaves.get_mut(&LEAF).unwrap().status = LeafStatus::RenewLocked;
+    assert!(Operator::leaves_still_as_validated(&f.db, transfer, &signed).unwrap_err().contains("RenewLocked"));
+    // The renew finished meanwhile: AVAILABLE again, on a new node tx.
+    f.db.leaves.get_mut(&LEAF).unwrap().status = LeafStatus::Available;
+    let (t, _) = f.jobs(RenewKind::NodeZero);
+    let done = f.sign(&t);
+    Operator::apply_renew(&mut f.db, LEAF, RenewKind::NodeZero, &done, false).unwrap();
+    assert!(Operator::leaves_still_as_validated(&f.db, transfer, &signed).unwrap_err().contains("renewed during the send"));
+}

@@ -392,6 +392,7 @@ impl Operator {
     /// SENDER_INITIATED_COORDINATOR), lock its leaves, finish the pending send. Both the gossip
     /// commit here and the two-phase commit (twopc_flows.rs) start with this.
     pub(super) fn record_coordinator_transfer(&self, db: &mut Db, s: &SendSession, now: Micros) -> Result<(), String> {
+        Self::leaves_still_as_validated(db, s.transfer, &s.signed)?;
         let row = Self::transfer_row(db, &s.slice, s.sender, s.receiver, s.expiry, self.cfg.id, &s.signed, TransferStatus::SenderInitiatedCoordinator)?;
         for leaf in row.leaves.keys() {
             if let Some(l) = db.leaves.get_mut(leaf) {
@@ -400,6 +401,25 @@ impl Operator {
         }
         db.transfers.insert(s.transfer, row);
         db.pending_sends.insert(s.transfer, PendingSendRow { status: PendingSendStatus::Finished, started_at: now });
+        Ok(())
+    }
+
+    /// Renew/send race (race70; spark-protocol §3.4, I-4): the send was validated against the
+    /// leaf when it started, but its leaf is locked only here, at commit. A renew of the same
+    /// leaf by the same owner (a second device) may have locked it (RENEW_LOCKED) or replaced
+    /// its node tx in between: then the signed refunds spend a node tx that is no longer the
+    /// leaf's, and recording the transfer would hand the receiver a dead exit chain.
+    pub(super) fn leaves_still_as_validated(db: &Db, transfer: TransferId, signed: &BTreeMap<LeafId, RefundSet>) -> Result<(), String> {
+        for (leaf, refunds) in signed {
+            let l = db.leaves.get(leaf).ok_or("leaf vanished")?;
+            if !matches!(l.status, LeafStatus::Available) && l.status != LeafStatus::TransferLocked(transfer) {
+                return Err(format!("leaf {leaf} is {:?}: another operation took it during the send", l.status));
+            }
+            let nodes = [l.nodes.cpfp.compute_txid(), l.nodes.direct.compute_txid()];
+            if !refunds.cpfp.input.iter().any(|i| nodes.contains(&i.previous_output.txid)) {
+                return Err(format!("leaf {leaf} was renewed during the send: its refunds spend a replaced node tx"));
+            }
+        }
         Ok(())
     }
 

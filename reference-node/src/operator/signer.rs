@@ -47,7 +47,7 @@ impl Operator {
         let mut commitments = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
             let (secret, commitment) = signing::commit(&share.secret_share, ctx.rng);
-            db.nonces.insert(commitment.clone(), NonceRow { keyshare, secret: Some(secret), used_for: None });
+            db.nonces.insert(commitment.clone(), NonceRow { keyshare, secret: Some(secret), used_for: None, answered: None });
             commitments.push(commitment);
         }
         self.store.commit(db);
@@ -79,6 +79,18 @@ impl Operator {
             if row.keyshare != keyshare {
                 return Err("nonce belongs to another keyshare".into());
             }
+            // The adaptor point is part of what was asked: the same job under another point is
+            // another signature, refused like any second use of the nonce.
+            let adaptor = adaptors.get(i).copied().flatten().map(|t| t.serialize().to_vec()).unwrap_or_default();
+            let job_digest = sha256(&[&bincode::serialize(job).map_err(|e| e.to_string())?, &adaptor]);
+            // A duplicate of a request already answered (the network delivered it twice): the
+            // same share again. It reveals nothing new: the nonce never signs anything else.
+            if let Some((digest, cached)) = &row.answered {
+                if *digest == job_digest {
+                    shares.push(*cached);
+                    continue;
+                }
+            }
             // Guard: a nonce signs once (I-11). It is erased, so even a bug cannot reuse it.
             let Some(secret) = row.secret.take() else {
                 let detail = format!("nonce for keyshare {keyshare} already signed; asked again for message {}", hex::encode(&job.message[..4]));
@@ -91,6 +103,7 @@ impl Operator {
                 None => signing::sign_as_operator(job, me, &share, &secret),
             }
             .map_err(|e| e.to_string())?;
+            row.answered = Some((job_digest, s));
             ctx.observe(Observation::NonceUsed {
                 signer: me.to_string(),
                 commitment: sha256(&[&commitment.0]),

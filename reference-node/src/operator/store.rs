@@ -156,6 +156,11 @@ pub struct NonceRow {
     /// Erased once used: a used nonce can never sign again.
     pub secret: Option<SecretNonce>,
     pub used_for: Option<[u8; 32]>,
+    /// The share this nonce produced and the digest of the job it signed (race70: a duplicated
+    /// FrostRound2 for the very same job gets the same share back instead of a refusal that
+    /// can overtake the real reply and abort the session; any other job is still refused).
+    #[serde(default)]
+    pub answered: Option<([u8; 32], crate::crypto::signing::SignatureShare)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -297,7 +297,7 @@ impl Wallet {
         let sender = self.identity_public();
         let leaf = self.leaves.get(&leaf_id).ok_or("leaf vanished")?;
         let htlc = crate::operator::preimage::expected_htlc_refunds(&leaf.nodes, &leaf.refunds, &invoice.payment_hash, &ssp_key, &sender)?;
-        let (transfer, package) = self.transfer_package_with(ctx, leaf_id, &ssp_key, commitments, htlc.into_array(), None)?;
+        let (transfer, package) = self.transfer_package_with(ctx, (leaf_id, leaf), &ssp_key, commitments, htlc.into_array(), None)?;
         let swap = PreimageSwap { reason: PreimageReason::Send, payment_hash: invoice.payment_hash, amount_sats: invoice.amount_sats, fee_sats };
         let expiry = ctx.now + LIGHTNING_SEND_EXPIRY;
         Ok((transfer, expiry, WalletRequest::InitiatePreimageSwap { swap, transfer, sender, receiver: ssp_key, expiry, package }))

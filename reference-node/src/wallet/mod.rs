@@ -6,6 +6,7 @@ mod aggregate;
 mod claim;
 mod coop_exit;
 mod deposit;
+mod device;
 mod exit;
 mod lightning;
 // Lightning send (§4.8), user and SSP.
@@ -84,6 +85,13 @@ pub enum Command {
     LightningSend { sats: u64 },
     /// Lightning send, SSP only: pay (or finish paying) the invoice with this hash.
     LightningPay { payment_hash: [u8; 32] },
+    /// Renew/send race (wallet/device.rs): the user's second device syncs its leaf cache now.
+    DeviceSync,
+    /// Renew/send race: the second device sends a leaf to `receiver` from its (maybe stale) cache.
+    DeviceSend { receiver: WalletId },
+    /// Renew/send race: renew the first available leaf now with the §4.4 variant for its node
+    /// CSV, without waiting for the < 200 trigger (the operators still require ≤ 300).
+    RenewNow,
 }
 
 /// Failed operations are retried this many times before the command is dropped.
@@ -199,6 +207,8 @@ pub struct Wallet {
     race: Option<race::Race>,
     /// Cooperative exits in progress, as user and as SSP (coop_exit.rs, ssp_coop_exit.rs).
     coop: coop_exit::CoopExits,
+    /// Renew/send race (device.rs): the second device's leaf cache, once it synced.
+    device: Option<device::Device>,
 }
 
 impl Wallet {
@@ -229,6 +239,7 @@ impl Wallet {
             fees: fee_bump::FeeBumper::default(),
             race: None,
             coop: coop_exit::CoopExits::default(),
+            device: None,
         }
     }
     pub fn id(&self) -> WalletId {
@@ -310,7 +321,11 @@ impl Wallet {
                 self.queue.push_front((cmd, attempt + 1));
                 self.op = None;
                 self.waiting.clear();
-                self.arm_retry(ctx, RETRY_DELAY);
+                // Backed off (2, 4, 8, 16 s: 30 s in all) so the tries span one gossip retry
+                // period: under loss a send is refused while a participant still holds the leaf
+                // TRANSFER_LOCKED by the finished previous transfer whose FinalizeTransfer
+                // gossip was lost; five tries 2 s apart gave up before the re-push (race70).
+                self.arm_retry(ctx, RETRY_DELAY * (1u64 << attempt.min(4)));
             }
             _ => {
                 ctx.observe(Observation::CommandSkipped { wallet: self.cfg.id, reason });
@@ -363,6 +378,9 @@ impl Wallet {
                     None => self.start_lightning_send(ctx, sats, attempt),
                 },
                 Command::LightningPay { payment_hash } => self.start_lightning_pay(ctx, payment_hash),
+                Command::DeviceSync => self.device_sync(ctx),
+                Command::DeviceSend { receiver } => self.start_device_send(ctx, receiver, attempt),
+                Command::RenewNow => self.start_renew_now(ctx, attempt),
             }
         } else if let Some(t) = self.next_claimable() {
             if ctx.now >= self.claim_retry_at {

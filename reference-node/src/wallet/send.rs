@@ -19,6 +19,19 @@ pub(super) struct SendOp {
     /// The coordinator answered the start with an error: if it then knows nothing of the
     /// transfer, it refused the package and no copy of it is pending.
     refused: bool,
+    /// Renew/send race (device.rs): the user's second device sends, from its own leaf cache.
+    device: bool,
+}
+
+impl SendOp {
+    /// The command a failed attempt retries.
+    fn command(&self) -> Command {
+        if self.device {
+            Command::DeviceSend { receiver: self.receiver }
+        } else {
+            Command::Send { receiver: self.receiver }
+        }
+    }
 }
 
 enum Stage {
@@ -29,23 +42,29 @@ enum Stage {
 
 impl Wallet {
     pub(super) fn start_send(&mut self, ctx: &mut Ctx<'_>, receiver: WalletId, attempt: u8) {
+        self.start_send_as(ctx, receiver, attempt, false);
+    }
+
+    /// A send by this device, or (`device`) by the user's second device from its cache.
+    pub(super) fn start_send_as(&mut self, ctx: &mut Ctx<'_>, receiver: WalletId, attempt: u8, device: bool) {
         let p = &self.cfg.params;
-        let leaf = self.leaves.iter().find(|(_, l)| {
-            l.state == LeafState::Available && l.refunds.sequences().is_ok_and(|(cur, _)| p.next_refund_sequences(cur).is_ok())
+        let view = if device { self.device_leaves() } else { &self.leaves };
+        let leaf = view.iter().find(|(id, l)| {
+            l.state == LeafState::Available && l.refunds.sequences().is_ok_and(|(cur, _)| p.next_refund_sequences(cur).is_ok()) && self.leaves.get(id).is_some_and(|l| l.state == LeafState::Available)
         });
         let Some((leaf, _)) = leaf else {
             ctx.observe(Observation::CommandSkipped { wallet: self.cfg.id, reason: "send: no available leaf with timelock left".into() });
             return self.start_next(ctx);
         };
         let leaf = *leaf;
-        self.begin(Op::Send(Box::new(SendOp { attempt, receiver, leaf, stage: Stage::Commitments, refused: false })));
+        self.begin(Op::Send(Box::new(SendOp { attempt, receiver, leaf, stage: Stage::Commitments, refused: false, device })));
         let to = self.cfg.coordinator;
         self.request(ctx, to, WalletRequest::GetSigningCommitments { leaf, count: 3 });
         self.arm_timeout(ctx);
     }
 
     pub(super) fn send_reply(&mut self, ctx: &mut Ctx<'_>, session: u64, mut s: SendOp, body: Result<WalletReply, String>) {
-        let retry = Some((Command::Send { receiver: s.receiver }, s.attempt));
+        let retry = Some((s.command(), s.attempt));
         match (&s.stage, body) {
             (Stage::Commitments, Ok(WalletReply::SigningCommitments { commitments })) => match self.build_transfer(ctx, &s, commitments) {
                 Ok((transfer, expiry, receiver_key, request)) => {
@@ -66,10 +85,10 @@ impl Wallet {
                 let (transfer, receiver_key, expiry) = (*transfer, *receiver_key, *expiry);
                 match outcome {
                     TransferOutcome::Sent => self.send_done(ctx, s.leaf, transfer, receiver_key),
-                    TransferOutcome::Returned => self.send_returned(ctx, s.leaf, transfer, retry),
+                    TransferOutcome::Returned => self.send_returned(ctx, &s, transfer, retry),
                     // Past expiry, "unknown" is final: the coordinator refuses an expired package,
                     // and one it had accepted would read InProgress (its PendingSend is durable).
-                    TransferOutcome::Unknown if ctx.now > expiry || s.refused => self.send_returned(ctx, s.leaf, transfer, retry),
+                    TransferOutcome::Unknown if ctx.now > expiry || s.refused => self.send_returned(ctx, &s, transfer, retry),
                     TransferOutcome::InProgress | TransferOutcome::Unknown => {
                         // Ask again after a while (handled like a timeout of this stage).
                         self.op = Some((session, Op::Send(Box::new(s))));
@@ -98,7 +117,8 @@ impl Wallet {
     /// the leaf is `Sending` and only the coordinator knows whether it left. (The leaf and its
     /// pending transfer are in the wallet's backup; the SDK re-syncs them at start-up.)
     pub(super) fn send_to_resolve(&self) -> Option<Command> {
-        let Some((_, Op::Send(s))) = &self.op else { return None };
+        // The second device (device.rs) re-syncs from the operators instead.
+        let Some((_, Op::Send(s))) = self.op.as_ref().filter(|(_, op)| !matches!(op, Op::Send(s) if s.device)) else { return None };
         match s.stage {
             Stage::Commitments => None,
             Stage::Start { transfer, expiry, receiver_key } | Stage::Query { transfer, expiry, receiver_key } => {
@@ -110,7 +130,7 @@ impl Wallet {
     /// Resume a send that a crash interrupted: query its outcome, as after a timeout. A returned
     /// transfer is retried like any returned send.
     pub(super) fn start_resolve_send(&mut self, ctx: &mut Ctx<'_>, receiver: WalletId, leaf: LeafId, (transfer, receiver_key, expiry): (TransferId, PublicKey, Micros), attempt: u8) {
-        self.begin(Op::Send(Box::new(SendOp { attempt, receiver, leaf, stage: Stage::Query { transfer, expiry, receiver_key }, refused: false })));
+        self.begin(Op::Send(Box::new(SendOp { attempt, receiver, leaf, stage: Stage::Query { transfer, expiry, receiver_key }, refused: false, device: false })));
         let to = self.cfg.coordinator;
         self.request(ctx, to, WalletRequest::QueryTransfer { transfer });
         self.arm_timeout(ctx);
@@ -118,7 +138,7 @@ impl Wallet {
 
     /// No answer: a send that may have reached the coordinator is never assumed lost — ask.
     pub(super) fn send_timeout(&mut self, ctx: &mut Ctx<'_>, session: u64, mut s: SendOp) {
-        let retry = Some((Command::Send { receiver: s.receiver }, s.attempt));
+        let retry = Some((s.command(), s.attempt));
         match s.stage {
             Stage::Commitments => self.fail(ctx, retry, "send: commitments timed out".into()),
             Stage::Start { transfer, expiry, receiver_key } | Stage::Query { transfer, expiry, receiver_key } => {
@@ -133,6 +153,7 @@ impl Wallet {
     }
 
     fn send_done(&mut self, ctx: &mut Ctx<'_>, leaf: LeafId, transfer: TransferId, receiver: PublicKey) {
+        self.device_forget(leaf);
         if let Some(l) = self.leaves.remove(&leaf) {
             ctx.observe(Observation::TransferSent { transfer, sender: self.cfg.id, receiver, leaf, value_sats: l.value_sats });
             self.sent_away.insert(leaf, l);
@@ -140,8 +161,12 @@ impl Wallet {
         self.finish(ctx);
     }
 
-    fn send_returned(&mut self, ctx: &mut Ctx<'_>, leaf: LeafId, transfer: TransferId, retry: Option<(Command, u8)>) {
-        if let Some(l) = self.leaves.get_mut(&leaf) {
+    fn send_returned(&mut self, ctx: &mut Ctx<'_>, s: &SendOp, transfer: TransferId, retry: Option<(Command, u8)>) {
+        if s.device {
+            // The second device's send was refused (or returned): it re-syncs before any retry.
+            return self.device_send_refused(ctx, s.leaf, transfer, retry);
+        }
+        if let Some(l) = self.leaves.get_mut(&s.leaf) {
             l.state = LeafState::Available;
         }
         ctx.observe(Observation::TransferReturned { transfer, sender: self.cfg.id });
@@ -152,6 +177,13 @@ impl Wallet {
     /// split the key tweak δ = sk_old − e among the operators.
     fn build_transfer(&self, ctx: &mut Ctx<'_>, s: &SendOp, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>) -> Result<(TransferId, Micros, PublicKey, WalletRequest), String> {
         let receiver_key = *self.cfg.directory.wallets.get(&s.receiver).ok_or("unknown receiver")?;
+        if s.device {
+            // Built from the second device's cache: a stale timelock if the leaf changed since.
+            let leaf = self.device_leaves().get(&s.leaf).ok_or("leaf not in the device's cache")?;
+            let (transfer, package) = self.transfer_package_of(ctx, s.leaf, leaf, &receiver_key, commitments, None)?;
+            let expiry = ctx.now + self.cfg.params.transfer_expiry;
+            return Ok((transfer, expiry, receiver_key, WalletRequest::StartTransfer { transfer, sender: self.identity_public(), receiver: receiver_key, expiry, package }));
+        }
         self.build_transfer_to(ctx, s.leaf, receiver_key, commitments)
     }
 
@@ -174,18 +206,23 @@ impl Wallet {
     /// `transfer_package` with the CPFP refund's user share signed under `adaptor` when given
     /// (leaf swaps v2: the SSP's counter leg, wallet/swap.rs).
     pub(super) fn transfer_package_under(&self, ctx: &mut Ctx<'_>, leaf_id: LeafId, receiver_key: &PublicKey, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>, adaptor: Option<PublicKey>) -> Result<(TransferId, TransferPackage), String> {
-        let p = &self.cfg.params;
         let leaf = self.leaves.get(&leaf_id).ok_or("leaf vanished")?;
+        self.transfer_package_of(ctx, leaf_id, leaf, receiver_key, commitments, adaptor)
+    }
+
+    /// `transfer_package` from a given view of the leaf (this device's, or the second device's
+    /// cache: wallet/device.rs).
+    fn transfer_package_of(&self, ctx: &mut Ctx<'_>, leaf_id: LeafId, leaf: &super::WalletLeaf, receiver_key: &PublicKey, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>, adaptor: Option<PublicKey>) -> Result<(TransferId, TransferPackage), String> {
+        let p = &self.cfg.params;
         let (current, _) = leaf.refunds.sequences()?;
         let (seq, direct) = p.next_refund_sequences(current).map_err(|e| e.to_string())?;
         let txs = leaf.nodes.refunds_to(receiver_key, seq, direct)?.into_array();
-        self.transfer_package_with(ctx, leaf_id, receiver_key, commitments, txs, adaptor)
+        self.transfer_package_with(ctx, (leaf_id, leaf), receiver_key, commitments, txs, adaptor)
     }
 
-    /// [`Self::transfer_package_under`] with the three refunds given (Lightning send's HTLC
+    /// [`Self::transfer_package_of`] with the three refunds given (Lightning send's HTLC
     /// refunds, wallet/lightning_send.rs).
-    pub(super) fn transfer_package_with(&self, ctx: &mut Ctx<'_>, leaf_id: LeafId, receiver_key: &PublicKey, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>, txs: [bitcoin::Transaction; 3], adaptor: Option<PublicKey>) -> Result<(TransferId, TransferPackage), String> {
-        let leaf = self.leaves.get(&leaf_id).ok_or("leaf vanished")?;
+    pub(super) fn transfer_package_with(&self, ctx: &mut Ctx<'_>, (leaf_id, leaf): (LeafId, &super::WalletLeaf), receiver_key: &PublicKey, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>, txs: [bitcoin::Transaction; 3], adaptor: Option<PublicKey>) -> Result<(TransferId, TransferPackage), String> {
         let prevouts = leaf.nodes.refund_prevouts()?;
         if commitments.len() != 3 {
             return Err(format!("{} commitment sets for 3 refunds", commitments.len()));
@@ -294,7 +331,7 @@ mod tests {
         let receiver_key = w.identity_public();
         let (transfer, expiry) = (TransferId([1; 16]), Micros::from_secs(1000));
         let stage = Stage::Start { transfer, expiry, receiver_key };
-        w.op = Some((0, Op::Send(Box::new(SendOp { attempt: 0, receiver: WalletId(1), leaf: LeafId([2; 16]), stage, refused: false }))));
+        w.op = Some((0, Op::Send(Box::new(SendOp { attempt: 0, receiver: WalletId(1), leaf: LeafId([2; 16]), stage, refused: false, device: false }))));
         w.next_req = 1;
         // The start timed out: the wallet asks, under a new round, with one timeout.
         let out = step(&mut w, Micros::from_secs(5), Input::Timer(TimerKind::RequestTimeout(0)));

@@ -3,6 +3,7 @@
 //! itself is `operator/twopc.rs`; these types live apart because messages (`msg.rs`) and the
 //! store (`operator/store.rs`) both carry them.
 use crate::msg::{RefundSet, TransferPackage};
+use crate::operator::coop_exit::CoopExitRow;
 use crate::crypto::PublicKey;
 use crate::types::{LeafId, Micros, OperatorId, TransferId};
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,8 @@ impl std::fmt::Display for FlowId {
 
 /// What a participant does on Prepare (its domain work, in the same store transaction as its
 /// PARTICIPANT row).
+// Carried boxed (`InternalRequest::ConsensusPrepare`), so the send variant's size costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FlowOp {
     /// Send (`start_transfer_v2`): record the transfer with its pending sender tweak and lock
@@ -47,6 +50,12 @@ pub enum FlowOp {
         expiry: Micros,
         package: TransferPackage,
         signed_refunds: BTreeMap<LeafId, RefundSet>,
+        /// The coordinator holds this send's sender tweak past COMMIT (a swap leg or a
+        /// cooperative exit, `operator/tweak_hold.rs`): COMMIT then records it, and the tweak
+        /// waits for the hold's own decision.
+        held: bool,
+        /// A cooperative exit: its exit row (connector tx), recorded with the Prepare.
+        coop_exit: Option<Box<CoopExitRow>>,
     },
     /// Claim: lock the receiver's stored tweak for settle `attempt` (its digests must match).
     ReceiverSettle { transfer: TransferId, attempt: u64, tweak_digests: BTreeMap<LeafId, [u8; 32]> },
@@ -62,7 +71,8 @@ impl FlowOp {
     /// starts, so a sweep can roll back without the coordinator's (volatile) session.
     pub fn decisions(&self) -> (FlowDecision, FlowDecision) {
         match self {
-            FlowOp::StartTransfer { transfer, .. } => (FlowDecision::SettleSender { transfer: *transfer }, FlowDecision::CancelTransfer { transfer: *transfer }),
+            FlowOp::StartTransfer { transfer, held: false, .. } => (FlowDecision::SettleSender { transfer: *transfer }, FlowDecision::CancelTransfer { transfer: *transfer }),
+            FlowOp::StartTransfer { transfer, held: true, .. } => (FlowDecision::HoldSender { transfer: *transfer }, FlowDecision::CancelTransfer { transfer: *transfer }),
             FlowOp::ReceiverSettle { transfer, attempt, .. } => (
                 FlowDecision::ReceiverCommit { transfer: *transfer, attempt: *attempt },
                 FlowDecision::ReceiverRollback { transfer: *transfer, attempt: *attempt },
@@ -82,6 +92,29 @@ pub enum FlowDecision {
     ReceiverCommit { transfer: TransferId, attempt: u64 },
     /// Unlock the receiver's tweak (→ SENDER_KEY_TWEAKED).
     ReceiverRollback { transfer: TransferId, attempt: u64 },
+    /// A held send committed: the transfer stays recorded (SENDER_KEY_TWEAK_PENDING) and its
+    /// tweak waits for the hold's decision (swap settle, coop-exit confirmations).
+    HoldSender { transfer: TransferId },
+}
+
+impl FlowDecision {
+    pub fn transfer(&self) -> TransferId {
+        match self {
+            FlowDecision::SettleSender { transfer }
+            | FlowDecision::CancelTransfer { transfer }
+            | FlowDecision::ReceiverCommit { transfer, .. }
+            | FlowDecision::ReceiverRollback { transfer, .. }
+            | FlowDecision::HoldSender { transfer } => *transfer,
+        }
+    }
+
+    /// The transfer of a send's COMMIT (held or not).
+    pub fn send_commit_of(&self) -> Option<TransferId> {
+        match self {
+            FlowDecision::SettleSender { transfer } | FlowDecision::HoldSender { transfer } => Some(*transfer),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

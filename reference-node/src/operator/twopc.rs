@@ -73,10 +73,19 @@ impl Operator {
             .map(|(f, _)| *f)
     }
 
+    /// Coordinator: the IN_FLIGHT flow of the send `transfer` (its tweak held or not), if any.
+    pub(super) fn coordinator_send_flow(&self, transfer: TransferId) -> Option<FlowId> {
+        self.store
+            .read()
+            .flows
+            .iter()
+            .find(|(_, r)| r.role == FlowRole::Coordinator && r.status == FlowStatus::InFlight && r.commit.send_commit_of() == Some(transfer))
+            .map(|(f, _)| *f)
+    }
+
     /// A send whose end belongs to the engine (it has a coordinator flow row).
     pub(super) fn flow_owns_send(&self, transfer: TransferId) -> bool {
-        let commit = FlowDecision::SettleSender { transfer };
-        self.store.read().flows.values().any(|r| r.role == FlowRole::Coordinator && r.commit == commit)
+        self.store.read().flows.values().any(|r| r.role == FlowRole::Coordinator && r.commit.send_commit_of() == Some(transfer))
     }
 
     /// Coordinator: decide `flow` in the caller's transaction (its own domain work is the
@@ -129,6 +138,8 @@ impl Operator {
             FlowDecision::ReceiverCommit { transfer, attempt } => self.apply_receiver_commit(db, transfer, attempt),
             // Attempts are honoured; the spark#24 hazard has no path here (one decision per flow).
             FlowDecision::ReceiverRollback { transfer, attempt } => Self::apply_receiver_rollback(db, transfer, attempt, false),
+            // Held (tweak_hold.rs): the Prepare recorded the transfer; its tweak waits.
+            FlowDecision::HoldSender { transfer } => db.transfers.contains_key(&transfer).then_some(()).ok_or_else(|| format!("unknown transfer {transfer}")),
         }
     }
 
@@ -223,7 +234,14 @@ impl Operator {
         }
         let mut db = self.store.begin();
         match op {
-            FlowOp::StartTransfer { transfer, sender, receiver, expiry, package, signed_refunds } => {
+            FlowOp::StartTransfer { transfer, sender, receiver, expiry, package, signed_refunds, held: _, coop_exit } => {
+                // A cooperative exit: its exit row first, so the refunds are checked as connector
+                // refunds (coop_exit.rs); a refused Prepare leaves neither behind.
+                if let Some(exit) = coop_exit {
+                    super::coop_exit::check_connector_tx(&exit.exit_txid, &exit.connector_tx, package.leaves.len())?;
+                    let fresh = super::coop_exit::CoopExitRow { finalized: false, confirmed: None, ever_confirmed: false, closed_on_chain: false, ..(**exit).clone() };
+                    db.coop_exits.entry(*transfer).or_insert(fresh);
+                }
                 self.initiate_transfer_in(&mut db, now, peer, *transfer, *sender, *receiver, *expiry, package, signed_refunds)?;
             }
             FlowOp::ReceiverSettle { transfer, attempt, tweak_digests } => {
@@ -295,9 +313,7 @@ impl Operator {
             let Some(decision) = rollback else { return Err(format!("COMMIT for {flow}, never prepared here")) };
             // Rolled back before its Prepare got here: a tombstone refuses a late Prepare.
             let participants = self.cfg.params.operator_ids().filter(|o| *o != origin).collect();
-            let transfer = match decision {
-                FlowDecision::SettleSender { transfer } | FlowDecision::CancelTransfer { transfer } | FlowDecision::ReceiverCommit { transfer, .. } | FlowDecision::ReceiverRollback { transfer, .. } => transfer,
-            };
+            let transfer = decision.transfer();
             db.flows.insert(flow, FlowRow { role: FlowRole::Participant, status: FlowStatus::RolledBack, participants, transfer, commit: decision, rollback: decision, started_at: Micros::ZERO });
             return Ok(());
         };

@@ -59,12 +59,18 @@ pub enum FlowOp {
     },
     /// Claim: lock the receiver's stored tweak for settle `attempt` (its digests must match).
     ReceiverSettle { transfer: TransferId, attempt: u64, tweak_digests: BTreeMap<LeafId, [u8; 32]> },
+    /// Claim's end (`FinalizeTransfer`): store the receiver's signed refunds, transfer
+    /// COMPLETED. Decided by the coordinator without a vote (its preconditions, the receiver
+    /// settle's COMMIT and the refunds' signatures, are already decided), delivered with its op
+    /// by `ConsensusDecided`; a participant that cannot apply it yet keeps its row IN_FLIGHT and
+    /// reconciles.
+    FinalizeTransfer { transfer: TransferId, refunds: BTreeMap<LeafId, RefundSet> },
 }
 
 impl FlowOp {
     pub fn transfer(&self) -> TransferId {
         match self {
-            FlowOp::StartTransfer { transfer, .. } | FlowOp::ReceiverSettle { transfer, .. } => *transfer,
+            FlowOp::StartTransfer { transfer, .. } | FlowOp::ReceiverSettle { transfer, .. } | FlowOp::FinalizeTransfer { transfer, .. } => *transfer,
         }
     }
     /// The decisions of this op: (commit, rollback). The rollback is pre-filled when the flow
@@ -77,6 +83,7 @@ impl FlowOp {
                 FlowDecision::ReceiverCommit { transfer: *transfer, attempt: *attempt },
                 FlowDecision::ReceiverRollback { transfer: *transfer, attempt: *attempt },
             ),
+            FlowOp::FinalizeTransfer { transfer, .. } => (FlowDecision::FinalizeTransfer { transfer: *transfer }, FlowDecision::Forget { transfer: *transfer }),
         }
     }
 }
@@ -95,6 +102,11 @@ pub enum FlowDecision {
     /// A held send committed: the transfer stays recorded (SENDER_KEY_TWEAK_PENDING) and its
     /// tweak waits for the hold's decision (swap settle, coop-exit confirmations).
     HoldSender { transfer: TransferId },
+    /// Store the receiver's refunds kept with the flow's op (→ COMPLETED).
+    FinalizeTransfer { transfer: TransferId },
+    /// Nothing to undo (the rollback of a flow decided without a vote: only a coordinator that
+    /// lost its row answers so, and then nothing was applied anywhere).
+    Forget { transfer: TransferId },
 }
 
 impl FlowDecision {
@@ -104,7 +116,9 @@ impl FlowDecision {
             | FlowDecision::CancelTransfer { transfer }
             | FlowDecision::ReceiverCommit { transfer, .. }
             | FlowDecision::ReceiverRollback { transfer, .. }
-            | FlowDecision::HoldSender { transfer } => *transfer,
+            | FlowDecision::HoldSender { transfer }
+            | FlowDecision::FinalizeTransfer { transfer }
+            | FlowDecision::Forget { transfer } => *transfer,
         }
     }
 
@@ -143,4 +157,7 @@ pub struct FlowRow {
     pub rollback: FlowDecision,
     /// When this operator wrote the row (the sweep and reconciliation measure staleness from it).
     pub started_at: Micros,
+    /// The op of a flow decided without a vote (its effect needs the op's data).
+    #[serde(default)]
+    pub op: Option<Box<FlowOp>>,
 }

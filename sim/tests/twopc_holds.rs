@@ -117,3 +117,35 @@ fn coop_exit_in_two_phase_mode_is_tweaked_only_after_six_confirmations() {
         assert!(o.db().coop_exits.contains_key(&exit), "{} has no exit row: the Prepare must carry it", o.id());
     }
 }
+
+/// `gossip_ack_unapplied` (spark-protocol §8.2 #10): in gossip mode a FinalizeTransfer that
+/// overtakes the receiver settle is acked unapplied and lost (I-12). In two_phase mode the
+/// finalize is a flow decided without a vote: the participant keeps it IN_FLIGHT until it can
+/// apply it, and every finalize ends COMMITTED everywhere.
+#[test]
+fn an_early_finalize_is_kept_and_reconciled_in_two_phase_mode_not_acked_and_lost() {
+    // (The gossip side, I-12, is sim/tests/byzantine.rs's and the consensus campaign's.)
+    let s = load("consensus/gossip-ack-unapplied-two-phase.toml");
+    let r = runner::run(&s, &s.file, 1, &RunOptions::default()).report;
+    assert!(r.violations.is_empty(), "two_phase mode: {:?}", r.violations);
+    let mut engine = runner::build(&s, 1, false).engine;
+    let (mut early, mut steps) = (false, 0u64);
+    while let Some(rec) = engine.step() {
+        // A participant holding a finalize it could not apply yet (such a row waits a whole
+        // flow_stale for reconciliation, so a look every 50 events is enough).
+        steps += 1;
+        early |= steps % 50 == 0 && operators(&engine).iter().any(|o| o.db().flows.values().any(|f| f.role == FlowRole::Participant && matches!(f.commit, FlowDecision::FinalizeTransfer { .. }) && f.status == FlowStatus::InFlight));
+        if rec.time > Micros::from_secs(2_400) {
+            break;
+        }
+    }
+    assert!(early, "no finalize overtook its receiver settle: the scenario no longer exercises the hazard");
+    let mut finalizes = 0;
+    for o in operators(&engine) {
+        for f in o.db().flows.values().filter(|f| matches!(f.commit, FlowDecision::FinalizeTransfer { .. })) {
+            assert_eq!(f.status, FlowStatus::Committed, "{}: {f:?}", o.id());
+            finalizes += 1;
+        }
+    }
+    assert!(finalizes >= 5 * r.transfers_claimed, "{finalizes} finalize rows for {} claims on 5 operators", r.transfers_claimed);
+}

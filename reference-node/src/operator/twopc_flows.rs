@@ -8,9 +8,10 @@ use super::tweak_hold::SenderTweak;
 use super::twopc::Deferred;
 use super::{Operator, SessionKind, Step};
 use crate::consensus::{FlowDecision, FlowOp};
-use crate::msg::{InternalRequest, Msg};
+use super::store::Db;
+use crate::msg::{GossipBody, InternalRequest, Msg, RefundSet};
 use crate::node::Ctx;
-use crate::types::LeafId;
+use crate::types::{LeafId, TransferId};
 use std::collections::BTreeMap;
 
 impl Operator {
@@ -158,6 +159,32 @@ impl Operator {
         }
         s.stage = Stage::WaitSettled;
         self.claim_try_sign(ctx, s)
+    }
+
+    /// Claim's end: the coordinator's finalize (applied to `db` by the caller) is a flow decided
+    /// without a vote: its COMMITTED row keeps the op, the decision's gossip carries it, all in
+    /// the caller's transaction; the gossip leaves once that transaction is durable. Each
+    /// participant keeps the decision durably even when it cannot apply it yet (twopc.rs
+    /// `apply_decided_flow`), so an early finalize is never acknowledged and lost (the
+    /// `gossip_ack_unapplied` hazard of plain gossip).
+    pub(super) fn twopc_finalize_transfer(&mut self, ctx: &mut Ctx<'_>, mut db: Db, transfer: TransferId, refunds: BTreeMap<LeafId, RefundSet>) -> Result<(), String> {
+        let op = FlowOp::FinalizeTransfer { transfer, refunds };
+        let flow = self.flow_start(&mut db, ctx.now, &op);
+        if let Some(r) = db.flows.get_mut(&flow) {
+            r.op = Some(Box::new(op.clone()));
+        }
+        let seq = self.flow_decide(&mut db, flow, true)?;
+        if let Some(seq) = seq {
+            // ConsensusCommit carries no op: deliver the decision with it instead.
+            if let Some(g) = db.gossip_out.get_mut(&seq) {
+                g.body = GossipBody::ConsensusDecided { flow, op: Box::new(op) };
+            }
+        }
+        self.store.commit(db);
+        if let Some(seq) = seq {
+            self.defer(ctx, Deferred::Gossip(seq));
+        }
+        Ok(())
     }
 
     /// Claim failed: before COMMIT roll the flow back; after it, never (the failed signing is

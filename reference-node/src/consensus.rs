@@ -3,6 +3,7 @@
 //! itself is `operator/twopc.rs`; these types live apart because messages (`msg.rs`) and the
 //! store (`operator/store.rs`) both carry them.
 use crate::msg::{RefundSet, TransferPackage};
+use crate::operator::coop_exit::CoopExitRow;
 use crate::crypto::PublicKey;
 use crate::types::{LeafId, Micros, OperatorId, TransferId};
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,8 @@ impl std::fmt::Display for FlowId {
 
 /// What a participant does on Prepare (its domain work, in the same store transaction as its
 /// PARTICIPANT row).
+// Carried boxed (`InternalRequest::ConsensusPrepare`), so the send variant's size costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FlowOp {
     /// Send (`start_transfer_v2`): record the transfer with its pending sender tweak and lock
@@ -47,26 +50,40 @@ pub enum FlowOp {
         expiry: Micros,
         package: TransferPackage,
         signed_refunds: BTreeMap<LeafId, RefundSet>,
+        /// The coordinator holds this send's sender tweak past COMMIT (a swap leg or a
+        /// cooperative exit, `operator/tweak_hold.rs`): COMMIT then records it, and the tweak
+        /// waits for the hold's own decision.
+        held: bool,
+        /// A cooperative exit: its exit row (connector tx), recorded with the Prepare.
+        coop_exit: Option<Box<CoopExitRow>>,
     },
     /// Claim: lock the receiver's stored tweak for settle `attempt` (its digests must match).
     ReceiverSettle { transfer: TransferId, attempt: u64, tweak_digests: BTreeMap<LeafId, [u8; 32]> },
+    /// Claim's end (`FinalizeTransfer`): store the receiver's signed refunds, transfer
+    /// COMPLETED. Decided by the coordinator without a vote (its preconditions, the receiver
+    /// settle's COMMIT and the refunds' signatures, are already decided), delivered with its op
+    /// by `ConsensusDecided`; a participant that cannot apply it yet keeps its row IN_FLIGHT and
+    /// reconciles.
+    FinalizeTransfer { transfer: TransferId, refunds: BTreeMap<LeafId, RefundSet> },
 }
 
 impl FlowOp {
     pub fn transfer(&self) -> TransferId {
         match self {
-            FlowOp::StartTransfer { transfer, .. } | FlowOp::ReceiverSettle { transfer, .. } => *transfer,
+            FlowOp::StartTransfer { transfer, .. } | FlowOp::ReceiverSettle { transfer, .. } | FlowOp::FinalizeTransfer { transfer, .. } => *transfer,
         }
     }
     /// The decisions of this op: (commit, rollback). The rollback is pre-filled when the flow
     /// starts, so a sweep can roll back without the coordinator's (volatile) session.
     pub fn decisions(&self) -> (FlowDecision, FlowDecision) {
         match self {
-            FlowOp::StartTransfer { transfer, .. } => (FlowDecision::SettleSender { transfer: *transfer }, FlowDecision::CancelTransfer { transfer: *transfer }),
+            FlowOp::StartTransfer { transfer, held: false, .. } => (FlowDecision::SettleSender { transfer: *transfer }, FlowDecision::CancelTransfer { transfer: *transfer }),
+            FlowOp::StartTransfer { transfer, held: true, .. } => (FlowDecision::HoldSender { transfer: *transfer }, FlowDecision::CancelTransfer { transfer: *transfer }),
             FlowOp::ReceiverSettle { transfer, attempt, .. } => (
                 FlowDecision::ReceiverCommit { transfer: *transfer, attempt: *attempt },
                 FlowDecision::ReceiverRollback { transfer: *transfer, attempt: *attempt },
             ),
+            FlowOp::FinalizeTransfer { transfer, .. } => (FlowDecision::FinalizeTransfer { transfer: *transfer }, FlowDecision::Forget { transfer: *transfer }),
         }
     }
 }
@@ -82,6 +99,36 @@ pub enum FlowDecision {
     ReceiverCommit { transfer: TransferId, attempt: u64 },
     /// Unlock the receiver's tweak (→ SENDER_KEY_TWEAKED).
     ReceiverRollback { transfer: TransferId, attempt: u64 },
+    /// A held send committed: the transfer stays recorded (SENDER_KEY_TWEAK_PENDING) and its
+    /// tweak waits for the hold's decision (swap settle, coop-exit confirmations).
+    HoldSender { transfer: TransferId },
+    /// Store the receiver's refunds kept with the flow's op (→ COMPLETED).
+    FinalizeTransfer { transfer: TransferId },
+    /// Nothing to undo (the rollback of a flow decided without a vote: only a coordinator that
+    /// lost its row answers so, and then nothing was applied anywhere).
+    Forget { transfer: TransferId },
+}
+
+impl FlowDecision {
+    pub fn transfer(&self) -> TransferId {
+        match self {
+            FlowDecision::SettleSender { transfer }
+            | FlowDecision::CancelTransfer { transfer }
+            | FlowDecision::ReceiverCommit { transfer, .. }
+            | FlowDecision::ReceiverRollback { transfer, .. }
+            | FlowDecision::HoldSender { transfer }
+            | FlowDecision::FinalizeTransfer { transfer }
+            | FlowDecision::Forget { transfer } => *transfer,
+        }
+    }
+
+    /// The transfer of a send's COMMIT (held or not).
+    pub fn send_commit_of(&self) -> Option<TransferId> {
+        match self {
+            FlowDecision::SettleSender { transfer } | FlowDecision::HoldSender { transfer } => Some(*transfer),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -110,4 +157,7 @@ pub struct FlowRow {
     pub rollback: FlowDecision,
     /// When this operator wrote the row (the sweep and reconciliation measure staleness from it).
     pub started_at: Micros,
+    /// The op of a flow decided without a vote (its effect needs the op's data).
+    #[serde(default)]
+    pub op: Option<Box<FlowOp>>,
 }

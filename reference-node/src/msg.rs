@@ -564,6 +564,10 @@ pub enum GossipBody {
     /// Leaf swaps: apply the primary's and every counter transfer's sender tweak in one store
     /// transaction (spark-protocol §4.3 v3, operator/swap.rs).
     SettleSwapKeyTweak { primary: TransferId, counters: Vec<TransferId> },
+    /// Two-phase commit mode (§4.10): a flow its coordinator decided COMMIT without a vote (a
+    /// transfer's finalize, operator/twopc_flows.rs), with its op, since no participant
+    /// prepared it.
+    ConsensusDecided { flow: crate::consensus::FlowId, op: Box<crate::consensus::FlowOp> },
 }
 
 impl GossipBody {
@@ -583,6 +587,7 @@ impl GossipBody {
             GossipBody::FinalizeSplit { .. } => "Gossip:FinalizeSplit",
             GossipBody::FinalizeAggregate { .. } => "Gossip:FinalizeAggregate",
             GossipBody::SettleSwapKeyTweak { .. } => "Gossip:SettleSwapKeyTweak",
+            GossipBody::ConsensusDecided { .. } => "Gossip:ConsensusDecided",
         }
     }
 }

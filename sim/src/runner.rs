@@ -58,6 +58,7 @@ pub fn params_of(s: &Scenario) -> Params {
     adversary_params(s, &mut p);
     p.deposit_confirmations = s.chain.deposit_confirmations;
     p.consensus = s.protocol.consensus; // two-phase commit mode
+    p.flow_stale = s.protocol.flow_stale;
     // Watchtower and fees flow.
     p.watchtower = s.watchtower.mode;
     p.l1_feerate_sat_vb = s.watchtower.wallet_feerate_sat_vb;

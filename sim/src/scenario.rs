@@ -279,6 +279,9 @@ impl TestFault {
 ///   spark-protocol §4.10): "gossip" (Oct-2025 durable gossip, the coordinator applies its own
 ///   part after every receipt) or "two_phase" (the 2026 coordinator-driven prepare / commit /
 ///   rollback engine with reconciliation and presumed abort, `operator/twopc.rs`).
+/// - `flow_stale_s` = 60.0: two_phase only (an error with `consensus = "gossip"`), > 0: the age
+///   at which a coordinator's IN_FLIGHT flow with no live session is presumed aborted (rolled
+///   back) and a participant's IN_FLIGHT flow asks its coordinator how it ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtocolSpec {
     pub gossip_retry: Micros,
@@ -292,6 +295,8 @@ pub struct ProtocolSpec {
     pub hazards: BTreeSet<Hazard>,
     /// Two-phase commit mode: gossip (default) or two_phase.
     pub consensus: reference_node::consensus::Consensus,
+    /// Two-phase commit mode: presumed-abort / reconciliation age (`flow_stale_s`).
+    pub flow_stale: Micros,
 }
 
 impl Default for ProtocolSpec {
@@ -306,6 +311,7 @@ impl Default for ProtocolSpec {
             test_faults: BTreeSet::new(),
             hazards: BTreeSet::new(),
             consensus: reference_node::consensus::Consensus::Gossip,
+            flow_stale: FLOW_STALE_DEFAULT,
         }
     }
 }
@@ -986,6 +992,7 @@ struct RawProtocol {
     test_faults: Option<Vec<Spanned<String>>>,
     hazards: Option<Vec<Spanned<String>>>,
     consensus: S<String>,
+    flow_stale_s: S<f64>,
 }
 
 #[derive(Deserialize)]
@@ -1620,6 +1627,7 @@ impl Validator<'_> {
             test_faults,
             hazards: self.hazards(p.hazards.as_deref().unwrap_or_default())?,
             consensus: self.consensus(&p.consensus)?,
+            flow_stale: self.flow_stale(p)?,
         })
     }
 
@@ -2399,6 +2407,9 @@ struct RawTheft {
     at_s: Spanned<f64>,
 }
 
+/// `protocol.flow_stale_s` when not given (Spark's 60 s presumed-abort age).
+pub const FLOW_STALE_DEFAULT: Micros = Micros::from_secs(60);
+
 /// `protocol.consensus` values (two-phase commit mode).
 pub const CONSENSUS_MODES: [(&str, reference_node::consensus::Consensus); 2] =
     [("gossip", reference_node::consensus::Consensus::Gossip), ("two_phase", reference_node::consensus::Consensus::TwoPhase)];
@@ -2411,6 +2422,16 @@ impl Validator<'_> {
             let allowed: Vec<&str> = CONSENSUS_MODES.iter().map(|(n, _)| *n).collect();
             self.err(v.span(), "protocol.consensus", format!("unknown consensus mode `{}`: allowed: {}", v.get_ref(), allowed.join(", ")))
         })
+    }
+
+    /// Two-phase commit mode: `protocol.flow_stale_s`, > 0 and only with `consensus = "two_phase"`.
+    fn flow_stale(&self, p: &RawProtocol) -> R<Micros> {
+        let Some(v) = self.secs(&p.flow_stale_s, "protocol.flow_stale_s", Zero::Forbidden)? else { return Ok(FLOW_STALE_DEFAULT) };
+        if self.consensus(&p.consensus)? != reference_node::consensus::Consensus::TwoPhase {
+            let span = p.flow_stale_s.as_ref().map(|x| x.span()).unwrap_or_default();
+            return Err(self.err(span, "protocol.flow_stale_s", "applies only with consensus = \"two_phase\" (the gossip mode has no flows)".to_owned()));
+        }
+        Ok(v)
     }
 
     fn hazards(&self, raw: &[Spanned<String>]) -> R<BTreeSet<Hazard>> {
@@ -2607,6 +2628,21 @@ mod adversary_tests {
         assert_eq!(plain.protocol.consensus, Consensus::Gossip);
         let e = err("[protocol]\nconsensus = \"paxos\"\n");
         assert_eq!((e.line, e.field.as_str()), (4, "protocol.consensus"), "{e}");
+        assert!(e.message.contains("two_phase"), "{e}");
+    }
+
+    /// Two-phase commit mode: `protocol.flow_stale_s` defaults to 60 s, must be > 0, and is
+    /// refused in gossip mode, each error naming its line, column and field.
+    #[test]
+    fn flow_stale_parses_and_bad_values_are_located() {
+        let s = Scenario::parse("x.toml", &format!("{HEAD}[protocol]\nconsensus = \"two_phase\"\nflow_stale_s = 12.5\n")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.protocol.flow_stale, Micros::from_millis(12_500));
+        let plain = Scenario::parse("x.toml", &format!("{HEAD}[protocol]\nconsensus = \"two_phase\"\n")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plain.protocol.flow_stale, Micros::from_secs(60));
+        let e = err("[protocol]\nconsensus = \"two_phase\"\nflow_stale_s = 0.0\n");
+        assert_eq!((e.line, e.column, e.field.as_str()), (5, 16, "protocol.flow_stale_s"), "{e}");
+        let e = err("[protocol]\nflow_stale_s = 30.0\n");
+        assert_eq!((e.line, e.column, e.field.as_str()), (4, 16, "protocol.flow_stale_s"), "{e}");
         assert!(e.message.contains("two_phase"), "{e}");
     }
     #[test]

@@ -67,6 +67,7 @@ pub fn to_toml(s: &Scenario, header: &str) -> String {
     if p.consensus != reference_node::consensus::Consensus::Gossip {
         let name = crate::scenario::CONSENSUS_MODES.iter().find(|(_, c)| *c == p.consensus).map_or("?", |(n, _)| n);
         let _ = writeln!(out, "consensus = {}", string(name));
+        let _ = writeln!(out, "flow_stale_s = {}", secs(p.flow_stale));
     }
 
     workload(&mut out, &s.workload);
@@ -601,6 +602,7 @@ mod tests {
             s.protocol.test_faults = [TestFault::SkipSendTimelockDecrement, TestFault::BroadcastRefundEarly].into();
             s.protocol.hazards = Hazard::ALL.iter().map(|(_, h)| *h).collect();
             s.protocol.consensus = reference_node::consensus::Consensus::TwoPhase; // two-phase commit mode
+            s.protocol.flow_stale = Micros(45_250_000);
             s.byzantine = vec![
                 ByzantineSpec { operator: OperatorId(1), behaviours: Behaviour::ALL.iter().map(|(_, b)| *b).collect() },
                 ByzantineSpec { operator: OperatorId(4), behaviours: [Behaviour::Withhold].into() },

@@ -423,6 +423,9 @@ impl Operator {
         }
         let all = BTreeMap::from([(leaf, refunds)]);
         Self::apply_finalize_transfer(&mut db, transfer, &all)?;
+        if self.two_phase() {
+            return self.twopc_finalize_transfer(ctx, db, transfer, all); // two-phase commit mode
+        }
         let seq = Self::gossip_create(&mut db, GossipBody::FinalizeTransfer { transfer, refunds: all }, self.others());
         self.store.commit(db);
         self.gossip_push(ctx, seq);

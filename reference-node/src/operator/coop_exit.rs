@@ -212,8 +212,8 @@ impl Operator {
             if tr.status.is_terminal() {
                 continue;
             }
-            let deep = row.confirmed.is_some_and(|(h, _)| height + 1 >= h + COOP_EXIT_CONFIRMATIONS);
-            if tr.coordinator == me && row.finalized && deep && !tr.status.is_sent() {
+            // The hold's release rule lives with the hold itself (tweak_hold.rs).
+            if tr.coordinator == me && super::tweak_hold::coop_exit_releasable(row, height) && !tr.status.is_sent() {
                 settle.push(*t);
             } else if tr.coordinator == me && !row.ever_confirmed && ctx.now > tr.expiry && !tr.status.is_sent() {
                 cancel.push(*t);

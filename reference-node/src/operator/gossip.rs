@@ -53,7 +53,7 @@ impl Operator {
             Ok(())
         } else {
             let mut db = self.store.begin();
-            let r = self.apply_gossip(&mut db, id.origin, &body);
+            let r = self.apply_gossip(&mut db, ctx.now, id.origin, &body);
             if r.is_ok() {
                 db.gossip_applied.insert(id);
                 self.store.commit(db);
@@ -64,6 +64,8 @@ impl Operator {
             ctx.observe(Observation::Rejected { what: format!("{} applying {}", self.cfg.id, body.kind()), reason: e.clone() });
         }
         // Hazard (spark-protocol §8.2 #10): the Oct-2025 handlers only log the error and ack.
+        // Two-phase commit mode: a decision whose effect had to wait keeps its row IN_FLIGHT.
+        self.arm_consensus_tick(ctx);
         let applied = if self.cfg.params.hazards.gossip_ack_unapplied { Ok(()) } else { applied };
         ctx.send(from, Msg::GossipAck { id, applied });
         if self.byz.is_some() {
@@ -71,7 +73,7 @@ impl Operator {
         }
     }
 
-    fn apply_gossip(&self, db: &mut Db, origin: OperatorId, body: &GossipBody) -> Result<(), String> {
+    fn apply_gossip(&self, db: &mut Db, now: crate::types::Micros, origin: OperatorId, body: &GossipBody) -> Result<(), String> {
         match body {
             GossipBody::FinalizeTreeCreation { leaf } => self.apply_finalize_tree(db, leaf),
             GossipBody::SettleSenderKeyTweak { transfer } => self.apply_settle_sender(db, *transfer),
@@ -90,6 +92,8 @@ impl Operator {
             GossipBody::FinalizeSplit { split } => self.apply_split(db, self.cfg.id, split),
             GossipBody::FinalizeAggregate { aggregate } => self.apply_aggregate(db, self.cfg.id, aggregate),
             GossipBody::SettleSwapKeyTweak { primary, counters } => self.apply_settle_swap(db, *primary, counters),
+            // Two-phase commit mode: a finalize decided without a vote (twopc.rs).
+            GossipBody::ConsensusDecided { flow, op } => self.apply_decided_flow(db, now, origin, *flow, op),
         }
     }
 

@@ -24,6 +24,8 @@ mod split;
 pub mod store;
 mod twopc;
 mod twopc_flows;
+// Two-phase commit mode: one decision on holding a committed send's sender tweak, both modes.
+mod tweak_hold;
 pub mod swap;
 mod watcher;
 // Watchtower and fees flow: direct refunds of the current owner when a node tx is on chain.

@@ -97,8 +97,10 @@ impl Operator {
 
     /// Decrypt and check this operator's slice, the package and every leaf's refunds
     /// (spark-protocol §4.2 coordinator steps 1 and 3; participants run the same checks).
-    fn validate_send(&self, now: Micros, transfer: TransferId, sender: &PublicKey, receiver: &PublicKey, expiry: Micros, package: &TransferPackage) -> Result<ValidSend, String> {
-        let db = self.store.read();
+    /// `db`: the store as the caller's transaction sees it (a two-phase Prepare of a coop exit
+    /// records the exit row in the same transaction before validating against it).
+    #[allow(clippy::too_many_arguments)]
+    fn validate_send(&self, db: &Db, now: Micros, transfer: TransferId, sender: &PublicKey, receiver: &PublicKey, expiry: Micros, package: &TransferPackage) -> Result<ValidSend, String> {
         let me = self.cfg.id;
         if expiry <= now {
             return Err("transfer already expired".into());
@@ -196,7 +198,7 @@ impl Operator {
         if self.store.read().pending_sends.contains_key(&transfer) {
             return Self::reply_wallet(ctx, call, Err(format!("transfer {transfer} already exists")));
         }
-        let valid = match self.validate_send(ctx.now, transfer, &sender, &receiver, expiry, &package) {
+        let valid = match self.validate_send(self.store.read(), ctx.now, transfer, &sender, &receiver, expiry, &package) {
             Ok(v) => v,
             Err(e) => return Self::reply_wallet(ctx, call, Err(e)),
         };
@@ -358,18 +360,11 @@ impl Operator {
             return self.send_abort(ctx, s, e);
         }
         let others = self.others();
-        // A cooperative exit settles only when its exit tx is deep enough (coop_exit.rs).
-        let coop = db.coop_exits.contains_key(&s.transfer);
-        // Leaf swaps (operator/swap.rs): a swap leg's sender tweak waits for the swap's decision.
-        // Lightning send: the sender's tweak waits for provide_preimage (preimage_send.rs).
-        let held = coop || super::preimage_send::send_hash_of(&db, s.transfer).is_some();
-        let settle = if held {
-            None
-        } else {
-            match Self::swap_on_commit(&mut db, s.transfer) {
-                Ok(x) => Self::swap_settle_body(x, s.transfer),
-                Err(e) => return self.send_abort(ctx, s, e),
-            }
+        // Swap legs, cooperative exits and Lightning sends hold their tweak (tweak_hold.rs, shared
+        // with two_phase).
+        let settle = match Self::sender_tweak_on_commit(&mut db, s.transfer) {
+            Ok(x) => x.settle_body(s.transfer),
+            Err(e) => return self.send_abort(ctx, s, e),
         };
         let seq = settle.clone().filter(|_| !others.is_empty()).map(|body| Self::gossip_create(&mut db, body, others));
         if let (None, Some(body)) = (seq, &settle) {
@@ -381,11 +376,17 @@ impl Operator {
         if let Some(seq) = seq {
             self.gossip_push(ctx, seq);
         }
-        let reply = match s.signed.values().next() {
-            Some(refunds) if coop => WalletReply::CoopExitSigned { transfer: s.transfer, refunds: refunds.clone() },
-            _ => WalletReply::Transfer { transfer: s.transfer, outcome: TransferOutcome::Sent },
-        };
+        let reply = self.send_committed_reply(&s);
         Self::reply_wallet(ctx, s.call, Ok(reply));
+    }
+
+    /// The wallet's answer to a committed send (both commit paths): "sent", or for a cooperative
+    /// exit its signed connector refunds.
+    pub(super) fn send_committed_reply(&self, s: &SendSession) -> WalletReply {
+        match s.signed.values().next() {
+            Some(refunds) if self.store.read().coop_exits.contains_key(&s.transfer) => WalletReply::CoopExitSigned { transfer: s.transfer, refunds: refunds.clone() },
+            _ => WalletReply::Transfer { transfer: s.transfer, outcome: TransferOutcome::Sent },
+        }
     }
 
     /// Every operator holds the transfer: record it on the coordinator (status
@@ -480,7 +481,7 @@ impl Operator {
     /// two-phase commit mode writes its PARTICIPANT row in the same one).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn initiate_transfer_in(&self, db: &mut Db, now: Micros, coordinator: OperatorId, transfer: TransferId, sender: PublicKey, receiver: PublicKey, expiry: Micros, package: &TransferPackage, signed_refunds: &BTreeMap<LeafId, RefundSet>) -> Result<(), String> {
-        let valid = self.validate_send(now, transfer, &sender, &receiver, expiry, package)?;
+        let valid = self.validate_send(db, now, transfer, &sender, &receiver, expiry, package)?;
         for (index, lp) in package.leaves.iter().enumerate() {
             let leaf = &db.leaves[&lp.leaf];
             let signed = signed_refunds.get(&lp.leaf).ok_or("missing signed refunds")?;

@@ -290,15 +290,6 @@ impl Operator {
         Ok(())
     }
 
-    /// The settle body for a swap-held send that `send_commit` will write (`None`: hold).
-    pub(super) fn swap_settle_body(swap: SwapCommit, transfer: TransferId) -> Option<GossipBody> {
-        match swap {
-            SwapCommit::NotSwap => Some(GossipBody::SettleSenderKeyTweak { transfer }),
-            SwapCommit::Hold => None,
-            SwapCommit::Settle(b) => Some(*b),
-        }
-    }
-
     /// Apply a settle gossip body, whichever kind (the coordinator alone applies at once).
     pub(super) fn apply_swap_gossip(&self, db: &mut Db, body: &GossipBody) -> Result<(), String> {
         match body {

@@ -18,7 +18,7 @@
 //! `ConsensusFlush` timer: timers of a crashed handler never fire, so those outputs leave only if
 //! the commit survived. Outputs that promise nothing (a Prepare, a rollback) leave at once: a
 //! lost IN_FLIGHT row answers `None` to a query (presumed abort), a lost rollback is swept again.
-use super::store::{Db, PendingSendStatus};
+use super::store::{Db, PendingSendStatus, TransferStatus};
 use super::Operator;
 use crate::consensus::{Consensus, FlowDecision, FlowId, FlowOp, FlowRole, FlowRow, FlowStatus};
 use crate::msg::{GossipBody, InternalReply, InternalRequest, Msg, ReqId};
@@ -57,7 +57,7 @@ impl Operator {
         let flow = FlowId { coordinator: self.cfg.id, seq: (db.incarnation << 32) | self.vol.twopc.next_flow };
         self.vol.twopc.next_flow += 1;
         let (commit, rollback) = op.decisions();
-        let row = FlowRow { role: FlowRole::Coordinator, status: FlowStatus::InFlight, participants: self.others(), transfer: op.transfer(), commit, rollback, started_at: now };
+        let row = FlowRow { role: FlowRole::Coordinator, status: FlowStatus::InFlight, participants: self.others(), transfer: op.transfer(), commit, rollback, started_at: now, op: None };
         db.flows.insert(flow, row);
         self.vol.twopc.live.insert(flow);
         flow
@@ -73,10 +73,19 @@ impl Operator {
             .map(|(f, _)| *f)
     }
 
+    /// Coordinator: the IN_FLIGHT flow of the send `transfer` (its tweak held or not), if any.
+    pub(super) fn coordinator_send_flow(&self, transfer: TransferId) -> Option<FlowId> {
+        self.store
+            .read()
+            .flows
+            .iter()
+            .find(|(_, r)| r.role == FlowRole::Coordinator && r.status == FlowStatus::InFlight && r.commit.send_commit_of() == Some(transfer))
+            .map(|(f, _)| *f)
+    }
+
     /// A send whose end belongs to the engine (it has a coordinator flow row).
     pub(super) fn flow_owns_send(&self, transfer: TransferId) -> bool {
-        let commit = FlowDecision::SettleSender { transfer };
-        self.store.read().flows.values().any(|r| r.role == FlowRole::Coordinator && r.commit == commit)
+        self.store.read().flows.values().any(|r| r.role == FlowRole::Coordinator && r.commit.send_commit_of() == Some(transfer))
     }
 
     /// Coordinator: decide `flow` in the caller's transaction (its own domain work is the
@@ -102,7 +111,7 @@ impl Operator {
         };
         // The coordinator's own rollback: nothing of the op was applied here before COMMIT,
         // except the receiver settle's lock, which the rollback undoes.
-        if let Err(e) = self.apply_decision(&mut db, rollback) {
+        if let Err(e) = self.apply_decision(&mut db, rollback, None) {
             ctx.observe(Observation::Rejected { what: format!("{} rolling back {flow}", self.cfg.id), reason: e });
         }
         if let FlowDecision::CancelTransfer { transfer } = rollback {
@@ -122,13 +131,21 @@ impl Operator {
     }
 
     /// A decision's domain effect on this operator.
-    pub(super) fn apply_decision(&self, db: &mut Db, d: FlowDecision) -> Result<(), String> {
+    /// `op`: the flow's op when the row keeps one (a flow decided without a vote).
+    pub(super) fn apply_decision(&self, db: &mut Db, d: FlowDecision, op: Option<&FlowOp>) -> Result<(), String> {
         match d {
             FlowDecision::SettleSender { transfer } => self.apply_settle_sender(db, transfer),
             FlowDecision::CancelTransfer { transfer } => Self::apply_cancel(db, transfer),
             FlowDecision::ReceiverCommit { transfer, attempt } => self.apply_receiver_commit(db, transfer, attempt),
             // Attempts are honoured; the spark#24 hazard has no path here (one decision per flow).
             FlowDecision::ReceiverRollback { transfer, attempt } => Self::apply_receiver_rollback(db, transfer, attempt, false),
+            // Held (tweak_hold.rs): the Prepare recorded the transfer; its tweak waits.
+            FlowDecision::HoldSender { transfer } => db.transfers.contains_key(&transfer).then_some(()).ok_or_else(|| format!("unknown transfer {transfer}")),
+            FlowDecision::FinalizeTransfer { transfer } => match op {
+                Some(FlowOp::FinalizeTransfer { transfer: t, refunds }) if *t == transfer => Self::apply_finalize_transfer(db, transfer, refunds),
+                _ => Err(format!("finalize of transfer {transfer} without its refunds")),
+            },
+            FlowDecision::Forget { .. } => Ok(()),
         }
     }
 
@@ -223,9 +240,17 @@ impl Operator {
         }
         let mut db = self.store.begin();
         match op {
-            FlowOp::StartTransfer { transfer, sender, receiver, expiry, package, signed_refunds } => {
+            FlowOp::StartTransfer { transfer, sender, receiver, expiry, package, signed_refunds, held: _, coop_exit } => {
+                // A cooperative exit: its exit row first, so the refunds are checked as connector
+                // refunds (coop_exit.rs); a refused Prepare leaves neither behind.
+                if let Some(exit) = coop_exit {
+                    super::coop_exit::check_connector_tx(&exit.exit_txid, &exit.connector_tx, package.leaves.len())?;
+                    let fresh = super::coop_exit::CoopExitRow { finalized: false, confirmed: None, ever_confirmed: false, closed_on_chain: false, ..(**exit).clone() };
+                    db.coop_exits.entry(*transfer).or_insert(fresh);
+                }
                 self.initiate_transfer_in(&mut db, now, peer, *transfer, *sender, *receiver, *expiry, package, signed_refunds)?;
             }
+            FlowOp::FinalizeTransfer { .. } => return Err(format!("{flow}: a finalize is decided without a vote, never prepared")),
             FlowOp::ReceiverSettle { transfer, attempt, tweak_digests } => {
                 let coordinator = db.transfers.get(transfer).map(|t| t.coordinator);
                 if coordinator != Some(peer) {
@@ -236,7 +261,7 @@ impl Operator {
         }
         let (commit, rollback) = op.decisions();
         let participants = self.cfg.params.operator_ids().filter(|o| *o != peer).collect();
-        db.flows.insert(flow, FlowRow { role: FlowRole::Participant, status: FlowStatus::InFlight, participants, transfer: op.transfer(), commit, rollback, started_at: now });
+        db.flows.insert(flow, FlowRow { role: FlowRole::Participant, status: FlowStatus::InFlight, participants, transfer: op.transfer(), commit, rollback, started_at: now, op: None });
         self.store.commit(db);
         Ok(())
     }
@@ -295,10 +320,8 @@ impl Operator {
             let Some(decision) = rollback else { return Err(format!("COMMIT for {flow}, never prepared here")) };
             // Rolled back before its Prepare got here: a tombstone refuses a late Prepare.
             let participants = self.cfg.params.operator_ids().filter(|o| *o != origin).collect();
-            let transfer = match decision {
-                FlowDecision::SettleSender { transfer } | FlowDecision::CancelTransfer { transfer } | FlowDecision::ReceiverCommit { transfer, .. } | FlowDecision::ReceiverRollback { transfer, .. } => transfer,
-            };
-            db.flows.insert(flow, FlowRow { role: FlowRole::Participant, status: FlowStatus::RolledBack, participants, transfer, commit: decision, rollback: decision, started_at: Micros::ZERO });
+            let transfer = decision.transfer();
+            db.flows.insert(flow, FlowRow { role: FlowRole::Participant, status: FlowStatus::RolledBack, participants, transfer, commit: decision, rollback: decision, started_at: Micros::ZERO, op: None });
             return Ok(());
         };
         if row.role != FlowRole::Participant {
@@ -314,9 +337,52 @@ impl Operator {
         if rollback.is_some_and(|d| d != effect) {
             return Err(format!("rollback of {flow} names another effect than the one prepared"));
         }
-        self.apply_decision(db, effect)?;
+        let op = row.op.clone();
+        self.apply_decision(db, effect, op.as_deref())?;
         if let Some(r) = db.flows.get_mut(&flow) {
             r.status = want;
+        }
+        Ok(())
+    }
+
+    /// Participant: a flow its coordinator decided without a vote (`ConsensusDecided`: a
+    /// transfer's finalize). The row is written IN_FLIGHT with the op; the effect is applied at
+    /// once when it can be, else the row stays IN_FLIGHT and reconciliation applies it later
+    /// (a finalize that overtook the receiver settle's COMMIT). Either way the decision is
+    /// durable here before the gossip is acknowledged, so an ack never loses it.
+    pub(super) fn apply_decided_flow(&self, db: &mut Db, now: Micros, origin: OperatorId, flow: FlowId, op: &FlowOp) -> Result<(), String> {
+        if !self.two_phase() {
+            return Err("this operator does not run the two-phase commit engine".into());
+        }
+        if origin != flow.coordinator {
+            return Err(format!("a decision for {flow} from {origin}, not its coordinator"));
+        }
+        let FlowOp::FinalizeTransfer { transfer, refunds } = op else { return Err(format!("{flow}: only a finalize is decided without a vote")) };
+        let t = db.transfers.get(transfer).ok_or_else(|| format!("unknown transfer {transfer}"))?;
+        if t.coordinator != origin {
+            return Err(format!("{origin} is not the coordinator of transfer {transfer}"));
+        }
+        if refunds.keys().any(|l| !t.leaves.contains_key(l)) || refunds.len() != t.leaves.len() {
+            return Err(format!("finalize of transfer {transfer} does not cover exactly its leaves"));
+        }
+        let ready = matches!(t.status, TransferStatus::ReceiverKeyTweakApplied | TransferStatus::Completed);
+        match db.flows.get(&flow) {
+            Some(r) if r.role != FlowRole::Participant => return Err(format!("{flow} is coordinated here")),
+            Some(r) if r.status == FlowStatus::Committed => return Ok(()),
+            Some(r) if r.status == FlowStatus::RolledBack => return Err(format!("{flow} is RolledBack here: refusing Committed")),
+            Some(_) => {}
+            None => {
+                let (commit, rollback) = op.decisions();
+                let participants = self.cfg.params.operator_ids().filter(|o| *o != origin).collect();
+                let row = FlowRow { role: FlowRole::Participant, status: FlowStatus::InFlight, participants, transfer: *transfer, commit, rollback, started_at: now, op: Some(Box::new(op.clone())) };
+                db.flows.insert(flow, row);
+            }
+        }
+        if ready {
+            Self::apply_finalize_transfer(db, *transfer, refunds)?;
+            if let Some(r) = db.flows.get_mut(&flow) {
+                r.status = FlowStatus::Committed;
+            }
         }
         Ok(())
     }

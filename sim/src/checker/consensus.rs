@@ -71,7 +71,7 @@ pub fn transfers_in_flight(dbs: &[(OperatorId, &Db)]) -> BTreeSet<TransferId> {
     let mut out = BTreeSet::new();
     for (_, db) in dbs {
         for g in db.gossip_out.values() {
-            if let GossipBody::ConsensusCommit { flow } | GossipBody::ConsensusRollback { flow, .. } = &g.body {
+            if let GossipBody::ConsensusCommit { flow } | GossipBody::ConsensusRollback { flow, .. } | GossipBody::ConsensusDecided { flow, .. } = &g.body {
                 if let Some(r) = db.flows.get(flow) {
                     out.insert(r.transfer);
                 }
@@ -104,6 +104,7 @@ mod tests {
             commit: FlowDecision::SettleSender { transfer: T },
             rollback: FlowDecision::CancelTransfer { transfer: T },
             started_at: Micros::ZERO,
+            op: None,
         }
     }
 

@@ -114,6 +114,7 @@ fn gossip_transfer(body: &GossipBody) -> Option<TransferId> {
         GossipBody::SettleSwapKeyTweak { primary, .. } => Some(*primary),
         // Two-phase commit mode: the flow's transfer (see `consensus::transfers_in_flight`).
         GossipBody::ConsensusCommit { .. } | GossipBody::ConsensusRollback { .. } => None,
+        GossipBody::ConsensusDecided { op, .. } => Some(op.transfer()),
     }
 }
 

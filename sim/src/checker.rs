@@ -845,8 +845,7 @@ impl Checker {
         // A split (or splitting) or aggregated leaf's chain is superseded by its children's (or
         // parent's): the signed split / aggregate node undercuts it by design, so only leaves
         // with no split in flight are held to I-7.
-        let split = db.splits.get(leaf).is_some_and(|x| x.split_nodes.is_some()) || row.status == reference_node::operator::store::LeafStatus::SplitLocked;
-        let live = row.status.is_value_bearing() && !split;
+        let live = row.status.is_value_bearing() && !renew::superseded_by_split(db, leaf, row);
         if let Some(m) = live.then(|| self.node_layers.record_and_check(row)).flatten() {
             found.push(finding("I-7", format!("leaf {leaf} node layers {op}"), format!("leaf {leaf} on {op}: {m}")));
         }
@@ -2012,5 +2011,45 @@ mod tests {
         assert_eq!(c.coverage().count("identifiable-abort"), 0);
         c.observe(&Observation::Rejected { what: "operator:0 send".into(), reason: "invalid signature share from [Operator(OperatorId(2))]".into() }, Micros::ZERO, &mut found);
         assert_eq!(c.coverage().count("identifiable-abort"), 1);
+    }
+
+    // --- Long-lived leaf (renew-node, issue 6): I-7 skips a split parent, never its child ---
+
+    /// Every table's LEAF as a split child (its parent PARENT split and finalized), or, with
+    /// `split_itself`, as a leaf whose own split is finalized.
+    fn with_split(dbs: &mut [Db], split_itself: bool) {
+        const PARENT: LeafId = LeafId([9; 16]);
+        for db in dbs {
+            let split_nodes = Some(db.leaves[&LEAF].nodes.clone());
+            let row = reference_node::operator::store::SplitRow { owner_identity: key(1), coordinator: OperatorId(0), plan: Vec::new(), signed: true, split_nodes };
+            db.splits.insert(if split_itself { LEAF } else { PARENT }, row);
+        }
+    }
+
+    /// LEAF's node tx replaced by one at the same CSV on the same outpoint (different txid): a tie
+    /// with the earlier signed node, which I-7 forbids on a live leaf.
+    fn tie_node(dbs: &mut [Db]) {
+        for db in dbs {
+            let row = db.leaves.get_mut(&LEAF).unwrap();
+            row.nodes.cpfp.lock_time = absolute::LockTime::from_consensus(1);
+            row.refunds = refunds_on(&row.nodes, 1, 2000);
+        }
+    }
+
+    #[test]
+    fn i7_checks_a_split_child_and_skips_only_the_split_parent() {
+        for split_itself in [false, true] {
+            let mut c = Checker::new(3, 2, None);
+            let mut dbs = tables();
+            with_split(&mut dbs, split_itself);
+            // (The parent's own row is left out: only I-7 is under test here.)
+            assert!(run(&mut c, &dbs, &[0, 1, 2]).iter().all(|f| f.invariant != "I-7"));
+            tie_node(&mut dbs);
+            let i7: Vec<_> = run(&mut c, &dbs, &[0, 1, 2]).into_iter().filter(|f| f.invariant == "I-7").collect();
+            assert_eq!(i7.is_empty(), split_itself, "split_itself {split_itself}: {i7:?}");
+            if !split_itself {
+                assert!(i7[0].message.contains("does not undercut"), "{}", i7[0].message);
+            }
+        }
     }
 }

@@ -259,7 +259,13 @@ fn add_ssp(engine: &mut SimEngine, spec: &crate::scenario::SspSpec, seed: u64, c
 /// explicit workload, which then schedules exactly the same commands in the same order.
 pub fn plan_workload(s: &Scenario, seed: u64) -> ExplicitWorkload {
     if let Some(explicit) = &s.workload.explicit {
-        return explicit.clone();
+        // A relay's sends become single transfers after the listed ones, so a recorded plan
+        // (`sparksim shrink`) lists each send and can drop it on its own.
+        let mut plan = explicit.clone();
+        for relay in std::mem::take(&mut plan.relays) {
+            plan.transfers.extend(relay.transfers());
+        }
+        return plan;
     }
     let mut rng = rng::stream(seed, rng::WORKLOAD);
     let wallets = u64::from(s.topology.wallets);

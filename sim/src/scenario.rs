@@ -30,6 +30,9 @@ pub use ssp::{SspSpec, SwapAt};
 mod lightning;
 pub use lightning::{LightningAt, LightningDirection};
 pub use coop_exit::CoopExitAt;
+// Long-lived leaf (renew-node, issue 6): `[[workload.relay]]`.
+mod relay;
+pub use relay::RelayAt;
 pub use ssp::coop_exit_fault_name as ssp_coop_exit_fault_name;
 
 // ---------------------------------------------------------------------------------------------
@@ -351,6 +354,8 @@ pub struct WorkloadSpec {
 /// - `[[workload.transfer]]`: `at_s`, `from`, `to` (two different wallets): `from` sends one
 ///   leaf to `to`.
 /// - `[[workload.exit]]`: `at_s`, `wallet`: the wallet exits unilaterally to L1.
+/// - `[[workload.relay]]`: `wallets`, `start_s`, `every_s`, `transfers`: one leaf passed round
+///   the wallets in turn (see [`RelayAt`]); its sends are scheduled after the listed transfers.
 ///
 /// Actions are scheduled in list order (deposits, then transfers, then exits), which is the
 /// order the random draw schedules them in, so a recorded workload gives the same trace hash.
@@ -359,6 +364,8 @@ pub struct ExplicitWorkload {
     pub deposits: Vec<DepositAt>,
     pub transfers: Vec<TransferAt>,
     pub exits: Vec<ExitAt>,
+    /// `[[workload.relay]]` (scenario/relay.rs): expanded into `transfers` by the runner's plan.
+    pub relays: Vec<RelayAt>,
 }
 
 /// One `[[workload.deposit]]`.
@@ -1012,6 +1019,9 @@ struct RawWorkload {
     transfer: Vec<Spanned<RawTransfer>>,
     #[serde(default)]
     exit: Vec<Spanned<RawExit>>,
+    /// Long-lived leaf (scenario/relay.rs): one leaf passed round a ring of wallets.
+    #[serde(default)]
+    relay: Vec<Spanned<relay::RawRelay>>,
     #[serde(default)]
     lightning: Vec<Spanned<lightning::RawLightning>>,
     /// Cooperative exits (scenario/coop_exit.rs): beside either kind of workload.
@@ -1703,7 +1713,7 @@ impl Validator<'_> {
     /// The explicit workload, if `[workload]` asks for one (see [`ExplicitWorkload`]).
     fn explicit_workload(&self, w: &RawWorkload, topo: &Topology) -> R<Option<ExplicitWorkload>> {
         let flag = w.explicit.as_ref().map(|b| *b.get_ref());
-        let lists = !(w.deposit.is_empty() && w.transfer.is_empty() && w.exit.is_empty());
+        let lists = !(w.deposit.is_empty() && w.transfer.is_empty() && w.exit.is_empty() && w.relay.is_empty());
         if flag == Some(false) && lists {
             let span = w.explicit.as_ref().map_or(0..0, |b| b.span());
             return Err(self.err(span, "workload.explicit", "explicit = false, but deposit/transfer/exit lists are given"));
@@ -1759,6 +1769,7 @@ impl Validator<'_> {
             let at = |k: &str| format!("workload.exit[{i}].{k}");
             out.exits.push(ExitAt { at: time(&e.at_s, &at("at_s"), &span)?, wallet: wallet(&e.wallet, &at("wallet"))? });
         }
+        out.relays = self.relays(&w.relay, topo)?;
         Ok(Some(out))
     }
 

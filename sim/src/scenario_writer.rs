@@ -227,6 +227,18 @@ fn workload(out: &mut String, w: &WorkloadSpec) {
             for x in &e.exits {
                 let _ = write!(out, "\n[[workload.exit]]\nat_s = {}\nwallet = {}\n", secs(x.at), node(NodeId::Wallet(x.wallet)));
             }
+            // Long-lived leaf (scenario/relay.rs).
+            for r in &e.relays {
+                let wallets: Vec<String> = r.wallets.iter().map(|w| node(NodeId::Wallet(*w))).collect();
+                let _ = write!(
+                    out,
+                    "\n[[workload.relay]]\nwallets = [{}]\nstart_s = {}\nevery_s = {}\ntransfers = {}\n",
+                    wallets.join(", "),
+                    secs(r.start),
+                    secs(r.every),
+                    r.transfers
+                );
+            }
         }
     }
 }

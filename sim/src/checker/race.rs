@@ -65,7 +65,7 @@ impl RaceCheck {
             let Some(op) = a.as_operator() else { continue };
             // Split and aggregated leaves are superseded: their node output is spent by the split /
             // aggregate node, not raced.
-            for (leaf, row) in op.db().leaves.iter().filter(|(l, r)| r.status.is_value_bearing() && r.status != reference_node::operator::store::LeafStatus::SplitLocked && op.db().splits.get(*l).is_none_or(|x| x.split_nodes.is_none())) {
+            for (leaf, row) in op.db().leaves.iter().filter(|(l, r)| r.status.is_value_bearing() && !super::renew::superseded_by_split(op.db(), l, r)) {
                 for node in [&row.nodes.cpfp, &row.nodes.direct] {
                     let value = node.output.first().map_or(0, |o| o.value.to_sat());
                     let e = watched.entry(OutPoint { txid: node.compute_txid(), vout: 0 }).or_insert_with(|| (*leaf, BTreeSet::new(), value));

@@ -9,7 +9,8 @@
 //! layer's refunds among themselves are I-6's business (ties between one owner's refunds are
 //! allowed there), so a refund is compared only with node txs.
 use reference_node::msg::NodeSet;
-use reference_node::operator::store::{LeafRow, LeafStatus};
+use reference_node::operator::store::{Db, LeafRow, LeafStatus};
+use reference_node::types::LeafId;
 use reference_node::tx::renew::{precondition, RenewKind, RENEW_THRESHOLD};
 use reference_node::tx::timelock::{blocks, DIRECT_TIMELOCK_OFFSET, INITIAL_TIMELOCK, TIME_LOCK_INTERVAL};
 use bitcoin::{OutPoint, Transaction, Txid};
@@ -41,6 +42,14 @@ pub fn check_node_bounds(layer: &NodeSet) -> Option<String> {
 /// I-8 on every ancestor layer of a leaf (the leaf node itself is checked with its refunds).
 pub fn check_ancestor_bounds(row: &LeafRow) -> Option<String> {
     row.ancestors.iter().enumerate().find_map(|(i, l)| check_node_bounds(l).map(|m| format!("exit-chain layer {i}: {m}")))
+}
+
+/// A leaf whose chain its own split supersedes (finalized, or locked while being signed): the
+/// signed split node undercuts it by design, so I-7 and the stale-refund race leave it out. Only
+/// the parent: `db.splits` is keyed by the parent, so a split child (a leaf of its own, renewed
+/// and raced like any other) is checked unless it is split in turn.
+pub fn superseded_by_split(db: &Db, leaf: &LeafId, row: &LeafRow) -> bool {
+    db.splits.get(leaf).is_some_and(|x| x.split_nodes.is_some()) || row.status == LeafStatus::SplitLocked
 }
 
 /// Every signed spender seen per outpoint: txid → (CSV, is a node tx).

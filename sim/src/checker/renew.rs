@@ -89,6 +89,14 @@ fn short(t: &Txid) -> String {
     t.to_string()[..8].to_string()
 }
 
+/// Whether I-7 holds a leaf with this status to the ordering rule. A SPLITTED parent or an
+/// AGGREGATED child is superseded, and a SPLIT_LOCKED parent is being superseded (its split node
+/// may be signed, and another operator may already hold the children): the split or aggregate
+/// node undercuts their chain by design. Every other leaf is held, split children included.
+pub fn held_to_node_ordering(status: LeafStatus) -> bool {
+    status.is_value_bearing() && status != LeafStatus::SplitLocked
+}
+
 /// L-7 at quiescence: an AVAILABLE leaf with refund CSV ≤ 300 has a renew variant whose
 /// precondition holds (so it can always be renewed while the operators are live).
 pub fn check_renewable(row: &LeafRow) -> Option<String> {
@@ -113,6 +121,30 @@ mod tests {
             input: vec![TxIn { previous_output: OutPoint { txid: prev, vout: 0 }, sequence: Sequence::from_height(csv), ..Default::default() }],
             output: vec![TxOut { value: Amount::from_sat(tag), script_pubkey: ScriptBuf::new() }],
         }
+    }
+
+    #[test]
+    fn a_split_parent_is_superseded_but_its_child_is_held_to_i7() {
+        use crate::checker::split_tree::{nodes, SplitTree};
+        let tree = SplitTree::new();
+        let mut history = NodeLayerHistory::default();
+        // Before the split the parent's chain is fine; the child's chain (through the split
+        // node, CSV 0) undercuts the parent's refund on the parent's node output.
+        let mut before = tree.parent.clone();
+        before.status = LeafStatus::Available;
+        assert_eq!(history.record_and_check(&before), None);
+        assert_eq!(history.record_and_check(&tree.child), None);
+        // The parent's own refund now loses to the split node: by design, so not held.
+        assert!(history.record_and_check(&tree.parent).is_some());
+        assert!(!held_to_node_ordering(LeafStatus::Splitted));
+        assert!(!held_to_node_ordering(LeafStatus::SplitLocked));
+        assert!(!held_to_node_ordering(LeafStatus::Aggregated));
+        // A child is held: a new node that does not undercut its old one is flagged.
+        assert!(held_to_node_ordering(tree.child.status));
+        assert!(held_to_node_ordering(LeafStatus::OnChain), "a leaf whose node tx confirmed is still judged");
+        let mut stale = tree.child.clone();
+        stale.nodes = nodes(tree.split_nodes.cpfp.compute_txid(), 2000, crate::checker::split_tree::VALUE - 5);
+        assert!(history.record_and_check(&stale).is_some_and(|m| m.contains("does not undercut")));
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub use renew::PendingRenewRow;
 pub use deposit::{check_signed, deposit_templates, witness_signature};
 mod dkg;
 mod gossip;
+// Split and aggregate: FROST over several keyshares in one flow (cleanup of the two copies).
+mod grouped_signing;
 mod renew;
 pub mod preimage;
 mod send;
@@ -404,9 +406,7 @@ impl Operator {
             InternalRequest::AggregateRound1 { parent, counts } => self.aggregate_round1(ctx, parent, counts),
             InternalRequest::AggregateRound2 { parent, txs, jobs } => self.aggregate_round2(ctx, parent, txs, jobs),
             // Cooperative exit (coop_exit.rs).
-            InternalRequest::InitiateCoopExit { exit, transfer, sender, receiver, expiry, package, signed_refunds } => {
-                self.initiate_coop_exit(ctx, peer, exit, transfer, sender, receiver, expiry, package, signed_refunds)
-            }
+            InternalRequest::InitiateCoopExit { exit, init } => self.initiate_coop_exit(ctx, peer, exit, init),
         };
         if let Err(e) = &reply {
             ctx.observe(Observation::Rejected { what: format!("{} internal request from {peer}", self.cfg.id), reason: e.clone() });

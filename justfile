@@ -17,7 +17,8 @@ test:
 lint:
     cargo clippy --all-targets -- -D warnings
 
-# Run the benchmarks.
+# Run the benchmarks: quickstart speed against the crypto floor, a coop exit's wall time and a
+# long-lived leaf's wall time per transfer (each as a ratio to quickstart), campaign throughput.
 bench:
     cargo bench -p sparksim
 

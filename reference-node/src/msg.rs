@@ -438,30 +438,35 @@ pub enum InternalRequest {
     /// Aggregate: FROST round 2, with the txs to rebuild and compare.
     AggregateRound2 { parent: LeafId, txs: Vec<Transaction>, jobs: Vec<(KeyshareId, Vec<SigningJob>)> },
     /// Cooperative exit (`InitiateCooperativeExit`): an `InitiateTransfer` whose refunds spend
-    /// `exit`'s connector.
-    InitiateCoopExit {
-        exit: crate::operator::coop_exit::CoopExitRow,
-        transfer: TransferId,
-        sender: PublicKey,
-        receiver: PublicKey,
-        expiry: Micros,
-        package: TransferPackage,
-        signed_refunds: BTreeMap<LeafId, RefundSet>,
-    },
+    /// `exit`'s connector. (`init` encodes like the fields it holds: the bytes, and so the
+    /// trace, are those of the flat variant it replaced.)
+    InitiateCoopExit { exit: crate::operator::coop_exit::CoopExitRow, init: TransferInit },
     /// Leaf swaps v2 (adaptor piece): FROST round 2 where job i is signed under adaptor point
     /// `adaptors[i]` (None: as `FrostRound2`), spark-protocol §4.3 step 3.
     FrostRound2Adaptor { keyshare: KeyshareId, jobs: Vec<SigningJob>, adaptors: Vec<Option<PublicKey>> },
     /// Lightning send (§4.8 step 3): an `InitiateTransfer` whose refunds are HTLC refunds for
     /// `swap`'s payment hash; the participant records the WAITING_FOR_PREIMAGE request with it.
-    InitiatePreimageSend {
-        swap: lightning::PreimageSwap,
-        transfer: TransferId,
-        sender: PublicKey,
-        receiver: PublicKey,
-        expiry: Micros,
-        package: TransferPackage,
-        signed_refunds: BTreeMap<LeafId, RefundSet>,
-    },
+    InitiatePreimageSend { swap: lightning::PreimageSwap, init: TransferInit },
+}
+
+/// The fields of `InternalRequest::InitiateTransfer`, as one value (a coop exit carries them
+/// with its connector tx).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferInit {
+    pub transfer: TransferId,
+    pub sender: PublicKey,
+    pub receiver: PublicKey,
+    pub expiry: Micros,
+    pub package: TransferPackage,
+    pub signed_refunds: BTreeMap<LeafId, RefundSet>,
+}
+
+impl TransferInit {
+    /// The plain `InitiateTransfer` request with these fields.
+    pub fn into_request(self) -> InternalRequest {
+        let TransferInit { transfer, sender, receiver, expiry, package, signed_refunds } = self;
+        InternalRequest::InitiateTransfer { transfer, sender, receiver, expiry, package, signed_refunds }
+    }
 }
 
 impl InternalRequest {

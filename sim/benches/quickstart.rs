@@ -87,4 +87,38 @@ fn main() {
     println!("  crypto floor per transfer       {:>12.2} ms", floor_s * 1e3);
     println!("  wall per completed transfer     {:>12.2} ms (includes deposits, DKG, exit and 12 simulated days of blocks)", wall_per_transfer * 1e3);
     println!("  ratio wall/transfer : floor     {:>12.2}x", wall_per_transfer / floor_s);
+    flow_figures(wall / runs as f64, wall_per_transfer, floor_s);
+}
+
+/// One library scenario over `seeds` seeds: (wall seconds per run, completed transfers per run).
+fn library_run(file: &str, seeds: u64) -> (f64, f64) {
+    let path = format!("{}/../scenarios/{file}", env!("CARGO_MANIFEST_DIR"));
+    let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let (mut wall, mut claimed) = (0.0, 0u64);
+    for seed in 1..=seeds {
+        let r = run(&scenario, &path, seed, &RunOptions::default()).report;
+        assert!(r.matched_expectation, "{file} seed {seed}: {:?} {:?}", r.outcome, r.violations);
+        wall += r.wall_time_s;
+        claimed += r.transfers_claimed;
+    }
+    (wall / seeds as f64, claimed as f64 / seeds as f64)
+}
+
+/// Figures for flows of issue 6 that were only quoted before: the cooperative exit's wall time
+/// (one coop exit per run, with its 6-confirmation wait and the SSP's claim) and a long-lived
+/// leaf's wall time per transfer (every 19th send renews first, the exit chain grows a layer per
+/// renew), each against the quickstart run and its per-transfer wall time.
+fn flow_figures(quickstart_wall_per_run: f64, quickstart_wall_per_transfer: f64, floor_s: f64) {
+    let seeds = 3;
+    let (coop, _) = library_run("coop-exit.toml", seeds);
+    println!("coop-exit.toml ({seeds} seeds, one coop exit each)");
+    println!("  wall per run                    {:>12.2} ms", coop * 1e3);
+    println!("  ratio to a quickstart run       {:>12.2}x", coop / quickstart_wall_per_run);
+    let (long, claimed) = library_run("long-lived-leaf.toml", 1);
+    let per_transfer = long / claimed.max(1.0);
+    println!("long-lived-leaf.toml (seed 1, {claimed:.0} transfers, renews and a grown exit chain)");
+    println!("  wall per run                    {:>12.2} s", long);
+    println!("  wall per completed transfer     {:>12.2} ms", per_transfer * 1e3);
+    println!("  ratio to quickstart's transfer  {:>12.2}x", per_transfer / quickstart_wall_per_transfer);
+    println!("  ratio to the crypto floor       {:>12.2}x", per_transfer / floor_s);
 }

@@ -56,6 +56,9 @@ mod race;
 mod theft;
 // Cooperative exit (issue 6): L-5 and the payout's I-1.
 mod coop_exit;
+// Cleanup (issue 6 review): a finalized split's tables, for the I-7 and race tests.
+#[cfg(test)]
+mod split_tree;
 pub use hazards::DetectionSummary;
 pub use theft::TheftSummary;
 
@@ -842,11 +845,7 @@ impl Checker {
             found.push(finding("I-8", format!("leaf {leaf} bounds {op}"), format!("leaf {leaf} on {op}: {m}")));
         }
         self.tick("I-7");
-        // A split (or splitting) or aggregated leaf's chain is superseded by its children's (or
-        // parent's): the signed split / aggregate node undercuts it by design, so only leaves
-        // with no split in flight are held to I-7.
-        let live = row.status.is_value_bearing() && !renew::superseded_by_split(db, leaf, row);
-        if let Some(m) = live.then(|| self.node_layers.record_and_check(row)).flatten() {
+        if let Some(m) = renew::held_to_node_ordering(row.status).then(|| self.node_layers.record_and_check(row)).flatten() {
             found.push(finding("I-7", format!("leaf {leaf} node layers {op}"), format!("leaf {leaf} on {op}: {m}")));
         }
         let first = *self.leaf_value.entry(*leaf).or_insert((op, row.value_sats));

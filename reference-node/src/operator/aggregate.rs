@@ -15,9 +15,9 @@
 //!    and gossip `FinalizeAggregate`.
 use super::split::SignSession;
 use super::store::{Db, KeyshareRow, KeyshareStatus, LeafStatus};
+use super::grouped_signing::{check_round2, group_user_jobs, JobGroups, JobSpec};
 use super::{Operator, SessionKind, Step, WalletCall};
 use crate::crypto::keysplit;
-use crate::crypto::signing::SigningJob;
 use crate::crypto::{curve, PublicKey};
 use crate::msg::{GossipBody, InternalReply, InternalRequest, NodeSet, RefundSet, UserJob, WalletReply};
 use crate::node::Ctx;
@@ -37,6 +37,16 @@ struct Expected {
     txs: AggregateTxs,
     /// Per job (`AggregateTxs::jobs` order): keyshare, Y and user key.
     keys: Vec<(KeyshareId, PublicKey, PublicKey)>,
+}
+
+impl Expected {
+    /// The signing jobs over `jobs` (`AggregateTxs::jobs`: tx, input, prevouts), with their keys.
+    fn specs<'a>(&'a self, jobs: &'a [(Transaction, usize, Vec<bitcoin::TxOut>)]) -> Vec<JobSpec<'a>> {
+        jobs.iter()
+            .zip(&self.keys)
+            .map(|((tx, input, prevouts), (keyshare, y, user))| JobSpec { tx, input: *input, prevouts, keyshare: *keyshare, verifying_key: *y, user_public_key: *user })
+            .collect()
+    }
 }
 
 /// The children of `parent`'s finalized split, in plan order, with their rows.
@@ -167,85 +177,36 @@ impl Operator {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn aggregate_signing_jobs(&self, identity: PublicKey, parent: LeafId, jobs: Vec<UserJob>) -> Result<(Vec<(KeyshareId, Vec<SigningJob>)>, Vec<Transaction>), String> {
+    fn aggregate_signing_jobs(&self, identity: PublicKey, parent: LeafId, jobs: Vec<UserJob>) -> Result<(JobGroups, Vec<Transaction>), String> {
         let db = self.store.read();
         let a = db.aggregates.get(&parent).ok_or_else(|| format!("no aggregation reserved for leaf {parent}"))?;
         if a.owner_identity != identity {
             return Err("the aggregation belongs to another identity".into());
         }
         let e = self.expected_aggregate(db, parent)?;
-        let expected = e.txs.jobs();
-        if jobs.len() != expected.len() {
-            return Err(format!("expected {} signing jobs, found {}", expected.len(), jobs.len()));
-        }
-        let mut groups: Vec<(KeyshareId, Vec<SigningJob>)> = Vec::new();
-        for (i, (job, ((tx, input, prevouts), (ks, y, user)))) in jobs.into_iter().zip(expected.iter().zip(&e.keys)).enumerate() {
-            template::compare_transactions(tx, &job.tx).map_err(|err| format!("job {i}: {err}"))?;
-            let message = sighash::key_spend_sighash(&job.tx, *input, prevouts).map_err(|err| err.to_string())?;
-            let sj = SigningJob { message, verifying_key: *y, user_public_key: *user, operator_commitments: BTreeMap::new(), user_commitment: job.user_commitment };
-            match groups.last_mut() {
-                Some((k, v)) if k == ks => v.push(sj),
-                _ => groups.push((*ks, vec![sj])),
-            }
-        }
+        let jobs_txs = e.txs.jobs();
+        let groups = group_user_jobs(jobs, &e.specs(&jobs_txs))?;
         Ok((groups, aggregate_txs_list(&e.txs)))
     }
 
     /// Participant, round 1: nonces for the aggregation's keyshares.
     pub(super) fn aggregate_round1(&mut self, ctx: &mut Ctx<'_>, parent: LeafId, counts: Vec<(KeyshareId, u8)>) -> Result<InternalReply, String> {
         let e = self.expected_aggregate(self.store.read(), parent)?;
-        let mut out = Vec::with_capacity(counts.len());
-        for (keyshare, count) in counts {
-            if !e.keys.iter().any(|(k, _, _)| *k == keyshare) {
-                return Err(format!("keyshare {keyshare} is not part of the aggregation of {parent}"));
-            }
-            match self.frost_round1(ctx, keyshare, count)? {
-                InternalReply::Commitments { commitments, se_public_key } => out.push((commitments, se_public_key)),
-                _ => return Err("round 1 produced no commitments".into()),
-            }
-        }
-        Ok(InternalReply::CommitmentsBatch(out))
+        let allowed: Vec<KeyshareId> = e.keys.iter().map(|(k, _, _)| *k).collect();
+        self.frost_round1_groups(ctx, counts, &allowed, &format!("aggregation of {parent}"))
     }
 
     /// Participant, round 2: rebuild, compare, sign.
-    pub(super) fn aggregate_round2(&mut self, ctx: &mut Ctx<'_>, parent: LeafId, txs: Vec<Transaction>, groups: Vec<(KeyshareId, Vec<SigningJob>)>) -> Result<InternalReply, String> {
+    pub(super) fn aggregate_round2(&mut self, ctx: &mut Ctx<'_>, parent: LeafId, txs: Vec<Transaction>, groups: JobGroups) -> Result<InternalReply, String> {
         let e = self.expected_aggregate(self.store.read(), parent)?;
-        let mine = aggregate_txs_list(&e.txs);
-        if txs.len() != mine.len() {
-            return Err(format!("expected {} aggregate txs, found {}", mine.len(), txs.len()));
-        }
-        for (i, (x, f)) in mine.iter().zip(&txs).enumerate() {
-            template::compare_transactions(x, f).map_err(|err| format!("tx {i}: {err}"))?;
-        }
-        let expected = e.txs.jobs();
-        let mut i = 0;
-        for (keyshare, jobs) in &groups {
-            for job in jobs {
-                let (Some((tx, input, prevouts)), Some((ks, y, user))) = (expected.get(i), e.keys.get(i)) else { return Err("more jobs than the aggregation has".into()) };
-                let message = sighash::key_spend_sighash(tx, *input, prevouts).map_err(|err| err.to_string())?;
-                if ks != keyshare || job.message != message || job.verifying_key != *y || job.user_public_key != *user {
-                    return Err(format!("job {i} is not the aggregation's job {i} under its key"));
-                }
-                i += 1;
-            }
-        }
-        if i != expected.len() {
-            return Err(format!("{i} jobs for {} aggregate jobs", expected.len()));
-        }
+        let jobs_txs = e.txs.jobs();
+        check_round2("aggregate", &aggregate_txs_list(&e.txs), &txs, &e.specs(&jobs_txs), &groups)?;
         let mut db = self.store.begin();
         if let Some(a) = db.aggregates.get_mut(&parent) {
             a.signed = true;
         }
         self.store.commit(db);
-        let mut out = Vec::with_capacity(groups.len());
-        for (keyshare, jobs) in groups {
-            match self.frost_round2(ctx, keyshare, jobs)? {
-                InternalReply::Shares(v) => out.push(v),
-                _ => return Err("round 2 produced no shares".into()),
-            }
-        }
-        Ok(InternalReply::SharesBatch(out))
+        self.frost_round2_groups(ctx, groups)
     }
 
     /// Coordinator, step 3. `signed` = [aggregate node CPFP, aggregate node direct (every input

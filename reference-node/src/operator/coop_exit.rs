@@ -15,7 +15,7 @@ use super::store::{Db, LeafRow, LeafStatus, TransferStatus};
 use super::{Operator, WalletCall};
 use crate::chain::BlockInfo;
 use crate::crypto::PublicKey;
-use crate::msg::{GossipBody, InternalReply, RefundSet, TransferOutcome, TransferPackage, WalletReply};
+use crate::msg::{GossipBody, InternalReply, RefundSet, TransferInit, TransferOutcome, TransferPackage, WalletReply};
 use crate::node::Ctx;
 use crate::observe::Observation;
 use crate::tx::connector::connector_refund_txs;
@@ -137,8 +137,8 @@ impl Operator {
 
     /// Participant: `InitiateCooperativeExit`: record the exit row, then run the transfer's
     /// checks against it (a failed check leaves no row behind).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn initiate_coop_exit(&mut self, ctx: &mut Ctx<'_>, coordinator: OperatorId, exit: CoopExitRow, transfer: TransferId, sender: PublicKey, receiver: PublicKey, expiry: Micros, package: TransferPackage, signed_refunds: std::collections::BTreeMap<crate::types::LeafId, RefundSet>) -> Result<InternalReply, String> {
+    pub(super) fn initiate_coop_exit(&mut self, ctx: &mut Ctx<'_>, coordinator: OperatorId, exit: CoopExitRow, init: TransferInit) -> Result<InternalReply, String> {
+        let TransferInit { transfer, sender, receiver, expiry, package, signed_refunds } = init;
         check_connector_tx(&exit.exit_txid, &exit.connector_tx, package.leaves.len())?;
         let had = self.store.read().coop_exits.contains_key(&transfer);
         if !had {

@@ -69,6 +69,16 @@ pub fn check_signed(expected: &Transaction, signed: &Transaction, prevouts: &[Tx
     Ok(())
 }
 
+/// Where one step of a single-keyshare FROST session leads (`Operator::frost_step`).
+pub(super) enum FrostStep {
+    /// Round 1 done: send these round-2 requests.
+    Round2(Vec<(OperatorId, InternalRequest)>),
+    /// Round 2 done: the operators' aggregated results for the wallet.
+    Signed(Vec<OperatorSigningResult>),
+    /// Either round failed (nothing signed for good).
+    Failed(String),
+}
+
 impl Operator {
     pub(super) fn generate_deposit_address(&mut self, ctx: &mut Ctx<'_>, call: WalletCall, identity: PublicKey, signing_key: PublicKey) {
         let mut db = self.store.begin();
@@ -180,22 +190,32 @@ impl Operator {
     }
 
     pub(super) fn deposit_sign_advance(&mut self, ctx: &mut Ctx<'_>, phase: u8, mut s: SignSession, replies: BTreeMap<OperatorId, InternalReply>) -> Step<SignSession> {
-        if phase == 1 {
-            match self.attach_commitments(ctx, s.keyshare, &mut s.jobs, replies) {
-                Err(e) => {
-                    Self::reply_wallet(ctx, s.call, Err(e));
-                    Step::Done
-                }
-                Ok(()) => {
-                    let req = InternalRequest::FrostRound2 { keyshare: s.keyshare, jobs: s.jobs.clone() };
-                    let requests = s.signers.iter().map(|o| (*o, req.clone())).collect();
-                    Step::Next(s, requests)
-                }
+        match self.frost_step(ctx, phase, s.keyshare, &mut s.jobs, &s.signers, replies) {
+            FrostStep::Round2(requests) => Step::Next(s, requests),
+            FrostStep::Signed(results) => {
+                Self::reply_wallet(ctx, s.call, Ok(WalletReply::Signing { results }));
+                Step::Done
             }
-        } else {
-            let results = self.signing_results(ctx, s.keyshare, &s.jobs, replies);
-            Self::reply_wallet(ctx, s.call, results.map(|results| WalletReply::Signing { results }));
-            Step::Done
+            FrostStep::Failed(e) => {
+                Self::reply_wallet(ctx, s.call, Err(e));
+                Step::Done
+            }
+        }
+    }
+
+    /// One step of a single-keyshare FROST session (deposit tree, renew): after round 1, attach
+    /// the commitments and ask `signers` for round 2; after round 2, aggregate the shares.
+    pub(super) fn frost_step(&mut self, ctx: &mut Ctx<'_>, phase: u8, keyshare: KeyshareId, jobs: &mut [SigningJob], signers: &[OperatorId], replies: BTreeMap<OperatorId, InternalReply>) -> FrostStep {
+        if phase == 1 {
+            if let Err(e) = self.attach_commitments(ctx, keyshare, jobs, replies) {
+                return FrostStep::Failed(e);
+            }
+            let req = InternalRequest::FrostRound2 { keyshare, jobs: jobs.to_vec() };
+            return FrostStep::Round2(signers.iter().map(|o| (*o, req.clone())).collect());
+        }
+        match self.signing_results(ctx, keyshare, jobs, replies) {
+            Ok(results) => FrostStep::Signed(results),
+            Err(e) => FrostStep::Failed(e),
         }
     }
 

@@ -12,6 +12,8 @@ pub use renew::PendingRenewRow;
 pub use deposit::{check_signed, deposit_templates, witness_signature};
 mod dkg;
 mod gossip;
+// Split and aggregate: FROST over several keyshares in one flow (cleanup of the two copies).
+mod grouped_signing;
 mod renew;
 pub mod preimage;
 // Lightning send (§4.8): HTLC refunds, provide_preimage, return and expiry.
@@ -476,11 +478,10 @@ impl Operator {
             InternalRequest::AggregateRound1 { parent, counts } => self.aggregate_round1(ctx, parent, counts),
             InternalRequest::AggregateRound2 { parent, txs, jobs } => self.aggregate_round2(ctx, parent, txs, jobs),
             // Cooperative exit (coop_exit.rs).
-            InternalRequest::InitiateCoopExit { exit, transfer, sender, receiver, expiry, package, signed_refunds } => {
-                self.initiate_coop_exit(ctx, peer, exit, transfer, sender, receiver, expiry, package, signed_refunds)
-            }
+            InternalRequest::InitiateCoopExit { exit, init } => self.initiate_coop_exit(ctx, peer, exit, init),
             // Lightning send (preimage_send.rs).
-            InternalRequest::InitiatePreimageSend { swap, transfer, sender, receiver, expiry, package, signed_refunds } => {
+            InternalRequest::InitiatePreimageSend { swap, init } => {
+                let crate::msg::TransferInit { transfer, sender, receiver, expiry, package, signed_refunds } = init;
                 self.initiate_preimage_send_participant(ctx, peer, swap, transfer, sender, receiver, expiry, package, signed_refunds)
             }
         };

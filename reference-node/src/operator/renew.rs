@@ -9,7 +9,7 @@
 //!
 //! The lock is re-entrant for the owner: a wallet retrying after a lost reply or a crash starts
 //! the renew again (the templates are deterministic), so a renew never locks a leaf for good.
-use super::deposit::check_signed;
+use super::deposit::{check_signed, FrostStep};
 use super::store::{Db, LeafStatus};
 use super::{Operator, SessionKind, Step, WalletCall};
 use crate::crypto::signing::SigningJob;
@@ -93,25 +93,12 @@ impl Operator {
     }
 
     pub(super) fn renew_advance(&mut self, ctx: &mut Ctx<'_>, phase: u8, mut s: RenewSession, replies: BTreeMap<OperatorId, InternalReply>) -> Step<RenewSession> {
-        if phase == 1 {
-            match self.attach_commitments(ctx, s.keyshare, &mut s.jobs, replies) {
-                Err(e) => {
-                    self.renew_abort(ctx, s, e);
-                    Step::Done
-                }
-                Ok(()) => {
-                    let req = InternalRequest::FrostRound2 { keyshare: s.keyshare, jobs: s.jobs.clone() };
-                    let requests = s.signers.iter().map(|o| (*o, req.clone())).collect();
-                    Step::Next(s, requests)
-                }
-            }
-        } else {
-            match self.signing_results(ctx, s.keyshare, &s.jobs, replies) {
-                Ok(results) => Self::reply_wallet(ctx, s.call, Ok(WalletReply::Signing { results })),
-                Err(e) => self.renew_abort(ctx, s, e),
-            }
-            Step::Done
+        match self.frost_step(ctx, phase, s.keyshare, &mut s.jobs, &s.signers, replies) {
+            FrostStep::Round2(requests) => return Step::Next(s, requests),
+            FrostStep::Signed(results) => Self::reply_wallet(ctx, s.call, Ok(WalletReply::Signing { results })),
+            FrostStep::Failed(e) => self.renew_abort(ctx, s, e),
         }
+        Step::Done
     }
 
     /// Signing failed: unlock the leaf (nothing was signed for good) and tell the wallet.

@@ -257,34 +257,14 @@ impl Operator {
                 self.send_commit(ctx, s);
                 return Step::Done;
             }
+            let init = crate::msg::TransferInit { transfer: s.transfer, sender: s.sender, receiver: s.receiver, expiry: s.expiry, package: s.package.clone(), signed_refunds: s.signed.clone() };
             let req = match self.store.read().coop_exits.get(&s.transfer) {
                 // Cooperative exit: the participants need the connector tx (coop_exit.rs).
-                Some(exit) => InternalRequest::InitiateCoopExit {
-                    exit: exit.clone(),
-                    transfer: s.transfer,
-                    sender: s.sender,
-                    receiver: s.receiver,
-                    expiry: s.expiry,
-                    package: s.package.clone(),
-                    signed_refunds: s.signed.clone(),
-                },
+                Some(exit) => InternalRequest::InitiateCoopExit { exit: exit.clone(), init },
                 // Lightning send: the participants record the preimage request (preimage_send.rs).
-                None if s.swap.as_ref().is_some_and(|w| w.reason == crate::msg::lightning::PreimageReason::Send) => InternalRequest::InitiatePreimageSend {
-                    swap: s.swap.clone().expect("checked just above"),
-                    transfer: s.transfer,
-                    sender: s.sender,
-                    receiver: s.receiver,
-                    expiry: s.expiry,
-                    package: s.package.clone(),
-                    signed_refunds: s.signed.clone(),
-                },
-                None => InternalRequest::InitiateTransfer {
-                    transfer: s.transfer,
-                    sender: s.sender,
-                    receiver: s.receiver,
-                    expiry: s.expiry,
-                    package: s.package.clone(),
-                    signed_refunds: s.signed.clone(),
+                None => match s.swap.as_ref().filter(|w| w.reason == crate::msg::lightning::PreimageReason::Send) {
+                    Some(swap) => InternalRequest::InitiatePreimageSend { swap: swap.clone(), init },
+                    None => init.into_request(),
                 },
             };
             let requests = others.into_iter().map(|o| (o, req.clone())).collect();

@@ -17,15 +17,14 @@
 //!    parent stays locked: the wallet may hold a signed split node, so it can never be sent
 //!    whole again; the wallet retries the same plan).
 use super::store::{Db, KeyshareRow, KeyshareStatus, LeafRow, LeafStatus, SplitRow};
+use super::grouped_signing::{check_round2, group_user_jobs, JobGroups, JobSpec};
 use super::{Operator, SessionKind, Step, WalletCall};
 use crate::crypto::keysplit;
-use crate::crypto::signing::SigningJob;
 use crate::crypto::{curve, PublicKey};
 use crate::msg::{GossipBody, InternalReply, InternalRequest, LeafRecord, NodeSet, OperatorSigningResult, RefundSet, UserJob, WalletReply};
 use crate::node::Ctx;
 use crate::split_msg::{last_child_keyshare, PlannedChild, SplitChildKeys, SplitChildRequest, SplitRecord};
 use crate::tx::split::{self as split_tx, ChildSpec, SplitTxs, JOBS_PER_CHILD};
-use crate::tx::{sighash, template};
 use crate::types::{KeyshareId, LeafId, OperatorId};
 use bitcoin::{Amount, Transaction, TxOut};
 use std::collections::BTreeMap;
@@ -41,7 +40,7 @@ pub(super) struct SignSession {
     pub parent: LeafId,
     pub signers: Vec<OperatorId>,
     /// Jobs per keyshare, in job order (split: the parent's, then each child's).
-    pub groups: Vec<(KeyshareId, Vec<SigningJob>)>,
+    pub groups: JobGroups,
     pub txs: Vec<Transaction>,
     /// An aggregation's signing (its round-2 request is `AggregateRound2`).
     pub aggregate: bool,
@@ -59,6 +58,16 @@ struct ExpectedJob {
     keyshare: KeyshareId,
     verifying_key: PublicKey,
     user_public_key: PublicKey,
+}
+
+impl Expected {
+    /// The signing jobs over `txs` (`txs.in_job_order()`, one job per tx, input 0).
+    fn specs<'a>(&'a self, txs: &'a [Transaction]) -> Vec<JobSpec<'a>> {
+        txs.iter()
+            .zip(&self.jobs)
+            .map(|(tx, e)| JobSpec { tx, input: 0, prevouts: &e.prevouts, keyshare: e.keyshare, verifying_key: e.verifying_key, user_public_key: e.user_public_key })
+            .collect()
+    }
 }
 
 /// The checks shared by the coordinator and every participant on a split request.
@@ -261,8 +270,7 @@ impl Operator {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn split_signing_jobs(&self, identity: PublicKey, parent: LeafId, jobs: Vec<UserJob>) -> Result<(Vec<(KeyshareId, Vec<SigningJob>)>, Vec<Transaction>), String> {
+    fn split_signing_jobs(&self, identity: PublicKey, parent: LeafId, jobs: Vec<UserJob>) -> Result<(JobGroups, Vec<Transaction>), String> {
         let db = self.store.read();
         let split = db.splits.get(&parent).ok_or_else(|| format!("no split planned for leaf {parent}"))?;
         if split.owner_identity != identity {
@@ -273,19 +281,7 @@ impl Operator {
         }
         let expected = self.expected_split(db, parent)?;
         let txs = expected.txs.in_job_order();
-        if jobs.len() != txs.len() {
-            return Err(format!("expected {} signing jobs, found {}", txs.len(), jobs.len()));
-        }
-        let mut groups: Vec<(KeyshareId, Vec<SigningJob>)> = Vec::new();
-        for (i, (job, (tx, e))) in jobs.into_iter().zip(txs.iter().zip(&expected.jobs)).enumerate() {
-            template::compare_transactions(tx, &job.tx).map_err(|err| format!("job {i}: {err}"))?;
-            let message = sighash::key_spend_sighash(&job.tx, 0, &e.prevouts).map_err(|err| err.to_string())?;
-            let sj = SigningJob { message, verifying_key: e.verifying_key, user_public_key: e.user_public_key, operator_commitments: BTreeMap::new(), user_commitment: job.user_commitment };
-            match groups.last_mut() {
-                Some((k, v)) if *k == e.keyshare => v.push(sj),
-                _ => groups.push((e.keyshare, vec![sj])),
-            }
-        }
+        let groups = group_user_jobs(jobs, &expected.specs(&txs))?;
         Ok((groups, txs))
     }
 
@@ -343,17 +339,7 @@ impl Operator {
     /// Participant, step 2 round 1: nonces for each keyshare of a reserved split.
     pub(super) fn split_round1(&mut self, ctx: &mut Ctx<'_>, parent: LeafId, counts: Vec<(KeyshareId, u8)>) -> Result<InternalReply, String> {
         let allowed = self.split_keyshares(parent)?;
-        let mut out = Vec::with_capacity(counts.len());
-        for (keyshare, count) in counts {
-            if !allowed.contains(&keyshare) {
-                return Err(format!("keyshare {keyshare} is not part of the split of {parent}"));
-            }
-            match self.frost_round1(ctx, keyshare, count)? {
-                InternalReply::Commitments { commitments, se_public_key } => out.push((commitments, se_public_key)),
-                _ => return Err("round 1 produced no commitments".into()),
-            }
-        }
-        Ok(InternalReply::CommitmentsBatch(out))
+        self.frost_round1_groups(ctx, counts, &allowed, &format!("split of {parent}"))
     }
 
     /// The parent's keyshare and the children's, for a split not yet finalized here.
@@ -368,44 +354,18 @@ impl Operator {
     }
 
     /// Participant, step 2 round 2: rebuild, compare, then sign each group.
-    pub(super) fn split_round2(&mut self, ctx: &mut Ctx<'_>, parent: LeafId, txs: Vec<Transaction>, groups: Vec<(KeyshareId, Vec<SigningJob>)>) -> Result<InternalReply, String> {
+    pub(super) fn split_round2(&mut self, ctx: &mut Ctx<'_>, parent: LeafId, txs: Vec<Transaction>, groups: JobGroups) -> Result<InternalReply, String> {
         self.split_keyshares(parent)?;
         let expected = self.expected_split(self.store.read(), parent)?;
         let mine = expected.txs.in_job_order();
-        if txs.len() != mine.len() {
-            return Err(format!("expected {} split txs, found {}", mine.len(), txs.len()));
-        }
-        for (i, (e, f)) in mine.iter().zip(&txs).enumerate() {
-            template::compare_transactions(e, f).map_err(|err| format!("tx {i}: {err}"))?;
-        }
-        let mut i = 0;
-        for (keyshare, jobs) in &groups {
-            for job in jobs {
-                let (Some(e), Some(tx)) = (expected.jobs.get(i), mine.get(i)) else { return Err("more jobs than split txs".into()) };
-                let message = sighash::key_spend_sighash(tx, 0, &e.prevouts).map_err(|err| err.to_string())?;
-                if e.keyshare != *keyshare || job.message != message || job.verifying_key != e.verifying_key || job.user_public_key != e.user_public_key {
-                    return Err(format!("job {i} is not the split's tx {i} under its key"));
-                }
-                i += 1;
-            }
-        }
-        if i != mine.len() {
-            return Err(format!("{i} jobs for {} split txs", mine.len()));
-        }
+        check_round2("split", &mine, &txs, &expected.specs(&mine), &groups)?;
         // Durable before any share leaves: this operator never signs another plan for `parent`.
         let mut db = self.store.begin();
         if let Some(s) = db.splits.get_mut(&parent) {
             s.signed = true;
         }
         self.store.commit(db);
-        let mut out = Vec::with_capacity(groups.len());
-        for (keyshare, jobs) in groups {
-            match self.frost_round2(ctx, keyshare, jobs)? {
-                InternalReply::Shares(v) => out.push(v),
-                _ => return Err("round 2 produced no shares".into()),
-            }
-        }
-        Ok(InternalReply::SharesBatch(out))
+        self.frost_round2_groups(ctx, groups)
     }
 
     /// Coordinator, step 3: verify the aggregated signatures, commit the split, gossip it.
@@ -517,7 +477,7 @@ mod tests {
     use crate::crypto::{secp, Scalar, SecretKey};
     use crate::operator::OperatorConfig;
     use crate::params::{Directory, Params};
-    use crate::tx::template::p2tr_script;
+    use crate::tx::template::{self, p2tr_script};
     use bitcoin::OutPoint;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;

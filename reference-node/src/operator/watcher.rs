@@ -65,6 +65,13 @@ impl Operator {
                 let leaf = db.leaf_by_deposit.get(&input.previous_output).or_else(|| db.leaf_by_split_output.get(&input.previous_output));
                 if let Some(leaf) = leaf.copied() {
                     if let Some(row) = db.leaves.get_mut(&leaf) {
+                        // A SPLITTED parent (or an AGGREGATED child) holds no value of its own
+                        // (spark-protocol §6.1): its node tx confirming is a layer of the exit
+                        // chain of the leaves that replaced it (§4.6), so it keeps its status and
+                        // stays out of conservation and the live-leaf checks.
+                        if !row.status.is_value_bearing() {
+                            continue;
+                        }
                         if row.status != LeafStatus::OnChain {
                             db.chain_watch.on_chain.insert(leaf, (block.height, row.status));
                         }
@@ -272,6 +279,21 @@ mod tests {
         feed(&mut op, block(2, hash(22), hash(1), vec![]));
         assert_eq!(status(&op, leaf), LeafStatus::Available);
         assert!(op.db().chain_watch.on_chain.is_empty());
+    }
+
+    #[test]
+    fn a_split_or_aggregated_leaf_keeps_its_status_when_its_node_tx_confirms() {
+        for kept in [LeafStatus::Splitted, LeafStatus::Aggregated] {
+            let (mut op, deposit, leaf) = operator_with_leaf(1);
+            let outpoint = OutPoint { txid: deposit.compute_txid(), vout: 0 };
+            feed(&mut op, block(1, hash(1), BlockHash::all_zeros(), vec![deposit]));
+            let mut db = op.store.begin();
+            db.leaves.get_mut(&leaf).expect("leaf").status = kept;
+            op.store.commit(db);
+            feed(&mut op, block(2, hash(2), hash(1), vec![tx(vec![outpoint], vec![])]));
+            assert_eq!(status(&op, leaf), kept, "a child's exit through the parent's node tx");
+            assert!(op.db().chain_watch.on_chain.is_empty(), "nothing to undo in a reorg");
+        }
     }
 
     #[test]

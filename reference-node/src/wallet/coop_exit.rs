@@ -15,15 +15,15 @@
 //! A stalling user (`Command::CoopExit { stall: true }`) skips step 4's finalize: it tells the
 //! SSP to go ahead but never releases its key tweak, so the SSP must fall back on its connector
 //! refunds (ssp_coop_exit.rs).
-use super::{scalar_of, Command, LeafState, Op, Wallet};
-use crate::crypto::identity::{sha256, sign_digest};
-use crate::crypto::signing::{self, NonceCommitment, SigningJob};
+use super::{Command, LeafState, Op, Wallet};
+use crate::crypto::identity::sign_digest;
+use crate::crypto::signing::NonceCommitment;
 use crate::msg::ssp::CoopExitLeaf;
-use crate::msg::{transfer_package_digest, ReqId, SspReply, SspRequest, SspService, TransferLeafPackage, TransferOutcome, TransferPackage, UserSignedJob, WalletReply, WalletRequest};
+use crate::msg::{transfer_package_digest, ReqId, SspReply, SspRequest, SspService, TransferLeafPackage, TransferOutcome, TransferPackage, WalletReply, WalletRequest};
 use crate::node::Ctx;
 use crate::observe::Observation;
 use crate::operator::coop_exit::{check_connector_tx, connector_refunds};
-use crate::tx::{sighash, template};
+use crate::tx::template;
 use crate::types::{LeafId, Micros, NodeId, OperatorId, TransferId};
 use bitcoin::{OutPoint, Transaction, TxOut, Txid};
 use rand_core::RngCore;
@@ -296,19 +296,7 @@ impl Wallet {
             v.push(connector_out.clone());
             v
         });
-        if commitments.len() != 3 {
-            return Err(format!("{} commitment sets for 3 refunds", commitments.len()));
-        }
-        let user_key = leaf.signing_secret.public_key(crate::crypto::secp());
-        let mut refunds = Vec::new();
-        for ((tx, prev), ops) in txs.into_iter().zip(&prevouts).zip(commitments) {
-            let (nonce, user_commitment) = signing::commit(&scalar_of(&leaf.signing_secret), ctx.rng);
-            let message = sighash::key_spend_sighash(&tx, 0, prev).map_err(|e| e.to_string())?;
-            let job = SigningJob { message, verifying_key: leaf.verifying_key, user_public_key: user_key, operator_commitments: ops.clone(), user_commitment: user_commitment.clone() };
-            let user_share = signing::sign_as_user(&job, &leaf.signing_secret, &nonce).map_err(|e| e.to_string())?;
-            ctx.observe(Observation::NonceUsed { signer: self.cfg.id.to_string(), commitment: sha256(&[&user_commitment.0]), message });
-            refunds.push(UserSignedJob { tx, user_commitment, user_share, operator_commitments: ops });
-        }
+        let refunds = self.sign_refunds_as_user(ctx, leaf, txs, &prevouts, commitments, None)?;
         let transfer = c.exit_id;
         let key_tweak_package = self.key_tweaks(ctx, c.leaf, transfer, &leaf.signing_secret, &receiver)?;
         let signature = sign_digest(&self.cfg.identity, &transfer_package_digest(transfer, &key_tweak_package));

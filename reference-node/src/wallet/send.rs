@@ -9,6 +9,7 @@ use crate::observe::Observation;
 use crate::tx::sighash;
 use crate::types::{LeafId, Micros, OperatorId, TransferId, WalletId};
 use rand_core::RngCore;
+use bitcoin::{Transaction, TxOut};
 use std::collections::BTreeMap;
 
 pub(super) struct SendOp {
@@ -224,6 +225,20 @@ impl Wallet {
     /// refunds, wallet/lightning_send.rs).
     pub(super) fn transfer_package_with(&self, ctx: &mut Ctx<'_>, (leaf_id, leaf): (LeafId, &super::WalletLeaf), receiver_key: &PublicKey, commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>, txs: [bitcoin::Transaction; 3], adaptor: Option<PublicKey>) -> Result<(TransferId, TransferPackage), String> {
         let prevouts = leaf.nodes.refund_prevouts()?;
+        let refunds = self.sign_refunds_as_user(ctx, leaf, txs, &prevouts, commitments, adaptor)?;
+        let mut id = [0u8; 16];
+        ctx.rng.fill_bytes(&mut id);
+        let transfer = TransferId(id);
+        let key_tweak_package = self.key_tweaks(ctx, leaf_id, transfer, &leaf.signing_secret, receiver_key)?;
+        let signature = sign_digest(&self.cfg.identity, &transfer_package_digest(transfer, &key_tweak_package));
+        Ok((transfer, TransferPackage { leaves: vec![TransferLeafPackage { leaf: leaf_id, refunds }], key_tweak_package, signature }))
+    }
+
+    /// Our FROST share (input 0, the leaf key) of each of a leaf's 3 refunds against the
+    /// operators' round-1 commitments: a send's refunds, or a coop exit's connector refunds
+    /// (whose `prevouts` include the connector). With `adaptor`, the CPFP refund's share is
+    /// signed under that point (leaf swaps v2).
+    pub(super) fn sign_refunds_as_user(&self, ctx: &mut Ctx<'_>, leaf: &super::WalletLeaf, txs: [Transaction; 3], prevouts: &[Vec<TxOut>; 3], commitments: Vec<BTreeMap<OperatorId, NonceCommitment>>, adaptor: Option<PublicKey>) -> Result<Vec<UserSignedJob>, String> {
         if commitments.len() != 3 {
             return Err(format!("{} commitment sets for 3 refunds", commitments.len()));
         }
@@ -231,7 +246,7 @@ impl Wallet {
         let mut refunds = Vec::new();
         for (i, ((tx, prev), ops)) in txs.into_iter().zip(prevouts).zip(commitments).enumerate() {
             let (nonce, user_commitment) = signing::commit(&scalar_of(&leaf.signing_secret), ctx.rng);
-            let message = sighash::key_spend_sighash(&tx, 0, &prev).map_err(|e| e.to_string())?;
+            let message = sighash::key_spend_sighash(&tx, 0, prev).map_err(|e| e.to_string())?;
             let job = SigningJob { message, verifying_key: leaf.verifying_key, user_public_key: user_key, operator_commitments: ops.clone(), user_commitment: user_commitment.clone() };
             let user_share = match adaptor.filter(|_| i == 0) {
                 Some(t) => crate::crypto::adaptor_frost::sign_as_user(&job, &leaf.signing_secret, &nonce, &t),
@@ -241,12 +256,7 @@ impl Wallet {
             ctx.observe(Observation::NonceUsed { signer: self.cfg.id.to_string(), commitment: sha256(&[&user_commitment.0]), message });
             refunds.push(UserSignedJob { tx, user_commitment, user_share, operator_commitments: ops });
         }
-        let mut id = [0u8; 16];
-        ctx.rng.fill_bytes(&mut id);
-        let transfer = TransferId(id);
-        let key_tweak_package = self.key_tweaks(ctx, leaf_id, transfer, &leaf.signing_secret, receiver_key)?;
-        let signature = sign_digest(&self.cfg.identity, &transfer_package_digest(transfer, &key_tweak_package));
-        Ok((transfer, TransferPackage { leaves: vec![TransferLeafPackage { leaf: leaf_id, refunds }], key_tweak_package, signature }))
+        Ok(refunds)
     }
 
     /// Per operator: ECIES(operator identity, its Feldman share of δ, the public share tweaks,

@@ -87,27 +87,41 @@ impl Wallet {
     }
 
     /// Exit tx from one L1 coin (reserved from now on) and the connector tx spending exit:1.
+    /// Both pay the SSP's feerate (`l1_feerate_sat_vb`, as deposits do) on their signed size:
+    /// neither has a §3.2 template (those are the leaf's txs; §3.7 only fixes the connector
+    /// layout), so they are plain v2 txs that enter the mempool on their own fee. The connector
+    /// tx's fee is carried by exit:1, the exit tx's by the SSP's change.
     fn build_exit_txs(&mut self, ctx: &mut Ctx<'_>, payout: u64, withdrawal: ScriptBuf) -> Result<(Transaction, Transaction), String> {
-        let connectors = 2 * CONNECTOR_SATS;
-        let need = payout + connectors;
+        let rate = self.cfg.params.l1_feerate_sat_vb;
+        let (outpoint, mine) = match self.l1_coins.first() {
+            Some((o, c)) => (*o, c.script_pubkey.clone()),
+            None => return Err("no L1 coin for the payout".into()),
+        };
+        let connector = TxOut { value: Amount::from_sat(CONNECTOR_SATS), script_pubkey: mine.clone() };
+        let connector_fee = key_spend_fee(rate, &spend(vec![outpoint], vec![connector.clone(), connector.clone()]));
+        let funding = 2 * CONNECTOR_SATS + connector_fee;
+        // Sized with a change output (a coin that leaves no change overpays by one output).
+        let outs = |change: u64| {
+            let mut v = vec![TxOut { value: Amount::from_sat(payout), script_pubkey: withdrawal.clone() }, TxOut { value: Amount::from_sat(funding), script_pubkey: mine.clone() }];
+            if change > 0 {
+                v.push(TxOut { value: Amount::from_sat(change), script_pubkey: mine.clone() });
+            }
+            v
+        };
+        let exit_fee = key_spend_fee(rate, &spend(vec![outpoint], outs(1)));
+        let need = payout + funding + exit_fee;
         let idx = self.l1_coins.iter().position(|(_, o)| o.value.to_sat() >= need).ok_or_else(|| format!("no L1 coin of {need} sats for the payout"))?;
         let (outpoint, coin) = self.l1_coins.remove(idx);
-        let mine = coin.script_pubkey.clone();
-        let mut output = vec![TxOut { value: Amount::from_sat(payout), script_pubkey: withdrawal }, TxOut { value: Amount::from_sat(connectors), script_pubkey: mine.clone() }];
         let change = coin.value.to_sat() - need;
-        if change > 0 {
-            output.push(TxOut { value: Amount::from_sat(change), script_pubkey: mine.clone() });
-        }
-        let mut exit_tx = spend(vec![outpoint], output);
+        let mut exit_tx = spend(vec![outpoint], outs(change));
         self.sign_l1_input(ctx, &mut exit_tx, 0, &[coin])?;
         let exit_txid = exit_tx.compute_txid();
         if change > 0 {
             self.l1_coins.push((OutPoint { txid: exit_txid, vout: 2 }, exit_tx.output[2].clone()));
         }
-        let funding = exit_tx.output[1].clone();
-        let out = TxOut { value: Amount::from_sat(CONNECTOR_SATS), script_pubkey: mine };
-        let mut connector_tx = spend(vec![OutPoint { txid: exit_txid, vout: 1 }], vec![out.clone(), out]);
-        self.sign_l1_input(ctx, &mut connector_tx, 0, &[funding])?;
+        let funding_out = exit_tx.output[1].clone();
+        let mut connector_tx = spend(vec![OutPoint { txid: exit_txid, vout: 1 }], vec![connector.clone(), connector]);
+        self.sign_l1_input(ctx, &mut connector_tx, 0, &[funding_out])?;
         Ok((exit_tx, connector_tx))
     }
 
@@ -243,11 +257,82 @@ impl Wallet {
     }
 }
 
+/// The fee at `rate` sat/vB for `tx` once every input carries a key-path signature.
+fn key_spend_fee(rate: u64, tx: &Transaction) -> u64 {
+    let mut signed = tx.clone();
+    for input in &mut signed.input {
+        input.witness = Witness::from_slice(&[[0u8; 64]]);
+    }
+    rate.saturating_mul(signed.vsize() as u64)
+}
+
 fn spend(inputs: Vec<OutPoint>, output: Vec<TxOut>) -> Transaction {
     Transaction {
         version: bitcoin::transaction::Version::TWO,
         lock_time: bitcoin::absolute::LockTime::ZERO,
         input: inputs.into_iter().map(|previous_output| TxIn { previous_output, script_sig: ScriptBuf::new(), sequence: Sequence::MAX, witness: Witness::new() }).collect(),
         output,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{Chain, ChainReject};
+    use crate::params::{Directory, Params};
+    use crate::types::OperatorId;
+    use crate::wallet::WalletConfig;
+    use rand_core::SeedableRng;
+    use std::sync::Arc;
+
+    /// An SSP holding one funded L1 coin of `coin` sats, paying `rate` sat/vB.
+    fn ssp(chain: &mut Chain, rate: u64, coin: u64) -> Wallet {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let (identity, l1_key) = (crate::crypto::SecretKey::new(&mut rng), crate::crypto::SecretKey::new(&mut rng));
+        let mut params = Params::new(3, 2);
+        params.l1_feerate_sat_vb = rate;
+        let mut w = Wallet::new(WalletConfig { id: WalletId(9), identity, l1_key, coordinator: OperatorId(0), params: Arc::new(params), directory: Arc::new(Directory::default()) });
+        let script = template::p2tr_script(&w.l1_key_public());
+        let outpoint = chain.fund(script.clone(), Amount::from_sat(coin));
+        w.add_l1_coin(outpoint, TxOut { value: Amount::from_sat(coin), script_pubkey: script });
+        w
+    }
+
+    fn build(w: &mut Wallet, payout: u64) -> Result<(Transaction, Transaction), String> {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+        let mut ctx = Ctx::new(crate::types::Micros::ZERO, NodeId::Wallet(w.id()), &mut rng);
+        w.build_exit_txs(&mut ctx, payout, ScriptBuf::new_op_return([1u8; 4]))
+    }
+
+    #[test]
+    fn exit_and_connector_txs_pay_the_ssp_feerate_and_enter_a_mempool_at_that_floor() {
+        let mut chain = Chain::new();
+        let mut w = ssp(&mut chain, 5, 1_000_000);
+        let (exit_tx, connector_tx) = build(&mut w, 98_500).expect("built");
+        // The connector tx's fee is what exit:1 carries above its two connectors.
+        let connector_fee = exit_tx.output[1].value.to_sat() - 2 * CONNECTOR_SATS;
+        assert!(connector_fee >= 5 * connector_tx.vsize() as u64, "connector fee {connector_fee} for {} vB", connector_tx.vsize());
+        let exit_fee = 1_000_000 - exit_tx.output.iter().map(|o| o.value.to_sat()).sum::<u64>();
+        assert!(exit_fee >= 5 * exit_tx.vsize() as u64, "exit fee {exit_fee} for {} vB", exit_tx.vsize());
+        assert_eq!(exit_tx.output[0].value.to_sat(), 98_500, "the user's payout is not touched by fees");
+        chain.set_min_feerate(5);
+        chain.submit(exit_tx).expect("the exit tx clears the floor");
+        chain.submit(connector_tx).expect("the connector tx clears the floor");
+    }
+
+    #[test]
+    fn a_zero_rate_builds_zero_fee_txs_that_a_fee_floor_refuses() {
+        let mut chain = Chain::new();
+        let mut w = ssp(&mut chain, 0, 1_000_000);
+        let (exit_tx, _) = build(&mut w, 98_500).expect("built");
+        chain.set_min_feerate(1);
+        assert!(matches!(chain.submit(exit_tx), Err(ChainReject::FeeTooLow { .. })));
+    }
+
+    #[test]
+    fn a_coin_that_cannot_cover_the_fees_is_not_used() {
+        let mut chain = Chain::new();
+        let mut w = ssp(&mut chain, 5, 98_500 + 2 * CONNECTOR_SATS);
+        assert!(build(&mut w, 98_500).is_err_and(|e| e.contains("no L1 coin")));
     }
 }

@@ -9,8 +9,7 @@
 //! layer's refunds among themselves are I-6's business (ties between one owner's refunds are
 //! allowed there), so a refund is compared only with node txs.
 use reference_node::msg::NodeSet;
-use reference_node::operator::store::{Db, LeafRow, LeafStatus};
-use reference_node::types::LeafId;
+use reference_node::operator::store::{LeafRow, LeafStatus};
 use reference_node::tx::renew::{precondition, RenewKind, RENEW_THRESHOLD};
 use reference_node::tx::timelock::{blocks, DIRECT_TIMELOCK_OFFSET, INITIAL_TIMELOCK, TIME_LOCK_INTERVAL};
 use bitcoin::{OutPoint, Transaction, Txid};
@@ -42,14 +41,6 @@ pub fn check_node_bounds(layer: &NodeSet) -> Option<String> {
 /// I-8 on every ancestor layer of a leaf (the leaf node itself is checked with its refunds).
 pub fn check_ancestor_bounds(row: &LeafRow) -> Option<String> {
     row.ancestors.iter().enumerate().find_map(|(i, l)| check_node_bounds(l).map(|m| format!("exit-chain layer {i}: {m}")))
-}
-
-/// A leaf whose chain its own split supersedes (finalized, or locked while being signed): the
-/// signed split node undercuts it by design, so I-7 and the stale-refund race leave it out. Only
-/// the parent: `db.splits` is keyed by the parent, so a split child (a leaf of its own, renewed
-/// and raced like any other) is checked unless it is split in turn.
-pub fn superseded_by_split(db: &Db, leaf: &LeafId, row: &LeafRow) -> bool {
-    db.splits.get(leaf).is_some_and(|x| x.split_nodes.is_some()) || row.status == LeafStatus::SplitLocked
 }
 
 /// Every signed spender seen per outpoint: txid → (CSV, is a node tx).
@@ -98,6 +89,14 @@ fn short(t: &Txid) -> String {
     t.to_string()[..8].to_string()
 }
 
+/// Whether I-7 holds a leaf with this status to the ordering rule. A SPLITTED parent or an
+/// AGGREGATED child is superseded, and a SPLIT_LOCKED parent is being superseded (its split node
+/// may be signed, and another operator may already hold the children): the split or aggregate
+/// node undercuts their chain by design. Every other leaf is held, split children included.
+pub fn held_to_node_ordering(status: LeafStatus) -> bool {
+    status.is_value_bearing() && status != LeafStatus::SplitLocked
+}
+
 /// L-7 at quiescence: an AVAILABLE leaf with refund CSV ≤ 300 has a renew variant whose
 /// precondition holds (so it can always be renewed while the operators are live).
 pub fn check_renewable(row: &LeafRow) -> Option<String> {
@@ -122,6 +121,30 @@ mod tests {
             input: vec![TxIn { previous_output: OutPoint { txid: prev, vout: 0 }, sequence: Sequence::from_height(csv), ..Default::default() }],
             output: vec![TxOut { value: Amount::from_sat(tag), script_pubkey: ScriptBuf::new() }],
         }
+    }
+
+    #[test]
+    fn a_split_parent_is_superseded_but_its_child_is_held_to_i7() {
+        use crate::checker::split_tree::{nodes, SplitTree};
+        let tree = SplitTree::new();
+        let mut history = NodeLayerHistory::default();
+        // Before the split the parent's chain is fine; the child's chain (through the split
+        // node, CSV 0) undercuts the parent's refund on the parent's node output.
+        let mut before = tree.parent.clone();
+        before.status = LeafStatus::Available;
+        assert_eq!(history.record_and_check(&before), None);
+        assert_eq!(history.record_and_check(&tree.child), None);
+        // The parent's own refund now loses to the split node: by design, so not held.
+        assert!(history.record_and_check(&tree.parent).is_some());
+        assert!(!held_to_node_ordering(LeafStatus::Splitted));
+        assert!(!held_to_node_ordering(LeafStatus::SplitLocked));
+        assert!(!held_to_node_ordering(LeafStatus::Aggregated));
+        // A child is held: a new node that does not undercut its old one is flagged.
+        assert!(held_to_node_ordering(tree.child.status));
+        assert!(held_to_node_ordering(LeafStatus::OnChain), "a leaf whose node tx confirmed is still judged");
+        let mut stale = tree.child.clone();
+        stale.nodes = nodes(tree.split_nodes.cpfp.compute_txid(), 2000, crate::checker::split_tree::VALUE - 5);
+        assert!(history.record_and_check(&stale).is_some_and(|m| m.contains("does not undercut")));
     }
 
     #[test]

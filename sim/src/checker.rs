@@ -2022,6 +2022,10 @@ mod tests {
             let split_nodes = Some(db.leaves[&LEAF].nodes.clone());
             let row = reference_node::operator::store::SplitRow { owner_identity: key(1), coordinator: OperatorId(0), plan: Vec::new(), signed: true, split_nodes };
             db.splits.insert(if split_itself { LEAF } else { PARENT }, row);
+            if split_itself {
+                // A finalized split leaves its parent SPLITTED (operator/split.rs).
+                db.leaves.get_mut(&LEAF).unwrap().status = reference_node::operator::store::LeafStatus::Splitted;
+            }
         }
     }
 

@@ -331,7 +331,9 @@ impl Operator {
             TimerKind::RequestTimeout(tag) => {
                 let (session, phase) = (tag >> 8, (tag & 0xff) as u8);
                 let Some(s) = self.vol.sessions.get(&session) else { return };
-                if s.phase == phase && !s.resent {
+                // A silent signer in a FROST round is treated as withholding (identifiable abort:
+                // named, left out of the next signer set) rather than asked again.
+                if s.phase == phase && !s.resent && !s.is_signing_round() {
                     self.resend_round(ctx, session, tag);
                 } else if s.phase == phase {
                     if s.is_signing_round() {

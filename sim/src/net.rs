@@ -9,7 +9,8 @@
 //! "network/reorder"), and only on links where they are switched on, so a run that does not
 //! use them draws exactly what it drew before they existed (same trace hash). Links to and
 //! from [`NodeId::Chain`] are the node's own bitcoind: fixed latency, never lost, never
-//! partitioned, no draws.
+//! partitioned, no draws. A node's message to itself is never lost either (it still takes its
+//! two draws).
 
 use crate::rng;
 use rand_chacha::ChaCha20Rng;
@@ -306,7 +307,9 @@ impl Network {
         if self.partitions.iter().any(|w| w.separates(now, from, to)) {
             return Route::Dropped(DropReason::Partition);
         }
-        if rng::chance_from(loss_draw, link.loss) {
+        // A node's message to itself (a coordinator is also a participant of its own rounds) is
+        // a local call: never lost. Its draws were taken all the same (module comment).
+        if from != to && rng::chance_from(loss_draw, link.loss) {
             return Route::Dropped(DropReason::Loss);
         }
         let slow = self
@@ -358,6 +361,22 @@ mod tests {
             }
             assert_eq!(n.route(Micros::ZERO, A, B), Route::Deliver(Micros(7)));
         }
+    }
+
+    #[test]
+    fn full_loss_never_drops_a_message_to_self_but_keeps_its_draws() {
+        let mut cfg = NetConfig::default();
+        cfg.default.loss = 1.0;
+        // A lossless A -> W link shows where the stream stands through its latency draw.
+        cfg.links.insert((A, W), LinkConfig::new(cfg.default.latency, 0.0));
+        let (mut a, mut b) = (net(cfg.clone()), net(cfg));
+        assert!(matches!(a.route(Micros::ZERO, A, A), Route::Deliver(_)));
+        // The self-send took its two draws: the next message sees the same stream position as
+        // after any other send.
+        b.route(Micros::ZERO, W, A);
+        let (ra, rb) = (a.route(Micros::ZERO, A, W), b.route(Micros::ZERO, A, W));
+        assert!(matches!(ra, Route::Deliver(_)));
+        assert_eq!(ra, rb);
     }
 
     #[test]

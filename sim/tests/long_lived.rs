@@ -5,26 +5,8 @@
 //! `renew-split-child.toml` (cargo test size): 22 transfers, one renew-refund, the exit.
 //! `long-lived-leaf.toml` (391 transfers, 19 renew-refunds then a renew-node, the exit) takes
 //! minutes even in release: `cargo test --release -p sparksim --test long_lived -- --ignored`.
-use sparksim::report::RunReport;
-use sparksim::runner::{self, RunOptions};
-use sparksim::scenario::Scenario;
-use std::path::PathBuf;
-
-fn run(rel: &str, seed: u64) -> RunReport {
-    let path = PathBuf::from(format!("{}/../scenarios/{rel}", env!("CARGO_MANIFEST_DIR")));
-    let s = Scenario::load(path).unwrap_or_else(|e| panic!("{e}"));
-    runner::run(&s, &s.file, seed, &RunOptions::default()).report
-}
-
-fn fired(r: &RunReport, name: &str) -> u64 {
-    r.checker.as_ref().and_then(|c| c.sometimes.get(name).copied()).unwrap_or(0)
-}
-
-fn assert_clean(rel: &str, r: &RunReport) {
-    let v: Vec<String> = r.violations.iter().map(|v| format!("{}: {}", v.invariant, v.message)).collect();
-    assert!(v.is_empty(), "{rel} seed {}: {v:?}", r.seed);
-    assert_eq!(r.transfers_claimed, r.transfers_sent, "{rel} seed {}: every send is claimed", r.seed);
-}
+mod common;
+use common::{assert_clean, fired, run};
 
 #[test]
 fn a_split_child_renews_its_refund_and_exits_through_the_renewed_chain() {

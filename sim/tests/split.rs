@@ -1,26 +1,8 @@
 //! Split (spark-protocol §2.6) through the whole simulator: the happy path and a coordinator
 //! crashing mid-split. Each run must pass its invariants, actually split (the `leaf-split`
 //! property), and in the fault scenario the crash must land while a split is in flight.
-use sparksim::report::RunReport;
-use sparksim::runner::{self, RunOptions};
-use sparksim::scenario::Scenario;
-use std::path::PathBuf;
-
-fn run(rel: &str, seed: u64) -> RunReport {
-    let path = PathBuf::from(format!("{}/../scenarios/{rel}", env!("CARGO_MANIFEST_DIR")));
-    let s = Scenario::load(path).unwrap_or_else(|e| panic!("{e}"));
-    runner::run(&s, &s.file, seed, &RunOptions::default()).report
-}
-
-fn fired(r: &RunReport, name: &str) -> u64 {
-    r.checker.as_ref().and_then(|c| c.sometimes.get(name).copied()).unwrap_or(0)
-}
-
-fn assert_clean(rel: &str, r: &RunReport) {
-    let v: Vec<String> = r.violations.iter().map(|v| format!("{}: {}", v.invariant, v.message)).collect();
-    assert!(v.is_empty(), "{rel} seed {}: {v:?}", r.seed);
-    assert_eq!(r.transfers_claimed, r.transfers_sent, "{rel} seed {}: every sent child is claimed", r.seed);
-}
+mod common;
+use common::{assert_clean, fired, run};
 
 #[test]
 fn split_happy_path_children_claimed_one_exits_through_the_split_node_and_aggregate() {

@@ -2,9 +2,8 @@
 //! operation a flow carries, its decisions and the durable `FlowExecution` row. The engine
 //! itself is `operator/twopc.rs`; these types live apart because messages (`msg.rs`) and the
 //! store (`operator/store.rs`) both carry them.
-use crate::msg::{RefundSet, TransferPackage};
+use crate::msg::{RefundSet, TransferInit};
 use crate::operator::coop_exit::CoopExitRow;
-use crate::crypto::PublicKey;
 use crate::types::{LeafId, Micros, OperatorId, TransferId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,12 +43,9 @@ pub enum FlowOp {
     /// Send (`start_transfer_v2`): record the transfer with its pending sender tweak and lock
     /// the leaves (the domain work of `InitiateTransfer`).
     StartTransfer {
-        transfer: TransferId,
-        sender: PublicKey,
-        receiver: PublicKey,
-        expiry: Micros,
-        package: TransferPackage,
-        signed_refunds: BTreeMap<LeafId, RefundSet>,
+        /// `InitiateTransfer`'s fields (bincode writes them inline: the bytes are those of the
+        /// flat variant it replaced).
+        init: TransferInit,
         /// The coordinator holds this send's sender tweak past COMMIT (a swap leg or a
         /// cooperative exit, `operator/tweak_hold.rs`): COMMIT then records it, and the tweak
         /// waits for the hold's own decision.
@@ -70,15 +66,16 @@ pub enum FlowOp {
 impl FlowOp {
     pub fn transfer(&self) -> TransferId {
         match self {
-            FlowOp::StartTransfer { transfer, .. } | FlowOp::ReceiverSettle { transfer, .. } | FlowOp::FinalizeTransfer { transfer, .. } => *transfer,
+            FlowOp::StartTransfer { init, .. } => init.transfer,
+            FlowOp::ReceiverSettle { transfer, .. } | FlowOp::FinalizeTransfer { transfer, .. } => *transfer,
         }
     }
     /// The decisions of this op: (commit, rollback). The rollback is pre-filled when the flow
     /// starts, so a sweep can roll back without the coordinator's (volatile) session.
     pub fn decisions(&self) -> (FlowDecision, FlowDecision) {
         match self {
-            FlowOp::StartTransfer { transfer, held: false, .. } => (FlowDecision::SettleSender { transfer: *transfer }, FlowDecision::CancelTransfer { transfer: *transfer }),
-            FlowOp::StartTransfer { transfer, held: true, .. } => (FlowDecision::HoldSender { transfer: *transfer }, FlowDecision::CancelTransfer { transfer: *transfer }),
+            FlowOp::StartTransfer { init, held: false, .. } => (FlowDecision::SettleSender { transfer: init.transfer }, FlowDecision::CancelTransfer { transfer: init.transfer }),
+            FlowOp::StartTransfer { init, held: true, .. } => (FlowDecision::HoldSender { transfer: init.transfer }, FlowDecision::CancelTransfer { transfer: init.transfer }),
             FlowOp::ReceiverSettle { transfer, attempt, .. } => (
                 FlowDecision::ReceiverCommit { transfer: *transfer, attempt: *attempt },
                 FlowDecision::ReceiverRollback { transfer: *transfer, attempt: *attempt },

@@ -47,6 +47,14 @@ pub(super) struct SendSession {
     pub(super) swap: Option<crate::msg::lightning::PreimageSwap>,
 }
 
+impl SendSession {
+    /// What the participants record for this send (`InitiateTransfer`, a coop exit's or a
+    /// Lightning send's initiate, the two-phase Prepare).
+    pub(super) fn transfer_init(&self) -> crate::msg::TransferInit {
+        crate::msg::TransferInit { transfer: self.transfer, sender: self.sender, receiver: self.receiver, expiry: self.expiry, package: self.package.clone(), signed_refunds: self.signed.clone() }
+    }
+}
+
 /// The validated content of a transfer package, as one operator sees it.
 struct ValidSend {
     slice: Vec<SendLeafKeyTweak>,
@@ -257,7 +265,7 @@ impl Operator {
                 self.send_commit(ctx, s);
                 return Step::Done;
             }
-            let init = crate::msg::TransferInit { transfer: s.transfer, sender: s.sender, receiver: s.receiver, expiry: s.expiry, package: s.package.clone(), signed_refunds: s.signed.clone() };
+            let init = s.transfer_init();
             let req = match self.store.read().coop_exits.get(&s.transfer) {
                 // Cooperative exit: the participants need the connector tx (coop_exit.rs).
                 Some(exit) => InternalRequest::InitiateCoopExit { exit: exit.clone(), init },

@@ -240,7 +240,8 @@ impl Operator {
         }
         let mut db = self.store.begin();
         match op {
-            FlowOp::StartTransfer { transfer, sender, receiver, expiry, package, signed_refunds, held: _, coop_exit } => {
+            FlowOp::StartTransfer { init, held: _, coop_exit } => {
+                let crate::msg::TransferInit { transfer, sender, receiver, expiry, package, signed_refunds } = init;
                 // A cooperative exit: its exit row first, so the refunds are checked as connector
                 // refunds (coop_exit.rs); a refused Prepare leaves neither behind.
                 if let Some(exit) = coop_exit {

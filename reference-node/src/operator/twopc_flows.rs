@@ -19,12 +19,7 @@ impl Operator {
     /// other operator (their domain work is `InitiateTransfer`'s).
     pub(super) fn twopc_send_prepare(&mut self, ctx: &mut Ctx<'_>, s: SendSession) -> Step<SendSession> {
         let op = FlowOp::StartTransfer {
-            transfer: s.transfer,
-            sender: s.sender,
-            receiver: s.receiver,
-            expiry: s.expiry,
-            package: s.package.clone(),
-            signed_refunds: s.signed.clone(),
+            init: s.transfer_init(),
             held: Self::sender_tweak_held(self.store.read(), s.transfer),
             coop_exit: self.store.read().coop_exits.get(&s.transfer).cloned().map(Box::new),
         };

@@ -482,10 +482,7 @@ impl Operator {
             // Cooperative exit (coop_exit.rs).
             InternalRequest::InitiateCoopExit { exit, init } => self.initiate_coop_exit(ctx, peer, exit, init),
             // Lightning send (preimage_send.rs).
-            InternalRequest::InitiatePreimageSend { swap, init } => {
-                let crate::msg::TransferInit { transfer, sender, receiver, expiry, package, signed_refunds } = init;
-                self.initiate_preimage_send_participant(ctx, peer, swap, transfer, sender, receiver, expiry, package, signed_refunds)
-            }
+            InternalRequest::InitiatePreimageSend { swap, init } => self.initiate_preimage_send_participant(ctx, peer, swap, init),
         };
         if let Err(e) = &reply {
             ctx.observe(Observation::Rejected { what: format!("{} internal request from {peer}", self.cfg.id), reason: e.clone() });

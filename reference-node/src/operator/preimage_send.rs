@@ -17,11 +17,10 @@ use super::store::{Db, TransferStatus};
 use super::{Operator, WalletCall};
 use crate::crypto::PublicKey;
 use crate::msg::lightning::{PreimageReason, PreimageSwap};
-use crate::msg::{GossipBody, InternalReply, RefundSet, TransferOutcome, TransferPackage, WalletReply};
+use crate::msg::{GossipBody, InternalReply, TransferInit, TransferOutcome, TransferPackage, WalletReply};
 use crate::node::Ctx;
 use crate::observe::Observation;
-use crate::types::{LeafId, Micros, NodeId, OperatorId, TransferId};
-use std::collections::BTreeMap;
+use crate::types::{Micros, NodeId, OperatorId, TransferId};
 
 pub use super::preimage::expected_htlc_refunds;
 
@@ -141,7 +140,8 @@ impl Operator {
     /// Participant: `InitiatePreimageSend`: record the request, then run the transfer's checks
     /// against it (HTLC refunds); a failed check leaves no row behind.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn initiate_preimage_send_participant(&mut self, ctx: &mut Ctx<'_>, coordinator: OperatorId, swap: PreimageSwap, transfer: TransferId, sender: PublicKey, receiver: PublicKey, expiry: Micros, package: TransferPackage, signed_refunds: BTreeMap<LeafId, RefundSet>) -> Result<InternalReply, String> {
+    pub(super) fn initiate_preimage_send_participant(&mut self, ctx: &mut Ctx<'_>, coordinator: OperatorId, swap: PreimageSwap, init: TransferInit) -> Result<InternalReply, String> {
+        let TransferInit { transfer, sender, receiver, expiry, package, signed_refunds } = init;
         let had = send_hash_of(self.store.read(), transfer) == Some(swap.payment_hash);
         if !had {
             let dir = &self.cfg.directory;
@@ -255,6 +255,7 @@ pub fn send_outcome(db: &Db, transfer: TransferId) -> Option<(TransferOutcome, O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
     use crate::crypto::SecretKey;
     use crate::crypto::identity::sha256;
     use crate::operator::store::TransferRow;
